@@ -1,0 +1,12 @@
+using System.CommandLine;
+using FedEdge.Cli.Commands;
+
+// `fededge`: one tool for training, simulation, the cloud service, the edge agent and benchmarks.
+// Each subcommand lives in its own file under Commands/.
+var root = new RootCommand("FedEdge: federated learning for fleets of edge devices.")
+{
+    InfoCommand.Create(),
+    // [commands] one line per subcommand, added by the component that owns it
+};
+
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh Debian machine with the .NET SDK: installs what the
+# tests need, restores, builds in Release and runs every test project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh --test
+dotnet restore FedEdge.sln
+dotnet build FedEdge.sln -c Release --no-restore
+
+results=$(mktemp -d)
+status=0
+dotnet test FedEdge.sln -c Release --no-build --logger "trx" --results-directory "$results" "$@" || status=$?
+
+# One closing line that any reader understands, summed over the test projects' TRX files.
+cat "$results"/*.trx 2>/dev/null | grep -o '<Counters [^>]*>' | awk '
+  { for (i = 1; i <= NF; i++) { split($i, kv, "=\""); gsub(/"\/?>?/, "", kv[2]);
+      if (kv[1] == "passed") p += kv[2]; if (kv[1] == "failed") f += kv[2]; if (kv[1] == "notExecuted") s += kv[2]; } }
+  END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }'
+exit $status
