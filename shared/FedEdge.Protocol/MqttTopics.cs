@@ -1,0 +1,31 @@
+namespace FedEdge.Protocol;
+
+/// <summary>
+/// The MQTT topic scheme, in one place so that the broker's access control, the cloud's
+/// ingestion bridge and the edge agent cannot disagree. See docs/protocol.md.
+/// </summary>
+public static class MqttTopics
+{
+    public const string Root = "fededge";
+
+    /// <summary>Retained <c>ModelAnnouncement</c> of a federation's current global model.</summary>
+    public static string Model(string federation) => $"{Root}/{federation}/model";
+
+    /// <summary>Retained chunks of model version <paramref name="version"/>.</summary>
+    public static string ModelChunk(string federation, long version, int index) => $"{Root}/{federation}/model/{version}/{index}";
+
+    /// <summary>Filter matching the announcement and every chunk of a federation's models.</summary>
+    public static string ModelFilter(string federation) => $"{Root}/{federation}/model/#";
+
+    /// <summary>Where one device publishes its update envelopes (and their chunks).</summary>
+    public static string Update(string federation, string deviceId) => $"{Root}/{federation}/update/{deviceId}";
+
+    /// <summary>Filter matching every device's updates in a federation.</summary>
+    public static string UpdateFilter(string federation) => $"{Root}/{federation}/update/+";
+
+    /// <summary>Device liveness: "online" retained on connect, "offline" as the last will.</summary>
+    public static string Status(string federation, string deviceId) => $"{Root}/{federation}/status/{deviceId}";
+
+    /// <summary>Device telemetry (training metrics, drift statistics).</summary>
+    public static string Telemetry(string federation, string deviceId) => $"{Root}/{federation}/telemetry/{deviceId}";
+}
