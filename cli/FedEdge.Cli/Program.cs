@@ -6,6 +6,7 @@ using FedEdge.Cli.Commands;
 var root = new RootCommand("FedEdge: federated learning for fleets of edge devices.")
 {
     InfoCommand.Create(),
+    BenchCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
 
