@@ -11,6 +11,8 @@ dotnet build FedEdge.sln -c Release --no-restore
 results=$(mktemp -d)
 status=0
 dotnet test FedEdge.sln -c Release --no-build --logger "trx" --results-directory "$results" "$@" || status=$?
+# The Raspberry Pi build: linux-arm64 self-contained publish, `fededge train` for 5 steps under qemu (~2 min).
+[[ "${FEDEDGE_SKIP_ARM64:-}" == 1 ]] || bash scripts/check-arm64.sh || status=$?
 
 # One closing line that any reader understands, summed over the test projects' TRX files.
 cat "$results"/*.trx 2>/dev/null | grep -o '<Counters [^>]*>' | awk '

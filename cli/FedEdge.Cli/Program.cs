@@ -7,6 +7,12 @@ var root = new RootCommand("FedEdge: federated learning for fleets of edge devic
 {
     InfoCommand.Create(),
     BenchCommand.Create(),
+    CloudCommand.Create(),
+    DevicesCommand.Create(),
+    AggregateCommand.Create(),
+    TrainCommand.Create(),
+    EvalCommand.Create(),
+    EdgeCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
 

@@ -9,6 +9,9 @@ internal static class BenchCommand
     {
         var command = new Command("bench", "Run FedEdge's benchmarks and print their figures.")
         {
+            BenchAggregateCommand.Create(),
+            BenchTrainCommand.Create(),
+            BenchCodecsCommand.Create(),
             // [bench] one line per benchmark subcommand
         };
         return command;

@@ -1,0 +1,114 @@
+using System.CommandLine;
+using FedEdge.Cloud;
+using FedEdge.Cloud.Hosting;
+using FedEdge.Cloud.Security;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace FedEdge.Cli.Commands;
+
+/// <summary>
+/// `fededge cloud`: runs the cloud aggregator (Orleans silo, embedded MQTT broker unless --broker names one,
+/// ingestion bridge) until Ctrl+C. Settings: appsettings.json (section "Cloud"), FEDEDGE_-prefixed environment
+/// variables (FEDEDGE_Cloud__BrokerPort=1884), then these flags.
+/// </summary>
+internal static class CloudCommand
+{
+    public static Command Create()
+    {
+        var dataDir = new Option<string?>("--data-dir") { Description = "Data directory: registry, grain state, model store, keys." };
+        var broker = new Option<string?>("--broker") { Description = "'embedded' (default) or mqtt://host:port of an external broker such as Mosquitto." };
+        var port = new Option<int?>("--port") { Description = "Port of the embedded broker (default 1883)." };
+        var bind = new Option<string?>("--bind") { Description = "Address the embedded broker listens on (default 0.0.0.0)." };
+        var storage = new Option<StateStorageKind?>("--storage") { Description = "Grain state: Sqlite (default, embedded) or Redis." };
+        var clustering = new Option<ClusteringKind?>("--clustering") { Description = "Silo membership: Localhost (default) or Redis." };
+        var redis = new Option<string?>("--redis") { Description = "Redis configuration string, when --storage or --clustering is Redis." };
+        var siloPort = new Option<int?>("--silo-port") { Description = "Orleans silo port (default 11111)." };
+        var gatewayPort = new Option<int?>("--gateway-port") { Description = "Orleans gateway port (default 30000)." };
+        var config = new Option<string?>("--config") { Description = "Extra JSON settings file (same shape as appsettings.json)." };
+        var federation = new Option<string?>("--federation") { Description = "Start this federation if it is new (its settings: the flags below, or Cloud:Federations:<name>:Config in the settings)." };
+        var model = new Option<string?>("--model") { Description = "Zoo model of --federation (default cnn, for 1×28×28 inputs)." };
+        var rule = new Option<string?>("--rule") { Description = "Aggregation rule of --federation: mean, median, trimmed-mean, krum, multi-krum, geomed, centered-clip, sign-vote." };
+        var codec = new Option<string?>("--codec") { Description = "Codec hint of --federation: fp32, fp16, topk:0.01, sign." };
+        var rounds = new Option<int?>("--rounds") { Description = "Model versions of --federation before it finishes (0 = unbounded)." };
+        var mode = new Option<string?>("--mode") { Description = "sync (rounds) or async (FedBuff) for --federation." };
+
+        var command = new Command("cloud", "Run the cloud aggregator: Orleans silo, MQTT broker and ingestion.")
+        {
+            dataDir, broker, port, bind, storage, clustering, redis, siloPort, gatewayPort, config,
+            federation, model, rule, codec, rounds, mode,
+            KeyCommand(),
+            BenchIngestCommand(),
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var builder = Host.CreateApplicationBuilder();
+            builder.Configuration.AddEnvironmentVariables("FEDEDGE_");
+            if (parse.GetValue(config) is { } file) builder.Configuration.AddJsonFile(Path.GetFullPath(file), optional: false);
+            var flags = new Dictionary<string, string?>();
+            void Flag<T>(Option<T> option, string key)
+            {
+                if (parse.GetValue(option) is { } value) flags[$"{CloudOptions.Section}:{key}"] = value.ToString();
+            }
+            Flag(dataDir, nameof(CloudOptions.DataDirectory));
+            Flag(broker, nameof(CloudOptions.Broker));
+            Flag(port, nameof(CloudOptions.BrokerPort));
+            Flag(bind, nameof(CloudOptions.BrokerBindAddress));
+            Flag(storage, nameof(CloudOptions.Storage));
+            Flag(clustering, nameof(CloudOptions.Clustering));
+            Flag(redis, nameof(CloudOptions.RedisConnectionString));
+            Flag(siloPort, nameof(CloudOptions.SiloPort));
+            Flag(gatewayPort, nameof(CloudOptions.GatewayPort));
+            if (parse.GetValue(federation) is { } name)
+            {
+                var prefix = $"{CloudOptions.Section}:Federations:{name}:Config";
+                flags[$"{prefix}:Model"] = parse.GetValue(model) ?? "cnn";
+                Flag(rule, $"Federations:{name}:Config:Rule");
+                Flag(codec, $"Federations:{name}:Config:Codec");
+                Flag(rounds, $"Federations:{name}:Config:Rounds");
+                if (parse.GetValue(mode) is { } m) flags[$"{prefix}:Mode"] = m.Equals("async", StringComparison.OrdinalIgnoreCase) ? "Async" : "Sync";
+            }
+            builder.Configuration.AddInMemoryCollection(flags);
+            builder.Logging.AddFilter("Orleans", LogLevel.Warning).AddFilter("Polly", LogLevel.Warning);
+            builder.AddFedEdgeCloud();
+            using var host = builder.Build();
+            await host.RunAsync(cancellationToken);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command BenchIngestCommand()
+    {
+        var devices = new Option<int>("--devices") { Description = "Publishing devices.", DefaultValueFactory = _ => 10 };
+        var updates = new Option<int>("--updates") { Description = "Updates per device.", DefaultValueFactory = _ => 40 };
+        var dimension = new Option<int>("--d") { Description = "Update dimension.", DefaultValueFactory = _ => 100_000 };
+        var normal = new Option<bool>("--sync-normal") { Description = "SQLite synchronous=NORMAL instead of FULL." };
+        var command = new Command("bench-ingest", "Measure ingest of signed sign-codec updates against the embedded broker's ceiling in the same run.")
+        {
+            devices, updates, dimension, normal,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var result = await FedEdge.Cloud.Benchmarks.IngestBenchmark.RunAsync(parse.GetValue(devices), parse.GetValue(updates), parse.GetValue(dimension),
+                synchronousFull: !parse.GetValue(normal), cancellationToken);
+            Console.WriteLine(result);
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command KeyCommand()
+    {
+        var dataDir = new Option<string?>("--data-dir") { Description = "Data directory holding the cloud's key." };
+        var command = new Command("key", "Print the cloud's Ed25519 public key (base64), creating the key pair on first use.") { dataDir };
+        command.SetAction(parse =>
+        {
+            var directory = parse.GetValue(dataDir) ?? Environment.GetEnvironmentVariable("FEDEDGE_Cloud__DataDirectory") ?? new CloudOptions().DataDirectory;
+            Console.WriteLine(Convert.ToBase64String(CloudSigningKey.LoadOrCreate(new CloudDataDirectory(directory)).PublicKey));
+            return 0;
+        });
+        return command;
+    }
+}

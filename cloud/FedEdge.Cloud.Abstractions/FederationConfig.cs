@@ -1,0 +1,90 @@
+namespace FedEdge.Cloud.Abstractions;
+
+/// <summary>How a federation turns updates into model versions.</summary>
+public enum FederationMode
+{
+    /// <summary>Rounds: sample devices, wait for a minimum count or a deadline, aggregate, publish.</summary>
+    Sync,
+
+    /// <summary>FedBuff (Nguyen et al. 2022): aggregate every K updates, weighting each by 1/√(1+τ).</summary>
+    Async,
+}
+
+/// <summary>A federation's configuration, set once by the operator (or `fededge sim`).</summary>
+[GenerateSerializer, Immutable]
+public sealed record FederationConfig
+{
+    /// <summary>Model name in the zoo (e.g. "cnn"); devices build the graph from it.</summary>
+    [Id(0)] public string Model { get; init; } = "cnn";
+
+    /// <summary>Update codec the devices use, e.g. "sign", "topk:0.01", "fp16", "fp32".</summary>
+    [Id(1)] public string Codec { get; init; } = "fp32";
+
+    /// <summary>Aggregation rule name understood by the aggregation library (mean, median, krum, ...).</summary>
+    [Id(2)] public string Rule { get; init; } = "mean";
+
+    /// <summary>Number of model versions to produce before the federation finishes (0 = unbounded).</summary>
+    [Id(3)] public int Rounds { get; init; } = 20;
+
+    [Id(4)] public FederationMode Mode { get; init; } = FederationMode.Sync;
+
+    /// <summary>Sync: fraction of live devices sampled per round (0, 1].</summary>
+    [Id(5)] public double SampleFraction { get; init; } = 1.0;
+
+    /// <summary>Sync: at the deadline the round closes if at least this many updates arrived (else it waits longer).</summary>
+    [Id(6)] public int MinUpdates { get; init; } = 1;
+
+    /// <summary>Sync: the round closes early once this share of the sampled devices has reported (1 = all).</summary>
+    [Id(13)] public double QuorumFraction { get; init; } = 1.0;
+
+    /// <summary>Sync: the round closes at this deadline with what arrived (at least <see cref="MinUpdates"/>).</summary>
+    [Id(7)] public TimeSpan RoundDeadline { get; init; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>Async: FedBuff buffer size K.</summary>
+    [Id(8)] public int BufferSize { get; init; } = 10;
+
+    /// <summary>Async: updates more than this many versions behind are dropped (NVFlare's edge example uses 100).</summary>
+    [Id(9)] public int MaxStaleness { get; init; } = 100;
+
+    /// <summary>Server learning rate η_g applied to the aggregate.</summary>
+    [Id(10)] public double ServerLearningRate { get; init; } = 1.0;
+
+    /// <summary>Assumed number of Byzantine devices f, for the rules that need it.</summary>
+    [Id(11)] public int ByzantineCount { get; init; }
+
+    /// <summary>Seed of device sampling and randomized rules.</summary>
+    [Id(14)] public int Seed { get; init; }
+
+    /// <summary>
+    /// Error feedback the devices use: "none", "ef14" (device-side only), "ef21" or "econtrol". With the last two
+    /// the devices send compressed differences and the server keeps the running estimate g = mean g_i
+    /// (Richtárik et al. 2021): g ← g + (k/n)·aggregate of the k messages, x ← x + η·g. Sync mode only.
+    /// </summary>
+    [Id(15)] public string ErrorFeedback { get; init; } = "none";
+
+    /// <summary>Whether the server keeps an EF21/EControl estimate.</summary>
+    public bool UsesServerEstimate => ErrorFeedback is "ef21" or "econtrol";
+
+    /// <summary>Extra rule parameters by name: m, bucket, tau, iters, nu.</summary>
+    [Id(12)] public IReadOnlyDictionary<string, string> RuleParameters { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>Checks the values and returns the first problem, or null.</summary>
+    public string? Validate()
+    {
+        if (string.IsNullOrWhiteSpace(Model)) return "Model is empty";
+        if (string.IsNullOrWhiteSpace(Codec)) return "Codec is empty";
+        if (string.IsNullOrWhiteSpace(Rule)) return "Rule is empty";
+        if (Rounds < 0) return $"Rounds must be ≥ 0 (got {Rounds})";
+        if (!(SampleFraction > 0 && SampleFraction <= 1)) return $"SampleFraction must be in (0, 1] (got {SampleFraction})";
+        if (!(QuorumFraction > 0 && QuorumFraction <= 1)) return $"QuorumFraction must be in (0, 1] (got {QuorumFraction})";
+        if (MinUpdates < 1) return $"MinUpdates must be ≥ 1 (got {MinUpdates})";
+        if (RoundDeadline <= TimeSpan.Zero) return $"RoundDeadline must be positive (got {RoundDeadline})";
+        if (BufferSize < 1) return $"BufferSize must be ≥ 1 (got {BufferSize})";
+        if (MaxStaleness < 0) return $"MaxStaleness must be ≥ 0 (got {MaxStaleness})";
+        if (!(ServerLearningRate > 0) || double.IsInfinity(ServerLearningRate)) return $"ServerLearningRate must be positive (got {ServerLearningRate})";
+        if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol")) return $"ErrorFeedback must be none, ef14, ef21 or econtrol (got '{ErrorFeedback}')";
+        if (UsesServerEstimate && Mode != FederationMode.Sync) return $"ErrorFeedback {ErrorFeedback} keeps a server estimate over sync rounds; use Mode = Sync";
+        if (ByzantineCount < 0) return $"ByzantineCount must be ≥ 0 (got {ByzantineCount})";
+        return null;
+    }
+}

@@ -1,0 +1,110 @@
+using Orleans.Concurrency;
+
+namespace FedEdge.Cloud.Abstractions;
+
+/// <summary>
+/// One federation (key: federation id): its configuration, the model versions it has published and
+/// the round state machine (sync rounds or FedBuff). The arithmetic is the aggregation library's.
+/// </summary>
+public interface IFederationGrain : IGrainWithStringKey
+{
+    /// <summary>
+    /// Creates the federation with its initial model (ONNX bytes; its float initializers are the parameters that
+    /// are federated), publishes it as version 0 and opens the first round. When the federation already exists
+    /// with the same configuration this resumes it; a different configuration is refused.
+    /// </summary>
+    Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel);
+
+    /// <summary>
+    /// Offers an update that the ingestion bridge has decoded and verified. The update is persisted before
+    /// this returns Accepted; a replay of an update already taken returns <see cref="RejectionReason.Replay"/>.
+    /// </summary>
+    Task<SubmitResult> SubmitAsync(UpdateSubmission update);
+
+    /// <summary>Marks a device live or gone (from its status topic); sync rounds sample among live devices.</summary>
+    Task SetDeviceLiveAsync(string deviceId, bool live);
+
+    Task<FederationStatus> GetStatusAsync();
+
+    /// <summary>The current global parameters and their version (for evaluation and the simulator).</summary>
+    Task<GlobalModel?> GetModelAsync();
+}
+
+/// <summary>An update that passed the bridge's checks (registry, signature, size, finiteness).</summary>
+[GenerateSerializer, Immutable]
+public sealed record UpdateSubmission
+{
+    [Id(0)] public required string DeviceId { get; init; }
+    [Id(1)] public required string UpdateId { get; init; }
+    [Id(2)] public required long BaseVersion { get; init; }
+    /// <summary>Local sample count, the FedAvg weight.</summary>
+    [Id(3)] public required long SampleCount { get; init; }
+    /// <summary>The decoded update Δ (device model − base model), length d.</summary>
+    [Id(4)] public required float[] Delta { get; init; }
+    /// <summary>The signed envelope as received, kept in the update log so a restart can replay it.</summary>
+    [Id(5)] public required byte[] Envelope { get; init; }
+    [Id(6)] public double? TrainLoss { get; init; }
+}
+
+[GenerateSerializer, Immutable]
+public sealed record SubmitResult
+{
+    [Id(0)] public bool Accepted { get; init; }
+    [Id(1)] public RejectionReason? Reason { get; init; }
+    [Id(2)] public string? Detail { get; init; }
+
+    public static SubmitResult Ok { get; } = new() { Accepted = true };
+
+    public static SubmitResult Reject(RejectionReason reason, string detail) => new() { Reason = reason, Detail = detail };
+}
+
+public enum FederationPhase
+{
+    NotStarted,
+    /// <summary>Sync: a round is open and collecting updates. Async: the buffer is collecting.</summary>
+    Collecting,
+    Finished,
+}
+
+[GenerateSerializer, Immutable]
+public sealed record FederationStatus
+{
+    [Id(0)] public string Federation { get; init; } = "";
+    [Id(1)] public FederationConfig? Config { get; init; }
+    [Id(2)] public FederationPhase Phase { get; init; }
+    /// <summary>Current global model version (0 = initial model).</summary>
+    [Id(3)] public long ModelVersion { get; init; }
+    [Id(4)] public string? ModelSha256 { get; init; }
+    /// <summary>Updates accepted into the open round / FedBuff buffer.</summary>
+    [Id(5)] public int PendingUpdates { get; init; }
+    /// <summary>Sync: devices sampled for the open round.</summary>
+    [Id(6)] public IReadOnlyList<string> Sampled { get; init; } = [];
+    [Id(7)] public int LiveDevices { get; init; }
+    [Id(8)] public long AcceptedTotal { get; init; }
+    [Id(9)] public IReadOnlyDictionary<RejectionReason, long> RejectedTotal { get; init; } = new Dictionary<RejectionReason, long>();
+    [Id(10)] public DateTimeOffset? RoundDeadline { get; init; }
+    [Id(11)] public IReadOnlyList<RoundSummary> History { get; init; } = [];
+    /// <summary>d, the number of federated parameters (the update dimension).</summary>
+    [Id(12)] public int ParameterCount { get; init; }
+}
+
+/// <summary>One completed aggregation (a sync round or a FedBuff flush).</summary>
+[GenerateSerializer, Immutable]
+public sealed record RoundSummary
+{
+    [Id(0)] public long Version { get; init; }
+    [Id(1)] public int Updates { get; init; }
+    [Id(2)] public long BytesUp { get; init; }
+    [Id(3)] public double? MeanTrainLoss { get; init; }
+    [Id(4)] public DateTimeOffset CompletedAt { get; init; }
+    [Id(5)] public TimeSpan Duration { get; init; }
+    [Id(6)] public double MeanStaleness { get; init; }
+}
+
+[GenerateSerializer, Immutable]
+public sealed record GlobalModel
+{
+    [Id(0)] public long Version { get; init; }
+    [Id(1)] public required float[] Parameters { get; init; }
+    [Id(2)] public string Sha256 { get; init; } = "";
+}

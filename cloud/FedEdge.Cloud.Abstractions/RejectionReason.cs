@@ -1,0 +1,44 @@
+namespace FedEdge.Cloud.Abstractions;
+
+/// <summary>
+/// Why the cloud refused an update. Every rejection is counted per reason (metrics, status API,
+/// per-device statistics) and logged; a rejected update never reaches the aggregator.
+/// </summary>
+public enum RejectionReason
+{
+    /// <summary>The payload could not be decoded (truncated, bad protobuf, wrong codec parameters).</summary>
+    Malformed,
+
+    /// <summary>The device id is not in the registry.</summary>
+    UnknownDevice,
+
+    /// <summary>The device was revoked by an operator.</summary>
+    RevokedDevice,
+
+    /// <summary>The Ed25519 signature does not verify against the device's registered public key.</summary>
+    BadSignature,
+
+    /// <summary>The envelope names another device or federation than the topic it arrived on.</summary>
+    WrongDevice,
+
+    /// <summary>The federation named by the update is not configured on this cloud.</summary>
+    UnknownFederation,
+
+    /// <summary>The base model version was never published by this federation (ahead of the current one).</summary>
+    UnknownBaseVersion,
+
+    /// <summary>The base model version is older than the staleness cut-off (or, in sync mode, not the current round's).</summary>
+    TooStale,
+
+    /// <summary>The decoded update holds NaN or infinity.</summary>
+    NonFinite,
+
+    /// <summary>The payload exceeds the configured maximum size, or its dimension is not the model's.</summary>
+    Oversized,
+
+    /// <summary>The update id was already accepted from this device.</summary>
+    Replay,
+
+    /// <summary>The federation is not accepting updates (finished, or the device was not sampled this round).</summary>
+    NotAccepting,
+}

@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.Diagnostics;
+using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Hosting;
+using FedEdge.Cloud.Ingestion;
+using FedEdge.Cloud.Security;
+using FedEdge.Compression;
+using FedEdge.Protocol;
+using FedEdge.Protocol.Messages;
+using Google.Protobuf;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MQTTnet;
+using MQTTnet.Protocol;
+using Orleans.Concurrency;
+
+namespace FedEdge.Cloud.Benchmarks;
+
+/// <summary>
+/// Measures the cloud's ingest rate of signed sign-codec updates over the embedded broker, against the broker's
+/// own ceiling for the same messages in the same run (delivered to one QoS 1 subscriber without processing).
+/// Runs a throw-away cloud (FedBuff, so every update is accepted) on free loopback ports.
+/// </summary>
+public static class IngestBenchmark
+{
+    public sealed record Result(int Updates, int Dimension, int FrameBytes, double CeilingPerSecond, double IngestPerSecond, bool SynchronousFull)
+    {
+        public double Fraction => IngestPerSecond / CeilingPerSecond;
+
+        public override string ToString() =>
+            $"sign updates d = {Dimension:N0}: {FrameBytes:N0} bytes per frame ({FrameBytes / (Dimension / 8.0):F3} × d/8)\n" +
+            $"broker ceiling  {CeilingPerSecond,10:N0} msg/s  ({CeilingPerSecond * FrameBytes / 1e6:N1} MB/s)\n" +
+            $"cloud ingest    {IngestPerSecond,10:N0} upd/s  ({IngestPerSecond * FrameBytes / 1e6:N1} MB/s), {Fraction:P0} of the ceiling " +
+            $"(verify + decode + persist{(SynchronousFull ? ", SQLite synchronous=FULL" : ", SQLite synchronous=NORMAL")})";
+    }
+
+    public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
+        CancellationToken cancellationToken = default)
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "fededge-bench-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+            builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Error);
+            builder.AddFedEdgeCloud(o =>
+            {
+                o.DataDirectory = directory;
+                o.BrokerPort = 0;
+                o.BrokerBindAddress = "127.0.0.1";
+                o.SiloPort = FreeTcpPort.Find();
+                o.GatewayPort = FreeTcpPort.Find();
+                o.SqliteSynchronousFull = synchronousFull;
+            });
+            using var host = builder.Build();
+            await host.StartAsync(cancellationToken);
+            var registry = host.Services.GetRequiredService<DeviceRegistry>();
+            var port = host.Services.GetRequiredService<EmbeddedBroker>().Port;
+            var service = host.Services.GetRequiredService<ServiceIdentity>();
+
+            // A d-parameter linear model: d = inputs·1 + 1 ⇒ inputs = d − 1 (logreg with one class output).
+            var model = Training.Zoo.ModelZoo.Create("logreg", [dimension - 1], classes: 1, seed: 1).ToByteArray();
+            var clients = new List<(IMqttClient Client, string Topic, List<byte[]> Frames)>();
+            var random = new Random(1);
+            var values = new float[dimension];
+            for (var i = 0; i < devices; i++)
+            {
+                var id = $"bench-{i:D3}";
+                var (_, password, privateKey) = registry.Add(id, "bench");
+                using var key = SigningKeyPair.FromPrivateKey(id, privateKey);
+                var frames = new List<byte[]>();
+                for (var u = 0; u < updatesPerDevice; u++)
+                {
+                    for (var j = 0; j < dimension; j++) values[j] = (float)(random.NextDouble() - 0.5);
+                    var envelope = new UpdateEnvelope
+                    {
+                        Federation = "bench",
+                        DeviceId = id,
+                        BaseModelVersion = 0,
+                        SampleCount = 1,
+                        Codec = SignCodec.Default.Spec,
+                        Dimension = dimension,
+                        Payload = ByteString.CopyFrom(SignCodec.Default.Encode(values)),
+                    };
+                    var signed = new UpdateEnvelopeSigner(key).Sign(envelope);
+                    frames.Add(UpdateFramer.Frame(signed, envelope.UpdateId.Span, int.MaxValue).Single());
+                }
+                clients.Add((await ConnectAsync(port, id, id, password, cancellationToken), MqttTopics.Update("bench", id), frames));
+            }
+            var total = devices * updatesPerDevice;
+            var frameBytes = clients[0].Frames[0].Length;
+
+            // Ceiling: the same frames through the same broker to one QoS 1 subscriber that does nothing with them.
+            var watcher = await ConnectAsync(port, "bench-watcher", service.UserName, service.Password, cancellationToken);
+            var received = 0;
+            var all = new TaskCompletionSource();
+            watcher.ApplicationMessageReceivedAsync += _ =>
+            {
+                if (Interlocked.Increment(ref received) == total) all.TrySetResult();
+                return Task.CompletedTask;
+            };
+            await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/bench/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
+            var clock = Stopwatch.StartNew();
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames, cancellationToken)));
+            await all.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
+            var ceiling = total / clock.Elapsed.TotalSeconds;
+            await watcher.DisconnectAsync(cancellationToken: cancellationToken);
+
+            // Ingest: verified, decoded, buffered by FedBuff and persisted before acknowledgement.
+            var federation = host.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>("bench");
+            await federation.StartAsync(new FederationConfig
+            {
+                Model = "logreg",
+                Codec = SignCodec.Default.Spec,
+                Rule = "mean",
+                Rounds = 0,
+                Mode = FederationMode.Async,
+                BufferSize = devices,
+                MaxStaleness = int.MaxValue,
+            }, new Immutable<byte[]>(model));
+            var metrics = host.Services.GetRequiredService<IngestionMetrics>();
+            clock.Restart();
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames, cancellationToken)));
+            while (metrics.Accepted + metrics.RejectedByReason.Values.Sum() < total)
+            {
+                if (clock.Elapsed > TimeSpan.FromMinutes(10)) throw new TimeoutException($"only {metrics.Accepted} of {total} updates ingested");
+                await Task.Delay(5, cancellationToken);
+            }
+            var ingest = total / clock.Elapsed.TotalSeconds;
+            if (metrics.Accepted != total)
+                throw new InvalidOperationException($"{total - metrics.Accepted} update(s) were rejected: {string.Join(", ", metrics.RejectedByReason)}");
+            foreach (var c in clients) c.Client.Dispose();
+            await host.StopAsync(cancellationToken);
+            return new Result(total, dimension, frameBytes, ceiling, ingest, synchronousFull);
+        }
+        finally
+        {
+            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+            try { Directory.Delete(directory, recursive: true); } catch (IOException) { }
+        }
+    }
+
+    private static async Task<IMqttClient> ConnectAsync(int port, string clientId, string user, string password, CancellationToken cancellationToken)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId(clientId)
+            .WithCredentials(user, password).WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).Build(), cancellationToken);
+        return client;
+    }
+
+    private static async Task PublishAllAsync(IMqttClient client, string topic, List<byte[]> frames, CancellationToken cancellationToken)
+    {
+        foreach (var frame in frames)
+            await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(frame)
+                .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
+    }
+}

@@ -1,0 +1,180 @@
+using System.Net;
+using FedEdge.Cloud.Security;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace FedEdge.Cloud.Broker;
+
+/// <summary>
+/// The MQTT broker co-hosted with the cloud by default (MQTTnet.Server). Access control runs in MQTTnet's
+/// events: a client logs in as the cloud's service identity or as a registered, non-revoked device
+/// (user name = client id = device id, password checked against the registry's hash); a device may
+/// publish and subscribe only as <see cref="TopicAccessPolicy"/> allows. Refusals are logged.
+/// </summary>
+public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
+{
+    private const string DeviceKey = "fededge.device";
+    private const string ServiceKey = "fededge.service";
+
+    private readonly CloudOptions _options;
+    private readonly DeviceRegistry _registry;
+    private readonly ServiceIdentity _service;
+    private readonly ILogger<EmbeddedBroker> _logger;
+    private MqttServer? _server;
+    private Timer? _revocationSweep;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _connectedDevices = new(StringComparer.Ordinal);
+
+    public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger)
+    {
+        _options = options.Value;
+        _registry = registry;
+        _service = service;
+        _logger = logger;
+    }
+
+    /// <summary>The port the broker listens on (resolved when <see cref="CloudOptions.BrokerPort"/> was 0).</summary>
+    public int Port { get; private set; }
+
+    /// <summary>Number of connections, publications and subscriptions refused, for the status API and tests.</summary>
+    public long RefusedConnections => Interlocked.Read(ref _refusedConnections);
+    public long RefusedPublications => Interlocked.Read(ref _refusedPublications);
+    public long RefusedSubscriptions => Interlocked.Read(ref _refusedSubscriptions);
+
+    private long _refusedConnections;
+    private long _refusedPublications;
+    private long _refusedSubscriptions;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        Port = _options.BrokerPort == 0 ? FreeTcpPort.Find() : _options.BrokerPort;
+        var serverOptions = new MqttServerOptionsBuilder()
+            .WithDefaultEndpoint()
+            .WithDefaultEndpointBoundIPAddress(IPAddress.Parse(_options.BrokerBindAddress))
+            .WithDefaultEndpointPort(Port)
+            .WithPersistentSessions()
+            .Build();
+        var server = new MqttServerFactory().CreateMqttServer(serverOptions);
+        server.ValidatingConnectionAsync += ValidateConnectionAsync;
+        server.InterceptingPublishAsync += InterceptPublishAsync;
+        server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
+        server.ClientConnectedAsync += args =>
+        {
+            if (args.SessionItems[DeviceKey] is DeviceRecord device) _connectedDevices[args.ClientId] = device.DeviceId;
+            return Task.CompletedTask;
+        };
+        server.ClientDisconnectedAsync += args =>
+        {
+            _connectedDevices.TryRemove(args.ClientId, out _);
+            return Task.CompletedTask;
+        };
+        await server.StartAsync();
+        _server = server;
+        _revocationSweep = new Timer(_ => _ = DisconnectRevokedAsync(), null, RevocationSweepPeriod, RevocationSweepPeriod);
+        _logger.LogInformation("Embedded MQTT broker listening on {Address}:{Port}", _options.BrokerBindAddress, Port);
+    }
+
+    /// <summary>How often connected devices are checked against the registry for revocation.</summary>
+    public static readonly TimeSpan RevocationSweepPeriod = TimeSpan.FromSeconds(5);
+
+    /// <summary>Disconnects devices revoked (by `fededge devices revoke`, possibly another process) while connected.</summary>
+    public async Task DisconnectRevokedAsync()
+    {
+        if (_server is not { IsStarted: true } server) return;
+        foreach (var (clientId, deviceId) in _connectedDevices)
+        {
+            try
+            {
+                if (_registry.Find(deviceId) is { Revoked: false }) continue;
+                _logger.LogWarning("Disconnecting {Device}: revoked or removed from the registry", deviceId);
+                await server.DisconnectClientAsync(clientId, new MqttServerClientDisconnectOptions { ReasonCode = MqttDisconnectReasonCode.NotAuthorized });
+                _connectedDevices.TryRemove(clientId, out _);
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Revocation check of {Device} failed", deviceId);
+            }
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_revocationSweep is not null) await _revocationSweep.DisposeAsync();
+        if (_server is { IsStarted: true } server)
+        {
+            await server.StopAsync(new MqttServerStopOptions());
+            _logger.LogInformation("Embedded MQTT broker stopped");
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_revocationSweep is not null) await _revocationSweep.DisposeAsync();
+        if (_server is not null)
+        {
+            if (_server.IsStarted) await _server.StopAsync(new MqttServerStopOptions());
+            _server.Dispose();
+            _server = null;
+        }
+    }
+
+    private Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
+    {
+        if (string.Equals(args.UserName, _service.UserName, StringComparison.Ordinal))
+        {
+            if (args.Password is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
+                    System.Text.Encoding.UTF8.GetBytes(args.Password), System.Text.Encoding.UTF8.GetBytes(_service.Password)))
+            {
+                args.SessionItems[ServiceKey] = true;
+                args.ReasonCode = MqttConnectReasonCode.Success;
+                return Task.CompletedTask;
+            }
+            return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
+        }
+
+        var device = _registry.Authenticate(args.UserName, args.Password, out var failure);
+        if (device is null)
+            return Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
+        // Persistent sessions are keyed by client id: a device using another's client id would take over its session.
+        if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
+            return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+        args.SessionItems[DeviceKey] = device;
+        args.ReasonCode = MqttConnectReasonCode.Success;
+        return Task.CompletedTask;
+    }
+
+    private Task Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string why)
+    {
+        Interlocked.Increment(ref _refusedConnections);
+        args.ReasonCode = code;
+        _logger.LogWarning("Broker refused connection of client {ClientId} user {UserName} from {Endpoint}: {Reason}", args.ClientId, args.UserName, args.RemoteEndPoint, why);
+        return Task.CompletedTask;
+    }
+
+    /// <remarks>Last wills pass through here too when the broker dispatches them, so a forged will is dropped.</remarks>
+    private Task InterceptPublishAsync(InterceptingPublishEventArgs args)
+    {
+        if (args.SessionItems is null || args.SessionItems.Contains(ServiceKey)) return Task.CompletedTask;
+        if (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MayPublish(device, args.ApplicationMessage.Topic))
+            return Task.CompletedTask;
+        Interlocked.Increment(ref _refusedPublications);
+        args.ProcessPublish = false;
+        args.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
+        _logger.LogWarning("Broker refused publication by {ClientId} to {Topic}", args.ClientId, args.ApplicationMessage.Topic);
+        return Task.CompletedTask;
+    }
+
+    private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)
+    {
+        if (args.SessionItems.Contains(ServiceKey)) return Task.CompletedTask;
+        if (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MaySubscribe(device, args.TopicFilter.Topic))
+            return Task.CompletedTask;
+        Interlocked.Increment(ref _refusedSubscriptions);
+        args.ProcessSubscription = false;
+        args.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
+        _logger.LogWarning("Broker refused subscription by {ClientId} to {Filter}", args.ClientId, args.TopicFilter.Topic);
+        return Task.CompletedTask;
+    }
+}

@@ -1,0 +1,119 @@
+namespace FedEdge.Cloud;
+
+/// <summary>Where grain state lives.</summary>
+public enum StateStorageKind
+{
+    /// <summary>Embedded SQLite file in the data directory; single silo, no server needed.</summary>
+    Sqlite,
+
+    /// <summary>Orleans' Redis grain storage; for multi-silo deployments.</summary>
+    Redis,
+}
+
+/// <summary>How silos find each other.</summary>
+public enum ClusteringKind
+{
+    /// <summary>One silo on this machine.</summary>
+    Localhost,
+
+    /// <summary>Orleans' Redis membership table; for multi-silo deployments.</summary>
+    Redis,
+}
+
+/// <summary>
+/// The cloud service's settings: section "Cloud" of appsettings.json, environment variables
+/// (<c>FEDEDGE_Cloud__BrokerPort=…</c>) and command-line flags.
+/// </summary>
+public sealed class CloudOptions
+{
+    public const string Section = "Cloud";
+
+    /// <summary>Registry, grain state, model store and keys live here.</summary>
+    public string DataDirectory { get; set; } = "fededge-data";
+
+    /// <summary>"embedded" (default) hosts an MQTTnet broker in-process; "mqtt://host:port" uses an external one.</summary>
+    public string Broker { get; set; } = "embedded";
+
+    /// <summary>Port of the embedded broker (0 = pick a free one; the chosen port is then in <c>EmbeddedBroker.Port</c>).</summary>
+    public int BrokerPort { get; set; } = 1883;
+
+    /// <summary>Address the embedded broker listens on ("0.0.0.0" for all interfaces).</summary>
+    public string BrokerBindAddress { get; set; } = "0.0.0.0";
+
+    /// <summary>The cloud's MQTT user name.</summary>
+    public string ServiceUserName { get; set; } = Security.ServiceIdentity.DefaultUserName;
+
+    /// <summary>The cloud's MQTT password for an external broker; default: generated into the data directory.</summary>
+    public string? ServicePassword { get; set; }
+
+    public StateStorageKind Storage { get; set; } = StateStorageKind.Sqlite;
+
+    public ClusteringKind Clustering { get; set; } = ClusteringKind.Localhost;
+
+    /// <summary>StackExchange.Redis configuration string, needed only when Storage or Clustering is Redis.</summary>
+    public string? RedisConnectionString { get; set; }
+
+    public int SiloPort { get; set; } = 11111;
+
+    public int GatewayPort { get; set; } = 30000;
+
+    public string ClusterId { get; set; } = "fededge";
+
+    public string ServiceId { get; set; } = "fededge";
+
+    /// <summary>Updates larger than this (the MQTT payload) are rejected as Oversized.</summary>
+    public int MaxUpdateBytes { get; set; } = 64 << 20;
+
+    /// <summary>Global models are published in chunks of this many bytes.</summary>
+    public int ModelChunkBytes { get; set; } = 256 << 10;
+
+    /// <summary>SQLite synchronous=FULL: an acknowledged update survives power loss, not only a crash.</summary>
+    public bool SqliteSynchronousFull { get; set; } = true;
+
+    /// <summary>
+    /// Federations to start when the cloud starts (if not started before), by name: section
+    /// "Cloud:Federations:{name}" holds the <see cref="Abstractions.FederationConfig"/> fields and the initial model.
+    /// </summary>
+    public Dictionary<string, FederationStartOptions> Federations { get; set; } = [];
+
+    public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>Host and port of an external broker given as mqtt://host:port.</summary>
+    public (string Host, int Port) ExternalBrokerEndpoint()
+    {
+        if (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || (uri.Scheme != "mqtt" && uri.Scheme != "tcp"))
+            throw new ArgumentException($"Broker '{Broker}' is neither 'embedded' nor an mqtt://host:port address", nameof(Broker));
+        return (uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 1883 : uri.Port);
+    }
+}
+
+/// <summary>A federation declared in configuration: its configuration and where its initial model comes from.</summary>
+public sealed class FederationStartOptions
+{
+    public Abstractions.FederationConfig Config { get; set; } = new();
+
+    /// <summary>ONNX file of the initial model; when empty the zoo model named by <c>Config.Model</c> is built.</summary>
+    public string? ModelFile { get; set; }
+
+    /// <summary>Shape of one sample for a zoo model (Fashion-MNIST: 1, 28, 28).</summary>
+    public int[] SampleShape { get; set; } = [1, 28, 28];
+
+    public int Classes { get; set; } = 10;
+
+    /// <summary>The initial model's ONNX bytes.</summary>
+    public byte[] InitialModel() =>
+        string.IsNullOrEmpty(ModelFile)
+            ? Google.Protobuf.MessageExtensions.ToByteArray(Training.Zoo.ModelZoo.Create(Config.Model, SampleShape, Classes, Config.Seed))
+            : File.ReadAllBytes(ModelFile);
+}
+
+/// <summary>The files of a data directory.</summary>
+public sealed class CloudDataDirectory(string root)
+{
+    public string Root { get; } = Path.GetFullPath(root);
+    public string RegistryDatabase => Path.Combine(Root, "registry.db");
+    public string StateDatabase => Path.Combine(Root, "state.db");
+    public string ModelStore => Path.Combine(Root, "models");
+    public string CloudSigningKey => Path.Combine(Root, "cloud-signing.key");
+    public string ServiceCredentials => Path.Combine(Root, "service-credentials.json");
+}

@@ -1,0 +1,485 @@
+using System.Numerics.Tensors;
+using FedEdge.Aggregation;
+using FedEdge.Aggregation.Asynchronous;
+using FedEdge.Aggregation.Strategies;
+using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Hosting;
+using FedEdge.Cloud.Ingestion;
+using FedEdge.Cloud.Models;
+using FedEdge.Cloud.Publishing;
+using FedEdge.Cloud.Security;
+using FedEdge.Cloud.Storage;
+using FedEdge.Compression;
+using FedEdge.Compression.ErrorFeedback;
+using FedEdge.Protocol.Messages;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Orleans.Concurrency;
+using Orleans.Storage;
+using SubmitResult = FedEdge.Cloud.Abstractions.SubmitResult;
+
+namespace FedEdge.Cloud.Grains;
+
+/// <summary>
+/// A federation: configuration, model versions and the round state machine.
+/// <list type="bullet">
+/// <item>Sync: a round samples devices (the strategy's ConfigureRound over live devices, or all registered ones
+/// while none has reported), takes updates based on the current version until the quorum is reached or the
+/// deadline passes with at least <see cref="FederationConfig.MinUpdates"/>, then aggregates, publishes the next
+/// version and opens the next round.</item>
+/// <item>Async: FedBuff (Nguyen et al. 2022) — each update is weighted 1/√(1+τ) (τ = versions behind), dropped
+/// beyond <see cref="FederationConfig.MaxStaleness"/>; every K updates x ← x + η·Δ̄/K and the version advances.</item>
+/// </list>
+/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record, then the pending list in the
+/// grain state) before Submit returns Accepted; on activation the pending updates are replayed into a fresh
+/// aggregation, so a restart neither loses nor double-counts them.
+/// </summary>
+public sealed class FederationGrain : Grain, IFederationGrain
+{
+    private const int HistoryLimit = 1000;
+
+    private readonly IPersistentState<FederationState> _state;
+    private readonly IGrainStorage _storage;
+    private readonly FileSystemModelStore _models;
+    private readonly ModelPublication _publication;
+    private readonly DeviceRegistry _registry;
+    private readonly ILogger<FederationGrain> _logger;
+
+    private OnnxParameterVector? _vector;
+    private float[] _parameters = [];
+    private IFederatedStrategy? _strategy;
+    private IRoundAggregation? _round;
+    private FedBuffBuffer? _buffer;
+    private IGrainTimer? _deadlineTimer;
+    private ErrorFeedbackServerState? _estimate;
+    private Task _background = Task.CompletedTask;
+
+    public FederationGrain(
+        [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
+        IServiceProvider services,
+        FileSystemModelStore models,
+        ModelPublication publication,
+        DeviceRegistry registry,
+        ILogger<FederationGrain> logger)
+    {
+        _state = state;
+        _storage = services.GetRequiredKeyedService<IGrainStorage>(CloudHostExtensions.StorageName);
+        _models = models;
+        _publication = publication;
+        _registry = registry;
+        _logger = logger;
+    }
+
+    private string Name => this.GetPrimaryKeyString();
+
+    private FederationState S => _state.State;
+
+    public override async Task OnActivateAsync(CancellationToken cancellationToken)
+    {
+        if (S.Config is null) return;
+        var blob = await _models.GetAsync(S.ModelSha256!, cancellationToken)
+            ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
+        _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
+        _parameters = _vector.Read();
+        await LoadEstimateAsync(cancellationToken);
+        if (!S.Finished)
+        {
+            RebuildAggregation();
+            await ReplayPendingAsync();
+            if (S.Config.Mode == FederationMode.Sync && S.RoundDeadline is { } deadline) ArmDeadline(deadline);
+        }
+        await PublishCurrentAsync(previousChunkCount: null, cancellationToken);
+        _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s)", Name, S.ModelVersion, S.Pending.Count);
+    }
+
+    public async Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        Identifiers.Require(Name, "federation");
+        if (config.Validate() is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
+        if (!config.Rule.Equals("sign-vote", StringComparison.Ordinal) && !AggregationRuleFactory.Names.Contains(config.Rule))
+            throw new ArgumentException($"Federation {Name}: unknown rule '{config.Rule}'; expected one of {string.Join(", ", AggregationRuleFactory.Names)}", nameof(config));
+        if (!UpdateCodecs.TryParse(config.Codec, out _, out var codecError))
+            throw new ArgumentException($"Federation {Name}: {codecError}", nameof(config));
+        if (S.Config is not null)
+        {
+            if (!SameConfig(S.Config, config))
+                throw new InvalidOperationException($"Federation {Name} already exists with another configuration ({S.Config}); use a new federation name");
+            return Status();
+        }
+
+        var vector = new OnnxParameterVector(initialModel.Value, $"{Name} initial model");
+        var sha = await _models.PutAsync(initialModel.Value);
+        _vector = vector;
+        _parameters = vector.Read();
+        S.Config = config;
+        S.ModelVersion = 0;
+        S.ModelSha256 = sha;
+        S.ParameterCount = vector.ParameterCount;
+        S.ModelBytes = initialModel.Value.Length;
+        _registry.AddFederation(Name);
+        await LoadEstimateAsync(CancellationToken.None);
+        RebuildAggregation();
+        if (config.Mode == FederationMode.Sync) OpenRound();
+        await _state.WriteStateAsync();
+        _logger.LogInformation("Federation {Federation} started: {Config}, d = {Dimension}", Name, config, S.ParameterCount);
+        await PublishCurrentAsync(previousChunkCount: null, CancellationToken.None);
+        return Status();
+    }
+
+    public async Task<SubmitResult> SubmitAsync(UpdateSubmission update)
+    {
+        if (S.Config is not { } config) return Count(SubmitResult.Reject(RejectionReason.UnknownFederation, $"federation {Name} is not configured"));
+        if (S.Finished) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, $"federation {Name} finished at v{S.ModelVersion}"));
+        if (update.Delta.Length != S.ParameterCount)
+            return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta.Length} coordinates, the model {S.ParameterCount}"));
+        var staleness = S.ModelVersion - update.BaseVersion;
+        if (staleness < 0)
+            return Count(SubmitResult.Reject(RejectionReason.UnknownBaseVersion, $"base v{update.BaseVersion} was never published (current v{S.ModelVersion})"));
+        if (config.Mode == FederationMode.Sync ? staleness > 0 : staleness > config.MaxStaleness)
+            return Count(SubmitResult.Reject(RejectionReason.TooStale, $"base v{update.BaseVersion} is {staleness} version(s) behind v{S.ModelVersion}"));
+        if (S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
+            return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
+
+        if (Take(update, (int)staleness) is { } refusal) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, refusal));
+
+        var pending = new PendingUpdate(update.DeviceId, update.UpdateId, update.BaseVersion, update.SampleCount,
+            update.Envelope.Length, update.TrainLoss, DateTimeOffset.UtcNow);
+        try
+        {
+            await UpdateRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope });
+            S.Pending.Add(pending);
+            S.AcceptedTotal++;
+            await _state.WriteStateAsync();
+        }
+        catch
+        {
+            // The in-memory aggregation already holds the update; reload from storage so memory and disk agree.
+            DeactivateOnIdle();
+            throw;
+        }
+
+        try
+        {
+            if (config.Mode == FederationMode.Sync ? _round!.AcceptedCount >= S.Quorum : _buffer!.IsFull)
+                await AggregateAsync();
+        }
+        catch (Exception e)
+        {
+            // The update is safely persisted; the round stays open and the deadline retries.
+            _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
+        }
+        return SubmitResult.Ok;
+    }
+
+    public async Task SetDeviceLiveAsync(string deviceId, bool live)
+    {
+        if (!(live ? S.Live.Add(deviceId) : S.Live.Remove(deviceId))) return;
+        if (S.Config is { Mode: FederationMode.Sync } && !S.Finished && _round is null) OpenRound();
+        await _state.WriteStateAsync();
+    }
+
+    public Task<FederationStatus> GetStatusAsync() => Task.FromResult(Status());
+
+    public Task<GlobalModel?> GetModelAsync() => Task.FromResult(S.Config is null
+        ? null
+        : new GlobalModel { Version = S.ModelVersion, Parameters = _parameters.ToArray(), Sha256 = S.ModelSha256! });
+
+    /// <summary>Offers the update to the open round or buffer; returns why it was refused, or null.</summary>
+    private string? Take(UpdateSubmission update, int staleness)
+    {
+        if (S.Config!.Mode == FederationMode.Async)
+            return _buffer!.TryAdd(update.Delta, staleness) ? null : $"staleness {staleness} above the cut-off";
+
+        if (_round is null) OpenRound();
+        if (_round is null) return "no round is open (no device available)";
+        var contribution = _strategy!.Contribution == ContributionKind.PackedSigns
+            ? DeviceContribution.Signs(update.DeviceId, PackSigns(update.Delta), update.BaseVersion)
+            : DeviceContribution.Update(update.DeviceId, update.Delta, Math.Max(1, update.SampleCount), update.BaseVersion);
+        var result = _round.Submit(contribution);
+        return result.Accepted ? null : result.Reason;
+    }
+
+    private async Task AggregateAsync()
+    {
+        var config = S.Config!;
+        var next = _parameters.ToArray();
+        float[]? estimate = null;
+        if (config.Mode == FederationMode.Sync)
+        {
+            var participants = _round!.AcceptedCount;
+            _round.Complete(next);
+            if (_estimate is not null)
+            {
+                // The strategy applied x + a (a = aggregate of the k messages c_i); EF21's server step instead is
+                // g ← g + (k/n)·a with n the federation's devices, then x ← x + η·g.
+                var aggregate = new float[next.Length];
+                TensorPrimitives.Subtract(next, _parameters, aggregate);
+                var devices = Math.Max(participants, _registry.List(Name).Count(d => !d.Revoked));
+                estimate = _estimate.Estimate.ToArray();
+                TensorPrimitives.MultiplyAdd(aggregate, (float)participants / devices, estimate, estimate);
+                TensorPrimitives.MultiplyAdd(estimate, (float)config.ServerLearningRate, _parameters, next);
+            }
+        }
+        else
+        {
+            _buffer!.ApplyTo(next, new float[next.Length]);
+        }
+        if (UpdateValidator.IndexOfNonFinite(next) is var bad and >= 0)
+            throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {bad}; v{S.ModelVersion} kept");
+        await CommitVersionAsync(next, estimate);
+    }
+
+    private async Task CommitVersionAsync(float[] next, float[]? estimate)
+    {
+        var config = S.Config!;
+        if (estimate is not null)
+            S.EstimateSha256 = await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
+        var model = _vector!.Write(next);
+        var sha = await _models.PutAsync(model);
+        var aggregated = S.Pending;
+        var previousChunks = _publication.ChunkCount(S.ModelBytes);
+        var now = DateTimeOffset.UtcNow;
+        var losses = aggregated.Where(p => p.TrainLoss is not null).Select(p => p.TrainLoss!.Value).ToArray();
+        S.History.Add(new RoundSummary
+        {
+            Version = S.ModelVersion + 1,
+            Updates = aggregated.Count,
+            BytesUp = aggregated.Sum(p => (long)p.Bytes),
+            MeanTrainLoss = losses.Length > 0 ? losses.Average() : null,
+            CompletedAt = now,
+            Duration = now - (S.RoundOpenedAt ?? aggregated.FirstOrDefault()?.ReceivedAt ?? now),
+            MeanStaleness = aggregated.Count > 0 ? aggregated.Average(p => (double)(S.ModelVersion - p.BaseVersion)) : 0,
+        });
+        if (S.History.Count > HistoryLimit) S.History.RemoveRange(0, S.History.Count - HistoryLimit);
+        S.ModelVersion++;
+        S.ModelSha256 = sha;
+        S.ModelBytes = model.Length;
+        S.Pending = [];
+        S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
+        _parameters = next;
+        if (estimate is not null) _estimate!.Load(estimate);
+        _deadlineTimer?.Dispose();
+        _deadlineTimer = null;
+        RebuildAggregation();
+        S.Sampled = [];
+        S.RoundDeadline = null;
+        if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
+        else if (!S.Finished) OpenRound();
+        await _state.WriteStateAsync();
+        _logger.LogInformation("Federation {Federation}: v{Version} from {Updates} update(s){Finished}", Name, S.ModelVersion, aggregated.Count, S.Finished ? " (finished)" : "");
+
+        // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
+        // publications are chained so that versions reach the broker in order.
+        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, sha, previousChunks);
+    }
+
+    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, string sha, int previousChunks)
+    {
+        await previous;
+        foreach (var done in aggregated)
+        {
+            try
+            {
+                await UpdateRecord(done).ClearAsync();
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Federation {Federation}: could not delete aggregated update {Update}", Name, done.UpdateId);
+            }
+        }
+        await PublishAsync(version, sha, previousChunks, CancellationToken.None);
+    }
+
+    private async Task LoadEstimateAsync(CancellationToken cancellationToken)
+    {
+        if (!S.Config!.UsesServerEstimate) return;
+        _estimate = new ErrorFeedbackServerState(S.ParameterCount);
+        if (S.EstimateSha256 is null) return;
+        var blob = await _models.GetAsync(S.EstimateSha256, cancellationToken)
+            ?? throw new InvalidDataException($"Federation {Name}: the EF estimate {S.EstimateSha256} is missing from the model store");
+        _estimate.Load(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(blob));
+    }
+
+    /// <summary>Samples the round's devices; leaves no round open when no device is known yet.</summary>
+    private void OpenRound()
+    {
+        var available = S.Live.Count > 0
+            ? S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
+            : _registry.List(Name).Where(d => !d.Revoked).Select(d => new DeviceDescriptor(d.DeviceId)).ToList();
+        if (available.Count == 0)
+        {
+            _round = null;
+            return;
+        }
+        _strategy = CreateStrategy(S.Config!, available.Count);
+        var plan = _strategy.ConfigureRound(new RoundContext(S.ModelVersion + 1, S.ModelVersion), available);
+        _round = _strategy.BeginAggregation(plan, S.ParameterCount);
+        S.Sampled = plan.Assignments.Select(a => a.DeviceId).ToList();
+        S.Quorum = plan.MinimumContributions;
+        S.RoundOpenedAt = DateTimeOffset.UtcNow;
+        S.RoundDeadline = S.RoundOpenedAt + S.Config!.RoundDeadline;
+        ArmDeadline(S.RoundDeadline.Value);
+    }
+
+    /// <summary>Recreates the in-memory aggregation for the persisted round (sampled devices) or buffer.</summary>
+    private void RebuildAggregation()
+    {
+        var config = S.Config!;
+        _round = null;
+        _buffer = null;
+        if (config.Mode == FederationMode.Async)
+        {
+            _buffer = new FedBuffBuffer(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
+            return;
+        }
+        if (S.Sampled.Count == 0) return;
+        _strategy = CreateStrategy(config, S.Sampled.Count);
+        var assignments = S.Sampled.Select(id => new DeviceAssignment(id, _strategy.Contribution, new Dictionary<string, string>())).ToArray();
+        _round = _strategy.BeginAggregation(new RoundPlan(new RoundContext(S.ModelVersion + 1, S.ModelVersion), assignments, S.Quorum), S.ParameterCount);
+    }
+
+    private async Task ReplayPendingAsync()
+    {
+        var kept = new List<PendingUpdate>();
+        foreach (var pending in S.Pending)
+        {
+            var stored = await UpdateRecord(pending).ReadAsync();
+            float[]? delta = null;
+            string? problem = stored is null ? "its record is missing" : null;
+            if (stored is not null && !UpdateDecoding.TryDecode(stored.Envelope, S.ParameterCount, out delta, out problem)) delta = null;
+            if (delta is not null)
+            {
+                var update = new UpdateSubmission
+                {
+                    DeviceId = pending.DeviceId,
+                    UpdateId = pending.UpdateId,
+                    BaseVersion = pending.BaseVersion,
+                    SampleCount = pending.SampleCount,
+                    Delta = delta,
+                    Envelope = stored!.Envelope,
+                };
+                problem = Take(update, (int)(S.ModelVersion - pending.BaseVersion));
+            }
+            if (problem is null) kept.Add(pending);
+            else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
+        }
+        S.Pending = kept;
+    }
+
+    private void ArmDeadline(DateTimeOffset deadline)
+    {
+        _deadlineTimer?.Dispose();
+        var due = deadline - DateTimeOffset.UtcNow;
+        _deadlineTimer = this.RegisterGrainTimer(OnDeadlineAsync, new GrainTimerCreationOptions
+        {
+            DueTime = due < TimeSpan.Zero ? TimeSpan.Zero : due,
+            Period = Timeout.InfiniteTimeSpan,
+            KeepAlive = true,
+        });
+    }
+
+    private async Task OnDeadlineAsync(CancellationToken cancellationToken)
+    {
+        if (S.Finished || S.Config is not { Mode: FederationMode.Sync } config) return;
+        if (_round is not null && _round.AcceptedCount >= config.MinUpdates)
+        {
+            _logger.LogInformation("Federation {Federation}: round {Round} deadline with {Count}/{Sampled} update(s)", Name, S.ModelVersion + 1, _round.AcceptedCount, S.Sampled.Count);
+            try
+            {
+                await AggregateAsync();
+                return;
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Federation {Federation}: aggregation at the deadline failed; waiting longer", Name);
+            }
+        }
+        if (_round is null) OpenRound();
+        S.RoundDeadline = DateTimeOffset.UtcNow + config.RoundDeadline;
+        ArmDeadline(S.RoundDeadline.Value);
+        await _state.WriteStateAsync(cancellationToken);
+    }
+
+    private Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken) =>
+        PublishAsync(S.ModelVersion, S.ModelSha256!, previousChunkCount, cancellationToken);
+
+    private async Task PublishAsync(long version, string sha, int? previousChunkCount, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var model = await _models.GetAsync(sha, cancellationToken)
+                ?? throw new InvalidDataException($"model {sha} is missing from the store");
+            await _publication.PublishAsync(Name, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken);
+        }
+        catch (Exception e)
+        {
+            // The version is committed; devices get it when the cloud republishes (on activation).
+            _logger.LogError(e, "Federation {Federation}: publishing v{Version} failed", Name, version);
+        }
+    }
+
+    private SubmitResult Count(SubmitResult result)
+    {
+        if (result.Reason is { } reason) S.RejectedTotal[reason] = S.RejectedTotal.GetValueOrDefault(reason) + 1;
+        return result;
+    }
+
+    private StorageRecord<StoredUpdate> UpdateRecord(PendingUpdate update) =>
+        new(_storage, "update", GrainId.Create("fededge-update", $"{Name}/{update.DeviceId}/{update.UpdateId}"));
+
+    private FederationStatus Status() => new()
+    {
+        Federation = Name,
+        Config = S.Config,
+        Phase = S.Config is null ? FederationPhase.NotStarted : S.Finished ? FederationPhase.Finished : FederationPhase.Collecting,
+        ModelVersion = S.ModelVersion,
+        ModelSha256 = S.ModelSha256,
+        ParameterCount = S.ParameterCount,
+        PendingUpdates = S.Pending.Count,
+        Sampled = S.Sampled.ToArray(),
+        LiveDevices = S.Live.Count,
+        AcceptedTotal = S.AcceptedTotal,
+        RejectedTotal = new Dictionary<RejectionReason, long>(S.RejectedTotal),
+        RoundDeadline = S.RoundDeadline,
+        History = S.History.ToArray(),
+    };
+
+    private static IFederatedStrategy CreateStrategy(FederationConfig config, int count)
+    {
+        var options = new RoundOptions
+        {
+            FractionFit = config.SampleFraction,
+            MinimumDevices = 1,
+            QuorumFraction = config.QuorumFraction,
+            Seed = config.Seed,
+        };
+        if (config.Rule == "sign-vote") return new SignVoteStrategy(config.ServerLearningRate, options);
+        var p = config.RuleParameters;
+        int? Int(string key) => p.TryGetValue(key, out var v) ? int.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : null;
+        double? Double(string key) => p.TryGetValue(key, out var v) ? double.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : null;
+        var parameters = new RuleParameters
+        {
+            F = config.ByzantineCount,
+            M = Int("m"),
+            BucketSize = Int("bucket") ?? 0,
+            Seed = config.Seed,
+            Tau = Double("tau") ?? 10.0,
+            Iterations = Int("iters"),
+            Nu = Double("nu") ?? 0.1,
+        };
+        return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options);
+    }
+
+    private static byte[] PackSigns(ReadOnlySpan<float> delta)
+    {
+        var bits = new byte[(delta.Length + 7) / 8];
+        SignCodec.PackSignBits(delta, bits);
+        return bits;
+    }
+
+    private static bool SameConfig(FederationConfig a, FederationConfig b) =>
+        a with { RuleParameters = b.RuleParameters } == b
+        && a.RuleParameters.Count == b.RuleParameters.Count
+        && a.RuleParameters.All(kv => b.RuleParameters.TryGetValue(kv.Key, out var v) && v == kv.Value);
+}

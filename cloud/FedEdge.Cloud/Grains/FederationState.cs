@@ -1,0 +1,51 @@
+using FedEdge.Cloud.Abstractions;
+
+namespace FedEdge.Cloud.Grains;
+
+/// <summary>
+/// A federation's persisted state. Small on purpose: the global parameters live in the model store (by SHA-256)
+/// and each accepted update in its own storage record (<see cref="StoredUpdate"/>), so a write per accepted update
+/// costs O(pending) bytes, not O(n·d).
+/// </summary>
+[GenerateSerializer]
+public sealed class FederationState
+{
+    [Id(0)] public FederationConfig? Config { get; set; }
+    [Id(1)] public long ModelVersion { get; set; }
+    [Id(2)] public string? ModelSha256 { get; set; }
+    [Id(3)] public int ParameterCount { get; set; }
+    [Id(4)] public long ModelBytes { get; set; }
+    [Id(5)] public bool Finished { get; set; }
+    /// <summary>Sync: devices sampled for the open round (empty while no round is open).</summary>
+    [Id(6)] public List<string> Sampled { get; set; } = [];
+    /// <summary>Sync: accepted contributions that close the open round early.</summary>
+    [Id(7)] public int Quorum { get; set; }
+    [Id(8)] public DateTimeOffset? RoundOpenedAt { get; set; }
+    [Id(9)] public DateTimeOffset? RoundDeadline { get; set; }
+    /// <summary>Updates accepted into the open round or FedBuff buffer, in arrival order.</summary>
+    [Id(10)] public List<PendingUpdate> Pending { get; set; } = [];
+    [Id(11)] public HashSet<string> Live { get; set; } = [];
+    [Id(12)] public long AcceptedTotal { get; set; }
+    [Id(13)] public Dictionary<RejectionReason, long> RejectedTotal { get; set; } = [];
+    [Id(14)] public List<RoundSummary> History { get; set; } = [];
+    /// <summary>EF21/EControl: SHA-256 in the model store of the server estimate g (float32 little-endian), if any.</summary>
+    [Id(15)] public string? EstimateSha256 { get; set; }
+}
+
+/// <summary>What the federation remembers of an accepted update; the update itself is a <see cref="StoredUpdate"/>.</summary>
+[GenerateSerializer, Immutable]
+public sealed record PendingUpdate(
+    [property: Id(0)] string DeviceId,
+    [property: Id(1)] string UpdateId,
+    [property: Id(2)] long BaseVersion,
+    [property: Id(3)] long SampleCount,
+    [property: Id(4)] int Bytes,
+    [property: Id(5)] double? TrainLoss,
+    [property: Id(6)] DateTimeOffset ReceivedAt);
+
+/// <summary>An accepted update's signed envelope, kept until its round is aggregated so a restart can replay it.</summary>
+[GenerateSerializer]
+public sealed class StoredUpdate
+{
+    [Id(0)] public byte[] Envelope { get; set; } = [];
+}

@@ -1,0 +1,98 @@
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Ingestion;
+using FedEdge.Cloud.Publishing;
+using FedEdge.Cloud.Security;
+using FedEdge.Cloud.Storage;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Orleans.Configuration;
+using Orleans.Runtime.Hosting;
+using Orleans.Storage;
+using StackExchange.Redis;
+
+namespace FedEdge.Cloud.Hosting;
+
+/// <summary>Wires the cloud service into a generic host: registry, keys, broker, Orleans silo, MQTT bridge.</summary>
+public static class CloudHostExtensions
+{
+    /// <summary>Name of the grain-storage provider every FedEdge grain uses.</summary>
+    public const string StorageName = "fededge";
+
+    /// <summary>
+    /// Adds the cloud service. Options come from the "Cloud" configuration section, then <paramref name="configure"/>.
+    /// Hosted services start in this order: embedded broker, Orleans silo, the cloud's MQTT connection, the bridge.
+    /// </summary>
+    public static IHostApplicationBuilder AddFedEdgeCloud(this IHostApplicationBuilder builder, Action<CloudOptions>? configure = null)
+    {
+        // The silo's clustering and storage are chosen while the host is built, so options are read eagerly here
+        // and the same values are exposed through IOptions<CloudOptions>.
+        var options = new CloudOptions();
+        builder.Configuration.GetSection(CloudOptions.Section).Bind(options);
+        configure?.Invoke(options);
+        Validate(options);
+
+        var services = builder.Services;
+        services.AddOptions<CloudOptions>().Configure(o => Copy(options, o));
+        var data = new CloudDataDirectory(options.DataDirectory);
+        Directory.CreateDirectory(data.Root);
+        services.AddSingleton(data);
+        services.AddSingleton(_ => new DeviceRegistry(data.RegistryDatabase));
+        services.AddSingleton(_ => options.ServicePassword is { Length: > 0 } password
+            ? new ServiceIdentity(options.ServiceUserName, password)
+            : ServiceIdentity.LoadOrCreate(data.ServiceCredentials, options.ServiceUserName));
+        services.AddSingleton(_ => CloudSigningKey.LoadOrCreate(data));
+        services.AddSingleton(_ => new FileSystemModelStore(data.ModelStore));
+
+        if (options.UsesEmbeddedBroker)
+        {
+            services.AddSingleton<EmbeddedBroker>();
+            services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
+        }
+
+        builder.UseOrleans(silo =>
+        {
+            if (options.Clustering == ClusteringKind.Redis)
+                silo.UseRedisClustering(o => o.ConfigurationOptions = ConfigurationOptions.Parse(options.RedisConnectionString!));
+            else
+                silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ServiceId, clusterId: options.ClusterId);
+            silo.Configure<ClusterOptions>(o => { o.ClusterId = options.ClusterId; o.ServiceId = options.ServiceId; });
+
+            if (options.Storage == StateStorageKind.Redis)
+                silo.AddRedisGrainStorage(StorageName, o => o.ConfigurationOptions = ConfigurationOptions.Parse(options.RedisConnectionString!));
+            else
+                silo.Services.AddGrainStorage(StorageName, (sp, name) => new SqliteGrainStorage(
+                    name, data.StateDatabase,
+                    new OrleansGrainStorageSerializer(sp.GetRequiredService<Orleans.Serialization.Serializer>()),
+                    sp.GetRequiredService<ILogger<SqliteGrainStorage>>(),
+                    options.SqliteSynchronousFull));
+        });
+
+        services.AddSingleton<MqttServiceConnection>();
+        services.AddHostedService(sp => sp.GetRequiredService<MqttServiceConnection>());
+        services.AddSingleton<ModelPublication>();
+        services.AddSingleton<IngestionMetrics>();
+        services.AddSingleton<MqttIngestionBridge>();
+        services.AddHostedService(sp => sp.GetRequiredService<MqttIngestionBridge>());
+        services.AddHostedService<FederationActivation>();
+        return builder;
+    }
+
+    private static void Validate(CloudOptions options)
+    {
+        if (string.IsNullOrWhiteSpace(options.DataDirectory)) throw new ArgumentException("Cloud:DataDirectory is empty");
+        if (!options.UsesEmbeddedBroker) options.ExternalBrokerEndpoint(); // throws with the bad value
+        if (options.BrokerPort is < 0 or > 65535) throw new ArgumentException($"Cloud:BrokerPort {options.BrokerPort} is not a port");
+        if ((options.Storage == StateStorageKind.Redis || options.Clustering == ClusteringKind.Redis) && string.IsNullOrWhiteSpace(options.RedisConnectionString))
+            throw new ArgumentException("Cloud:RedisConnectionString is required when Storage or Clustering is Redis");
+        if (options.MaxUpdateBytes <= 0) throw new ArgumentException($"Cloud:MaxUpdateBytes must be positive (got {options.MaxUpdateBytes})");
+        if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
+    }
+
+    private static void Copy(CloudOptions from, CloudOptions to)
+    {
+        foreach (var property in typeof(CloudOptions).GetProperties())
+            if (property.CanWrite) property.SetValue(to, property.GetValue(from));
+    }
+}

@@ -1,0 +1,268 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Threading.Channels;
+using FedEdge.Aggregation;
+using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Security;
+using FedEdge.Protocol;
+using FedEdge.Protocol.Messages;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+
+namespace FedEdge.Cloud.Ingestion;
+
+/// <summary>
+/// Takes device messages from MQTT and hands them to the grains. For updates: size limit, registry (unknown,
+/// revoked, wrong federation), chunk reassembly, the protocol's decode-and-verify (Ed25519 signature, topic
+/// device = envelope device, codec, dimension, NaN/∞), de-duplication against the device's accepted ids,
+/// then the federation's own checks (base version, staleness). Every refusal is counted by reason
+/// (<see cref="IngestionMetrics"/>, the device's statistics) and logged, and never reaches the model.
+/// Messages are acknowledged to the broker only after the federation persisted the update, so an update the
+/// cloud did not take is redelivered from its persistent session. Several workers process in parallel.
+/// </summary>
+public sealed class MqttIngestionBridge : BackgroundService
+{
+    private readonly MqttServiceConnection _mqtt;
+    private readonly DeviceRegistry _registry;
+    private readonly IGrainFactory _grains;
+    private readonly IngestionMetrics _metrics;
+    private readonly CloudOptions _options;
+    private readonly ILogger<MqttIngestionBridge> _logger;
+    private readonly Channel<MqttApplicationMessageReceivedEventArgs> _queue;
+    private readonly UpdateReassembler _reassembler;
+    private readonly RegistryVerificationKeys _keys;
+    private readonly ConcurrentDictionary<string, UpdateEnvelopeVerifier> _verifiers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, int> _dimensions = new(StringComparer.Ordinal);
+
+    public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
+        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger)
+    {
+        _mqtt = mqtt;
+        _registry = registry;
+        _grains = grains;
+        _metrics = metrics;
+        _options = options.Value;
+        _logger = logger;
+        _keys = new RegistryVerificationKeys(registry);
+        _reassembler = new UpdateReassembler(new ReassemblyOptions { MaxEnvelopeBytes = _options.MaxUpdateBytes });
+        _queue = Channel.CreateBounded<MqttApplicationMessageReceivedEventArgs>(new BoundedChannelOptions(1024)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+        mqtt.Subscribe($"{MqttTopics.Root}/+/update/+");
+        mqtt.Subscribe($"{MqttTopics.Root}/+/status/+");
+        mqtt.MessageReceived += EnqueueAsync;
+    }
+
+    private async Task EnqueueAsync(MqttApplicationMessageReceivedEventArgs args)
+    {
+        args.AutoAcknowledge = false;
+        await _queue.Writer.WriteAsync(args);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var workers = Enumerable.Range(0, Math.Max(2, Environment.ProcessorCount)).Select(_ => WorkAsync(stoppingToken)).ToList();
+        workers.Add(ExpireChunksAsync(stoppingToken));
+        await Task.WhenAll(workers);
+    }
+
+    private async Task WorkAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await foreach (var message in _queue.Reader.ReadAllAsync(stoppingToken))
+            {
+                var acknowledge = true;
+                try
+                {
+                    await HandleAsync(message.ApplicationMessage);
+                }
+                catch (Exception e) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // Not acknowledged: the broker redelivers it when the cloud's session reconnects.
+                    acknowledge = false;
+                    _logger.LogError(e, "Processing of {Topic} failed; left unacknowledged for redelivery", message.ApplicationMessage.Topic);
+                }
+                if (acknowledge)
+                {
+                    try
+                    {
+                        await message.AcknowledgeAsync(stoppingToken);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        _logger.LogDebug(e, "Acknowledging {Topic} failed (connection lost?)", message.ApplicationMessage.Topic);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private async Task ExpireChunksAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            using var timer = new PeriodicTimer(TimeSpan.FromSeconds(10));
+            while (await timer.WaitForNextTickAsync(stoppingToken))
+                if (_reassembler.RemoveExpired() is > 0 and var expired)
+                    _logger.LogWarning("Dropped {Count} incomplete chunked update(s) past their timeout", expired);
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Processes one message from an update or status topic (public for the benchmark and tests).</summary>
+    public Task HandleAsync(MqttApplicationMessage message)
+    {
+        var levels = message.Topic.Split('/');
+        if (levels.Length != 4 || levels[0] != MqttTopics.Root || !Identifiers.IsValid(levels[1]) || !Identifiers.IsValid(levels[3]))
+        {
+            _logger.LogWarning("Ignored message on unexpected topic {Topic}", message.Topic);
+            return Task.CompletedTask;
+        }
+        var (federation, kind, deviceId) = (levels[1], levels[2], levels[3]);
+        return kind switch
+        {
+            "update" => HandleUpdateAsync(federation, deviceId, message.Payload.ToArray()),
+            "status" => HandleStatusAsync(federation, deviceId, message.Payload.ToArray()),
+            _ => Task.CompletedTask,
+        };
+    }
+
+    private async Task HandleStatusAsync(string federation, string deviceId, byte[] payload)
+    {
+        if (payload.Length == 0) return; // a cleared retained status
+        var device = _registry.Find(deviceId);
+        if (device is null || device.Revoked || device.Federation != federation)
+        {
+            _logger.LogWarning("Ignored status of {Device} on {Federation}: not an active device of that federation", deviceId, federation);
+            return;
+        }
+        var status = DeviceStatuses.Decode(payload, federation, deviceId);
+        if (!status.IsAccepted)
+        {
+            _logger.LogWarning("Ignored status of {Device}: {Reason} {Message}", deviceId, status.Reason, status.Message);
+            return;
+        }
+        var online = status.Value.State is not (DeviceState.Offline or DeviceState.Unspecified);
+        await _grains.GetGrain<IDeviceGrain>(deviceId).SetOnlineAsync(federation, online);
+    }
+
+    private async Task HandleUpdateAsync(string federation, string deviceId, byte[] frame)
+    {
+        _metrics.Frame();
+        var device = _registry.Find(deviceId);
+        if (device is null)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.UnknownDevice, "not in the registry", frame.Length, countForDevice: false);
+            return;
+        }
+        if (device.Revoked)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.RevokedDevice, "revoked", frame.Length, countForDevice: true);
+            return;
+        }
+        if (device.Federation != federation)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.WrongDevice, $"device belongs to federation {device.Federation}", frame.Length, countForDevice: true);
+            return;
+        }
+
+        if (frame.Length > _options.MaxUpdateBytes)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.Oversized, $"frame of {frame.Length} bytes exceeds {_options.MaxUpdateBytes}", frame.Length, countForDevice: true);
+            return;
+        }
+
+        var framed = _reassembler.Accept(deviceId, frame);
+        if (framed.Outcome == FrameOutcome.Rejected)
+        {
+            await RejectAsync(federation, deviceId, Map(framed.Reason), framed.Message ?? framed.Reason.ToString(), frame.Length, countForDevice: true);
+            return;
+        }
+        if (framed.Outcome != FrameOutcome.Complete) return; // a chunk stored, or a redelivered one
+        var envelope = framed.Envelope;
+
+        if (await DimensionAsync(federation) is not int dimension)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.UnknownFederation, $"federation {federation} is not configured", envelope.Length, countForDevice: true);
+            return;
+        }
+        var verifier = _verifiers.GetOrAdd(federation, f => new UpdateEnvelopeVerifier(
+            new UpdateVerifierOptions { Federation = f, MaxEnvelopeBytes = _options.MaxUpdateBytes }, _keys));
+        var verified = verifier.Verify(envelope.Span, deviceId, dimension);
+        if (!verified.IsAccepted)
+        {
+            await RejectAsync(federation, deviceId, Map(verified.Reason), verified.Message ?? verified.Reason.ToString(), envelope.Length, countForDevice: true);
+            return;
+        }
+        var update = verified.Value;
+        var updateId = update.UpdateIdHex;
+        var delta = new float[dimension];
+        var decoded = update.DecodeInto(delta);
+        if (!decoded.IsValid)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.Malformed, decoded.Message ?? "payload does not decode", envelope.Length, countForDevice: true);
+            return;
+        }
+        if (UpdateValidator.IndexOfNonFinite(delta) is var bad and >= 0)
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.NonFinite, $"decoded coordinate {bad} is {delta[bad]}", envelope.Length, countForDevice: true);
+            return;
+        }
+
+        var result = await _grains.GetGrain<IDeviceGrain>(deviceId).SubmitAsync(federation, new UpdateSubmission
+        {
+            DeviceId = deviceId,
+            UpdateId = updateId,
+            BaseVersion = update.Envelope.BaseModelVersion,
+            SampleCount = update.Envelope.SampleCount,
+            Delta = delta,
+            Envelope = envelope.ToArray(),
+            TrainLoss = update.Envelope.Metrics?.Loss,
+        });
+        if (!result.Accepted)
+        {
+            // The device grain already counted it in the device's statistics.
+            await RejectAsync(federation, deviceId, result.Reason ?? RejectionReason.NotAccepting, result.Detail ?? "refused by the federation", envelope.Length, countForDevice: false);
+            return;
+        }
+        _metrics.RecordAccepted(federation, envelope.Length);
+        _logger.LogDebug("Accepted {Update} from {Device} on v{Base} ({Bytes} bytes)", updateId, deviceId, update.Envelope.BaseModelVersion, envelope.Length);
+    }
+
+    private async Task<int?> DimensionAsync(string federation)
+    {
+        if (_dimensions.TryGetValue(federation, out var known)) return known;
+        var status = await _grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
+        if (status.Phase == FederationPhase.NotStarted) return null;
+        return _dimensions[federation] = status.ParameterCount;
+    }
+
+    private async Task RejectAsync(string federation, string deviceId, RejectionReason reason, string detail, long bytes, bool countForDevice)
+    {
+        _metrics.RecordRejected(federation, reason);
+        _logger.LogWarning("Rejected update from {Device} in {Federation}: {Reason}: {Detail}", deviceId, federation, reason, detail);
+        // Unknown ids get no grain: anyone able to publish could otherwise create state for arbitrary names.
+        // (countForDevice is false also when the device grain has counted the rejection itself.)
+        if (countForDevice) await _grains.GetGrain<IDeviceGrain>(deviceId).RecordRejectedAsync(reason, bytes);
+    }
+
+    private static RejectionReason Map(RejectReason reason) => reason switch
+    {
+        RejectReason.Oversized or RejectReason.DimensionMismatch or RejectReason.Busy => RejectionReason.Oversized,
+        RejectReason.BadSignature => RejectionReason.BadSignature,
+        RejectReason.UnknownKey => RejectionReason.UnknownDevice,
+        RejectReason.NonFinite => RejectionReason.NonFinite,
+        RejectReason.WrongDevice or RejectReason.WrongFederation => RejectionReason.WrongDevice,
+        _ => RejectionReason.Malformed,
+    };
+}

@@ -1,0 +1,63 @@
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Security;
+using FedEdge.Protocol;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace FedEdge.Cloud.Publishing;
+
+/// <summary>
+/// Publishes a federation's global model: chunks, then the announcement (version, SHA-256, cloud signature),
+/// all retained at QoS 1 on the federation's model topics; then clears the previous version's retained chunks
+/// so the broker does not keep every version forever.
+/// </summary>
+public sealed class ModelPublication : IDisposable
+{
+    private readonly MqttServiceConnection _mqtt;
+    private readonly CloudOptions _options;
+    private readonly ILogger<ModelPublication> _logger;
+    private readonly SigningKeyPair _key;
+    private readonly ModelPublisher _publisher;
+
+    public ModelPublication(MqttServiceConnection mqtt, CloudSigningKey key, IOptions<CloudOptions> options, ILogger<ModelPublication> logger)
+    {
+        _mqtt = mqtt;
+        _options = options.Value;
+        _logger = logger;
+        _key = key.ToSigningKeyPair();
+        _publisher = new ModelPublisher(_key);
+    }
+
+    public async Task PublishAsync(string federation, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
+        int? previousChunkCount, CancellationToken cancellationToken)
+    {
+        var published = _publisher.Publish(federation, version, model.Span, new ModelPublishOptions
+        {
+            ChunkSize = _options.ModelChunkBytes,
+            ParameterCount = parameterCount,
+            CodecHints = [codecHint],
+        });
+        foreach (var (topic, payload) in published.Messages())
+            await _mqtt.PublishAsync(Retained(topic, payload), cancellationToken);
+        if (previousChunkCount is int count && version > 0)
+            for (var i = 0; i < count; i++)
+                await _mqtt.PublishAsync(Retained(MqttTopics.ModelChunk(federation, version - 1, i), []), cancellationToken);
+        _logger.LogInformation("Published model v{Version} of {Federation}: {Bytes} bytes in {Chunks} chunk(s), d = {Dimension}",
+            version, federation, model.Length, published.Chunks.Count, parameterCount);
+    }
+
+    /// <summary>Chunks a model of this size is cut into (to clear them later).</summary>
+    public int ChunkCount(long modelBytes) => (int)((modelBytes + _options.ModelChunkBytes - 1) / _options.ModelChunkBytes);
+
+    public void Dispose() => _key.Dispose();
+
+    // An empty retained payload deletes the retained message (MQTT 3.3.1.3).
+    private static MqttApplicationMessage Retained(string topic, byte[] payload) => new MqttApplicationMessageBuilder()
+        .WithTopic(topic)
+        .WithPayload(payload)
+        .WithRetainFlag()
+        .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
+        .Build();
+}

@@ -1,0 +1,164 @@
+using FedEdge.Cloud.Abstractions;
+using Microsoft.Data.Sqlite;
+
+namespace FedEdge.Cloud.Security;
+
+/// <summary>
+/// The durable list of devices (SQLite file <c>registry.db</c> in the data directory): id, federation,
+/// password hash, Ed25519 public key, revoked flag. The broker authenticates against it, the ingestion
+/// bridge looks up keys in it, and <c>fededge devices</c> edits it, possibly from another process
+/// (WAL mode; every call opens a pooled connection).
+/// </summary>
+public sealed class DeviceRegistry
+{
+    private readonly string _connectionString;
+
+    public DeviceRegistry(string databasePath)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(databasePath))!);
+        _connectionString = new SqliteConnectionStringBuilder
+        {
+            DataSource = databasePath,
+            Mode = SqliteOpenMode.ReadWriteCreate,
+            Pooling = true,
+            DefaultTimeout = 30,
+        }.ToString();
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = """
+            PRAGMA journal_mode = WAL;
+            CREATE TABLE IF NOT EXISTS devices (
+                id            TEXT PRIMARY KEY NOT NULL,
+                federation    TEXT NOT NULL,
+                password_hash TEXT NOT NULL,
+                public_key    BLOB NOT NULL,
+                revoked       INTEGER NOT NULL DEFAULT 0,
+                created_utc   TEXT NOT NULL
+            );
+            CREATE TABLE IF NOT EXISTS federations (
+                name        TEXT PRIMARY KEY NOT NULL,
+                created_utc TEXT NOT NULL
+            );
+            """;
+        command.ExecuteNonQuery();
+    }
+
+    public string DatabasePath => new SqliteConnectionStringBuilder(_connectionString).DataSource;
+
+    /// <summary>
+    /// Registers a new device with fresh credentials. Returns the record and the secrets that only the
+    /// device keeps (MQTT password, Ed25519 private key); the registry stores neither.
+    /// </summary>
+    public (DeviceRecord Record, string Password, byte[] PrivateKey) Add(string deviceId, string federation)
+    {
+        Identifiers.Require(deviceId, "device id");
+        Identifiers.Require(federation, "federation");
+        var password = MosquittoPasswordHash.NewPassword();
+        var (privateKey, publicKey) = Ed25519KeyFile.Create();
+        var record = new DeviceRecord(deviceId, federation, MosquittoPasswordHash.Create(password), publicKey, false, DateTimeOffset.UtcNow);
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO devices (id, federation, password_hash, public_key, revoked, created_utc) VALUES ($id, $f, $h, $k, 0, $c)";
+        command.Parameters.AddWithValue("$id", record.DeviceId);
+        command.Parameters.AddWithValue("$f", record.Federation);
+        command.Parameters.AddWithValue("$h", record.PasswordHash);
+        command.Parameters.AddWithValue("$k", record.PublicKey);
+        command.Parameters.AddWithValue("$c", record.CreatedAt.ToString("O"));
+        try
+        {
+            command.ExecuteNonQuery();
+        }
+        catch (SqliteException e) when (e.SqliteErrorCode == 19) // SQLITE_CONSTRAINT
+        {
+            throw new InvalidOperationException($"Device '{deviceId}' is already registered", e);
+        }
+        return (record, password, privateKey);
+    }
+
+    public DeviceRecord? Find(string deviceId)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices WHERE id = $id";
+        command.Parameters.AddWithValue("$id", deviceId);
+        using var reader = command.ExecuteReader();
+        return reader.Read() ? ReadRecord(reader) : null;
+    }
+
+    public IReadOnlyList<DeviceRecord> List(string? federation = null)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = federation is null
+            ? "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices ORDER BY id"
+            : "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices WHERE federation = $f ORDER BY id";
+        if (federation is not null) command.Parameters.AddWithValue("$f", federation);
+        using var reader = command.ExecuteReader();
+        var records = new List<DeviceRecord>();
+        while (reader.Read()) records.Add(ReadRecord(reader));
+        return records;
+    }
+
+    /// <summary>Marks the device revoked; false when no such device is registered.</summary>
+    public bool Revoke(string deviceId)
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "UPDATE devices SET revoked = 1 WHERE id = $id";
+        command.Parameters.AddWithValue("$id", deviceId);
+        return command.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>
+    /// Checks an MQTT login. Returns the device when it exists, is not revoked and the password matches;
+    /// otherwise null and the reason in <paramref name="failure"/>.
+    /// </summary>
+    public DeviceRecord? Authenticate(string? userName, string? password, out string? failure)
+    {
+        if (!Identifiers.IsValid(userName)) { failure = "invalid user name"; return null; }
+        var record = Find(userName!);
+        if (record is null) { failure = "unknown device"; return null; }
+        if (record.Revoked) { failure = "device revoked"; return null; }
+        if (password is null || !MosquittoPasswordHash.Verify(password, record.PasswordHash)) { failure = "bad password"; return null; }
+        failure = null;
+        return record;
+    }
+
+    /// <summary>Records that a federation exists, so the cloud re-activates it (and republishes its model) on start.</summary>
+    public void AddFederation(string federation)
+    {
+        Identifiers.Require(federation, "federation");
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "INSERT INTO federations (name, created_utc) VALUES ($n, $c) ON CONFLICT DO NOTHING";
+        command.Parameters.AddWithValue("$n", federation);
+        command.Parameters.AddWithValue("$c", DateTimeOffset.UtcNow.ToString("O"));
+        command.ExecuteNonQuery();
+    }
+
+    public IReadOnlyList<string> ListFederations()
+    {
+        using var connection = Open();
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT name FROM federations ORDER BY name";
+        using var reader = command.ExecuteReader();
+        var names = new List<string>();
+        while (reader.Read()) names.Add(reader.GetString(0));
+        return names;
+    }
+
+    private static DeviceRecord ReadRecord(SqliteDataReader reader) => new(
+        reader.GetString(0),
+        reader.GetString(1),
+        reader.GetString(2),
+        (byte[])reader.GetValue(3),
+        reader.GetInt64(4) != 0,
+        DateTimeOffset.Parse(reader.GetString(5), System.Globalization.CultureInfo.InvariantCulture));
+
+    private SqliteConnection Open()
+    {
+        var connection = new SqliteConnection(_connectionString);
+        connection.Open();
+        return connection;
+    }
+}

@@ -1,0 +1,70 @@
+using System.Security.Cryptography;
+
+namespace FedEdge.Cloud.Storage;
+
+/// <summary>
+/// Model blobs on the file system, content-addressed by SHA-256 (<c>models/ab/abcdef…</c>). Writes go to a
+/// temporary file that is flushed to disk and renamed into place, so a crash never leaves a partial blob
+/// under a valid name; reads verify the hash, so a damaged file is reported rather than published.
+/// </summary>
+public sealed class FileSystemModelStore
+{
+    private readonly string _root;
+
+    public FileSystemModelStore(string root)
+    {
+        _root = Path.GetFullPath(root);
+        Directory.CreateDirectory(_root);
+    }
+
+    /// <summary>Stores <paramref name="blob"/> and returns its lower-case hex SHA-256 (idempotent).</summary>
+    public async Task<string> PutAsync(ReadOnlyMemory<byte> blob, CancellationToken cancellationToken = default)
+    {
+        var sha = Convert.ToHexStringLower(SHA256.HashData(blob.Span));
+        var path = PathOf(sha);
+        if (File.Exists(path)) return sha;
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var temp = path + ".tmp-" + Guid.NewGuid().ToString("N");
+        try
+        {
+            await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
+            {
+                await stream.WriteAsync(blob, cancellationToken);
+                stream.Flush(flushToDisk: true);
+            }
+            try
+            {
+                File.Move(temp, path, overwrite: false);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                // Another writer stored the same content first; the blobs are identical.
+            }
+        }
+        finally
+        {
+            if (File.Exists(temp)) File.Delete(temp);
+        }
+        return sha;
+    }
+
+    /// <summary>Reads a blob and checks it against its name; throws <see cref="InvalidDataException"/> when it was damaged.</summary>
+    public async Task<byte[]?> GetAsync(string sha256, CancellationToken cancellationToken = default)
+    {
+        var path = PathOf(sha256);
+        if (!File.Exists(path)) return null;
+        var blob = await File.ReadAllBytesAsync(path, cancellationToken);
+        var actual = Convert.ToHexStringLower(SHA256.HashData(blob));
+        if (actual != sha256) throw new InvalidDataException($"Model blob {sha256} is damaged on disk (its SHA-256 is {actual})");
+        return blob;
+    }
+
+    public bool Contains(string sha256) => File.Exists(PathOf(sha256));
+
+    private string PathOf(string sha256)
+    {
+        if (sha256.Length != 64 || !sha256.All(char.IsAsciiHexDigitLower))
+            throw new ArgumentException($"'{sha256}' is not a lower-case hex SHA-256", nameof(sha256));
+        return Path.Combine(_root, sha256[..2], sha256);
+    }
+}

@@ -1,0 +1,37 @@
+namespace FedEdge.Edge;
+
+/// <summary>Counters of one agent, safe to read from any thread (the simulator's round table reads them).</summary>
+public sealed class EdgeAgentStatistics
+{
+    private long _rounds;
+    private long _updatesEnqueued;
+    private long _updatesRefused;
+    private long _modelsVerified;
+    private long _modelMessagesRejected;
+
+    public long Rounds => Interlocked.Read(ref _rounds);
+    public long UpdatesEnqueued => Interlocked.Read(ref _updatesEnqueued);
+
+    /// <summary>Updates not queued because the outbox was full or could not be written.</summary>
+    public long UpdatesRefused => Interlocked.Read(ref _updatesRefused);
+
+    public long ModelsVerified => Interlocked.Read(ref _modelsVerified);
+
+    /// <summary>Model announcements, chunks and assembled models rejected (bad signature, hash, ...).</summary>
+    public long ModelMessagesRejected => Interlocked.Read(ref _modelMessagesRejected);
+
+    /// <summary>Training sessions built so far; stays at 1 while new versions only change weights.</summary>
+    public int TrainingSessionBuilds { get; internal set; }
+
+    internal void RoundCompleted() => Interlocked.Increment(ref _rounds);
+    internal void UpdateEnqueued() => Interlocked.Increment(ref _updatesEnqueued);
+    internal void UpdateRefused() => Interlocked.Increment(ref _updatesRefused);
+    internal void ModelVerified() => Interlocked.Increment(ref _modelsVerified);
+    internal void ModelMessageRejected() => Interlocked.Increment(ref _modelMessagesRejected);
+}
+
+/// <summary>What one local round produced, raised by <see cref="EdgeAgent.RoundCompleted"/>.</summary>
+/// <param name="UpdateId">Hex update id, or null when the update was not queued.</param>
+/// <param name="PayloadBytes">Codec payload size (before envelope and signature).</param>
+/// <param name="EnvelopeBytes">Signed envelope size.</param>
+public sealed record EdgeRoundReport(string DeviceId, long BaseVersion, string? UpdateId, double Loss, double Accuracy, long Steps, TimeSpan TrainingTime, int PayloadBytes, int EnvelopeBytes);

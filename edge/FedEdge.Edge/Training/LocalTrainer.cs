@@ -1,0 +1,186 @@
+using System.Diagnostics;
+using System.Numerics.Tensors;
+using FedEdge.Data;
+using FedEdge.Edge.Models;
+using FedEdge.Onnx;
+using FedEdge.Training;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace FedEdge.Edge.Training;
+
+/// <summary>What one round of local training produced.</summary>
+/// <param name="Delta">Δ = local − global, in the trainer's flat parameter layout.</param>
+public sealed record LocalRoundResult(long BaseVersion, float[] Delta, int SampleCount, double Loss, double Accuracy, long Steps, TimeSpan Duration);
+
+/// <summary>
+/// Runs FedAvg's local step on one device: load the global weights, E epochs of shuffled mini-batch training
+/// (McMahan et al. 2017, Algorithm 1, ClientUpdate), then Δ = w_local − w_global. The ONNX Runtime session is
+/// kept across rounds when a new version only changes weights (same parameter layout), so a round costs no
+/// graph rebuild. Not thread-safe: one per agent.
+/// </summary>
+public sealed partial class LocalTrainer : IDisposable
+{
+    private readonly EdgeTrainingOptions _options;
+    private readonly Dataset _train;
+    private readonly Dataset? _test;
+    private readonly int _maxEvaluationSamples;
+    private readonly ILogger _logger;
+    private OnnxTrainer? _trainer;
+    private ModelLayout? _layout;
+    private byte[] _graphFingerprint = [];
+    private float[] _global = [];
+    private float[] _local = [];
+
+    public LocalTrainer(EdgeTrainingOptions options, Dataset train, Dataset? test = null, int maxEvaluationSamples = 1000, ILogger<LocalTrainer>? logger = null)
+    {
+        if (train.Count == 0)
+            throw new ArgumentException("The device has no training samples.", nameof(train));
+        if (!train.HasLabels)
+            throw new ArgumentException("The device's data set has regression targets; the agent trains classifiers (labels).", nameof(train));
+        _options = options;
+        _train = train;
+        _test = test;
+        _maxEvaluationSamples = maxEvaluationSamples;
+        _logger = (ILogger?)logger ?? NullLogger.Instance;
+    }
+
+    /// <summary>Number of parameters d of the loaded model (0 before the first round).</summary>
+    public int ParameterCount => _layout?.ParameterCount ?? 0;
+
+    /// <summary>Times a training session was (re)built; stays 1 while versions only change weights.</summary>
+    public int SessionBuilds { get; private set; }
+
+    /// <summary>Trains one round on <paramref name="model"/>; cancellation is checked between steps.</summary>
+    public LocalRoundResult Train(VerifiedModel model, CancellationToken cancellationToken)
+    {
+        var stopwatch = Stopwatch.StartNew();
+        var proto = OnnxModelFile.Parse(model.ModelBytes, $"model v{model.Version}");
+        var layout = ModelLayout.Analyze(proto);
+        var fingerprint = GraphFingerprint(proto);
+        if (_trainer is null || !SameParameters(_layout!, layout) || !fingerprint.AsSpan().SequenceEqual(_graphFingerprint))
+        {
+            _graphFingerprint = fingerprint;
+            _trainer?.Dispose();
+            _trainer = OnnxTrainer.Create(proto, TrainingOptionsFor(model.Version));
+            _layout = layout;
+            _global = new float[layout.ParameterCount];
+            _local = new float[layout.ParameterCount];
+            SessionBuilds++;
+            EnsureDataFits(_trainer);
+            LogSessionBuilt(model.Version, layout.ParameterCount, _trainer.ExecutionProvider);
+        }
+        foreach (var tensor in layout.Tensors)
+        {
+            var initializer = proto.Graph.Initializer.First(t => t.Name == tensor.Name);
+            initializer.CopyFloatsTo(_global.AsSpan(tensor.Offset, tensor.Length));
+        }
+        var trainer = _trainer;
+        trainer.SetParameters(_global);
+        trainer.ResetOptimizerState();
+        trainer.LearningRate = _options.LearningRate;
+        if (_options.ProximalMu > 0)
+            trainer.SetProximalAnchor(_global);
+
+        var (loss, steps) = RunEpochs(trainer, model.Version, cancellationToken);
+        trainer.CopyParametersTo(_local);
+        var delta = new float[_local.Length];
+        TensorPrimitives.Subtract(_local, _global, delta);
+        var accuracy = Evaluate(trainer);
+        return new LocalRoundResult(model.Version, delta, _train.Count, loss, accuracy, steps, stopwatch.Elapsed);
+    }
+
+    public void Dispose() => _trainer?.Dispose();
+
+    private (double Loss, long Steps) RunEpochs(OnnxTrainer trainer, long version, CancellationToken cancellationToken)
+    {
+        var batch = Math.Min(_options.BatchSize, _train.Count);
+        var x = new float[batch * _train.SampleSize];
+        var y = new long[batch];
+        var order = Enumerable.Range(0, _train.Count).ToArray();
+        // A different shuffle per round and device seed, reproducible for a given (seed, version).
+        var random = new Random(HashCode.Combine(_options.Seed, version));
+        double lossSum = 0;
+        long steps = 0;
+        var maxSteps = _options.MaxStepsPerRound > 0 ? _options.MaxStepsPerRound : long.MaxValue;
+        for (var epoch = 0; epoch < _options.LocalEpochs && steps < maxSteps; epoch++)
+        {
+            random.Shuffle(order);
+            // Full batches only: a last partial batch would build a second step graph for a handful of samples.
+            for (var start = 0; start + batch <= order.Length && steps < maxSteps; start += batch)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                _train.CopyBatch(order.AsSpan(start, batch), x, y);
+                var loss = trainer.TrainStep(x, y);
+                if (!float.IsFinite(loss))
+                {
+                    LogNonFiniteLoss(version, steps);
+                    return (double.NaN, steps);
+                }
+                lossSum += loss;
+                steps++;
+            }
+        }
+        return (steps == 0 ? double.NaN : lossSum / steps, steps);
+    }
+
+    private double Evaluate(OnnxTrainer trainer)
+    {
+        var data = _test ?? _train;
+        var count = Math.Min(_maxEvaluationSamples, data.Count);
+        if (count <= 0)
+            return double.NaN;
+        var x = new float[count * data.SampleSize];
+        var y = new long[count];
+        data.CopyRange(0, count, x, y);
+        return trainer.Evaluate(x, y).Accuracy;
+    }
+
+    private TrainingOptions TrainingOptionsFor(long version) => new()
+    {
+        BatchSize = Math.Min(_options.BatchSize, _train.Count),
+        LearningRate = _options.LearningRate,
+        Optimizer = _options.Optimizer,
+        Momentum = _options.Momentum,
+        WeightDecay = _options.WeightDecay,
+        ClipNorm = _options.ClipNorm,
+        ProximalMu = _options.ProximalMu,
+        Threads = _options.Threads,
+        Device = _options.Device,
+        Seed = HashCode.Combine(_options.Seed, version),
+    };
+
+    private void EnsureDataFits(OnnxTrainer trainer)
+    {
+        var modelSample = trainer.SampleShape.Aggregate(1, (a, b) => a * b);
+        if (modelSample != _train.SampleSize)
+        {
+            throw new InvalidOperationException(
+                $"The model takes samples of shape [{string.Join(", ", trainer.SampleShape)}] ({modelSample} values) but the local data has shape [{string.Join(", ", _train.SampleShape)}] ({_train.SampleSize} values).");
+        }
+    }
+
+    /// <summary>SHA-256 over the graph's nodes, inputs and outputs: equal fingerprints mean only weights differ.</summary>
+    private static byte[] GraphFingerprint(FedEdge.Onnx.Proto.ModelProto proto)
+    {
+        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var node in proto.Graph.Node)
+            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(node));
+        foreach (var input in proto.Graph.Input)
+            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(input));
+        foreach (var output in proto.Graph.Output)
+            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(output));
+        return hash.GetHashAndReset();
+    }
+
+    private static bool SameParameters(ModelLayout a, ModelLayout b) =>
+        a.ParameterCount == b.ParameterCount
+        && a.Tensors.Count == b.Tensors.Count
+        && a.Tensors.Zip(b.Tensors).All(p => p.First.Name == p.Second.Name && p.First.Dims.AsSpan().SequenceEqual(p.Second.Dims));
+
+    [LoggerMessage(EventId = 400, Level = LogLevel.Information, Message = "Training session built for model v{Version}: {Parameters} parameters on {Provider}")]
+    private partial void LogSessionBuilt(long version, int parameters, string provider);
+
+    [LoggerMessage(EventId = 401, Level = LogLevel.Warning, Message = "Local training on v{Version} diverged (non-finite loss) after {Steps} steps; keeping the last good weights")]
+    private partial void LogNonFiniteLoss(long version, long steps);
+}

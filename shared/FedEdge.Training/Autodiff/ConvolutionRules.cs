@@ -1,0 +1,267 @@
+using FedEdge.Onnx;
+using FedEdge.Onnx.Proto;
+using static FedEdge.Onnx.GraphBuilder;
+
+namespace FedEdge.Training.Autodiff;
+
+/// <summary>Gradient rules for 2-D convolution and pooling (NCHW).</summary>
+internal static class ConvolutionRules
+{
+    /// <summary>Resolved spatial geometry of a Conv / pool node.</summary>
+    private sealed record Window(long[] Kernel, long[] Strides, long[] Dilations, long[] Pads, long[] InDims, long[] OutDims)
+    {
+        /// <summary>output_padding that makes ConvTranspose produce exactly the input's spatial size.</summary>
+        public long[] OutputPadding(NodeProto n) => [.. Enumerable.Range(0, 2).Select(i =>
+        {
+            var produced = Strides[i] * (OutDims[i] - 1) + (Kernel[i] - 1) * Dilations[i] + 1 - Pads[i] - Pads[i + 2];
+            var extra = InDims[i] - produced;
+            return extra >= 0
+                ? extra
+                : throw new UnsupportedOperatorException(n.OpType, n.Name, "its padding/stride geometry cannot be inverted.");
+        })];
+    }
+
+    private static Window Resolve(NodeProto n, GradientContext c, long[]? kernelFromWeight = null)
+    {
+        var x = c.Dims(n.Input[0]);
+        if (x.Length != 4)
+        {
+            throw new UnsupportedOperatorException(n.OpType, n.Name, $"only 2-D (NCHW) inputs have a gradient rule; input is [{string.Join(", ", x)}].");
+        }
+
+        var y = c.Dims(n.Output[0]);
+        var kernel = n.GetInts("kernel_shape") ?? kernelFromWeight
+            ?? throw new UnsupportedOperatorException(n.OpType, n.Name, "kernel_shape is missing.");
+        var strides = n.GetInts("strides") ?? [1, 1];
+        var dilations = n.GetInts("dilations") ?? [1, 1];
+        long[] inDims = [x[2], x[3]];
+        long[] outDims = [y[2], y[3]];
+        var autoPad = n.GetString("auto_pad", "NOTSET");
+        long[] pads;
+        if (autoPad is "SAME_UPPER" or "SAME_LOWER")
+        {
+            pads = new long[4];
+            for (var i = 0; i < 2; i++)
+            {
+                var total = Math.Max(0, (outDims[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - inDims[i]);
+                var small = total / 2;
+                (pads[i], pads[i + 2]) = autoPad == "SAME_UPPER" ? (small, total - small) : (total - small, small);
+            }
+        }
+        else
+        {
+            pads = autoPad == "VALID" ? new long[4] : n.GetInts("pads") ?? new long[4];
+        }
+
+        return new Window(kernel, strides, dilations, pads, inDims, outDims);
+    }
+
+    public static string?[] Conv(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        var (x, w) = (n.Input[0], n.Input[1]);
+        var wDims = c.Dims(w);
+        var win = Resolve(n, c, [wDims[2], wDims[3]]);
+        var group = n.GetInt("group", 1);
+        var dY = d[0]!;
+        var result = new string?[n.Input.Count];
+        if (need[0])
+        {
+            // dX is the transposed convolution of dY with the same weights.
+            result[0] = c.B.Op("ConvTranspose", [dY, w],
+                Attr("strides", win.Strides), Attr("pads", win.Pads), Attr("dilations", win.Dilations),
+                Attr("group", group), Attr("kernel_shape", win.Kernel), Attr("output_padding", win.OutputPadding(n)));
+        }
+
+        if (need[1])
+        {
+            if (group != 1)
+            {
+                throw new UnsupportedOperatorException(n.OpType, n.Name, $"the weight gradient supports group = 1 only (group = {group}).");
+            }
+
+            var dyt = c.B.Op("Transpose", [dY], Attr("perm", new long[] { 1, 0, 2, 3 }));
+            var xt = c.B.Op("Transpose", [x], Attr("perm", new long[] { 1, 0, 2, 3 }));
+            var channels = c.Dims(x)[1];
+            var unitStride = win.Strides.All(v => v == 1) && win.Dilations.All(v => v == 1) && win.Pads.All(p => p == 0);
+            if (unitStride && channels * win.Kernel[0] * win.Kernel[1] <= 64)
+            {
+                // Few input channels (a first layer): build the patch matrix P[(i,j,c), (n,h,w)] from kh·kw
+                // slices of Xᵀ and compute dW = dYᵀ·Pᵀ as one GEMM; ONNX Runtime's Conv would instead
+                // im2col a [N·Ho·Wo]-sized kernel, which is slow for a batch of one.
+                var (ho, wo) = (win.OutDims[0], win.OutDims[1]);
+                var slices = new List<string>();
+                for (long i = 0; i < win.Kernel[0]; i++)
+                {
+                    for (long j = 0; j < win.Kernel[1]; j++)
+                    {
+                        slices.Add(c.B.Op("Slice", xt, c.B.Ints(i, j), c.B.Ints(i + ho, j + wo), c.B.Ints(2, 3)));
+                    }
+                }
+
+                var patches = c.B.Op("Reshape", c.B.Op("Concat", [.. slices], Attr("axis", 0L)), c.B.Ints(slices.Count * channels, -1));
+                var flatDy = c.B.Op("Reshape", dyt, c.B.Ints(wDims[0], -1));
+                var product = c.B.Op("Gemm", [flatDy, patches], Attr("transB", 1L));
+                var grouped = c.B.Op("Reshape", product, c.B.Ints(wDims[0], win.Kernel[0], win.Kernel[1], channels));
+                result[1] = c.B.Op("Transpose", [grouped], Attr("perm", new long[] { 0, 3, 1, 2 }));
+            }
+            else
+            {
+                // dW[m,c,i,j] = Σ_{n,h,w} dY[n,m,h,w]·X[n,c,h·s+i·d,w·s+j·d]: a convolution of Xᵀ (channels as
+                // batch) by dYᵀ (batch as channels) with strides and dilations swapped.
+                var corr = c.B.Op("Conv", [xt, dyt],
+                    Attr("strides", win.Dilations), Attr("dilations", win.Strides), Attr("pads", win.Pads));
+                // The correlation can be larger than the kernel when the stride does not divide the input evenly.
+                var cropped = c.B.Op("Slice", corr, c.B.Ints(0, 0), c.B.Ints(win.Kernel), c.B.Ints(2, 3));
+                result[1] = c.B.Op("Transpose", [cropped], Attr("perm", new long[] { 1, 0, 2, 3 }));
+            }
+        }
+
+        if (n.Input.Count > 2 && need[2])
+        {
+            result[2] = c.B.Op("ReduceSum", [dY, c.B.Ints(0, 2, 3)], Attr("keepdims", 0L));
+        }
+
+        return result;
+    }
+
+    /// <summary>
+    /// A 2-D MaxPool whose windows tile the input (kernel = stride, no padding or dilation): its gradient
+    /// needs no Indices output, which keeps ONNX Runtime's fast pooling kernel in the forward pass.
+    /// </summary>
+    public static bool IsTiledMaxPool(NodeProto n)
+    {
+        var kernel = n.GetInts("kernel_shape");
+        var strides = n.GetInts("strides");
+        return kernel is { Length: 2 } && strides is not null && kernel.SequenceEqual(strides)
+            && (n.GetInts("pads") ?? [0, 0, 0, 0]).All(p => p == 0)
+            && (n.GetInts("dilations") ?? [1, 1]).All(v => v == 1)
+            && n.GetString("auto_pad", "NOTSET") is "NOTSET" or "VALID"
+            && n.GetInt("ceil_mode", 0) == 0 && n.GetInt("storage_order", 0) == 0;
+    }
+
+    /// <summary>
+    /// Tiled MaxPool gradient: the maxima are where X equals the output upsampled back to X's grid; each
+    /// window's gradient is shared by its maxima (one, except for exact ties, whose subgradient splits
+    /// evenly). Rows and columns beyond the last full window get zero. Built from ops that ONNX Runtime
+    /// runs on whole tensors without broadcasting (nearest Resize, AveragePool), which is faster than the
+    /// generic MaxPool-with-Indices kernel.
+    /// </summary>
+    private static string TiledMaxPool(NodeProto n, string dY, GradientContext c)
+    {
+        var x = n.Input[0];
+        var dims = c.Dims(x);
+        var y = c.Dims(n.Output[0]);
+        var k = n.GetInts("kernel_shape")!;
+        long[] coveredDims = [dims[0], dims[1], y[2] * k[0], y[3] * k[1]];
+        var covered = x;
+        if (coveredDims[2] != dims[2] || coveredDims[3] != dims[3])
+        {
+            covered = c.B.Op("Slice", x, c.B.Ints(0, 0), c.B.Ints(coveredDims[2], coveredDims[3]), c.B.Ints(2, 3));
+        }
+
+        string Upsample(string v) => c.B.Op("Resize", [v, "", "", c.B.Ints(coveredDims)],
+            Attr("mode", "nearest"), Attr("coordinate_transformation_mode", "asymmetric"), Attr("nearest_mode", "floor"));
+        var mask = c.B.Op("Cast", [c.B.Op("Equal", covered, Upsample(n.Output[0]))], Attr("to", (long)c.ElementType));
+        var fraction = c.B.Op("AveragePool", [mask], Attr("kernel_shape", k), Attr("strides", k));
+        var share = c.B.Op("Div", dY, c.B.Op("Mul", fraction, c.Scalar(k[0] * k[1], x)));
+        var grad = c.B.Op("Mul", mask, Upsample(share));
+        if (covered != x)
+        {
+            grad = c.B.Op("Pad", grad, c.B.Ints(0, 0, 0, 0, 0, 0, dims[2] - coveredDims[2], dims[3] - coveredDims[3]));
+        }
+
+        return grad;
+    }
+
+    public static string?[] MaxPool(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        if (n.Output.Count < 2 || n.Output[1].Length == 0)
+        {
+            return IsTiledMaxPool(n)
+                ? [TiledMaxPool(n, d[0]!, c)]
+                : throw new UnsupportedOperatorException(n.OpType, n.Name, "MaxPool needs its Indices output in training graphs.");
+        }
+
+        if (n.GetInt("storage_order", 0) != 0)
+        {
+            throw new UnsupportedOperatorException(n.OpType, n.Name, "storage_order = 1 is not supported.");
+        }
+
+        var win = Resolve(n, c);
+        var x = n.Input[0];
+        var dims = c.Dims(x);
+        var overlapping = Enumerable.Range(0, 2).Any(i => (win.Kernel[i] - 1) * win.Dilations[i] + 1 > win.Strides[i]);
+        if (!overlapping)
+        {
+            // Each input element is the maximum of at most one window: MaxUnpool places dY at the argmax positions.
+            return [c.B.Op("MaxUnpool", [d[0]!, n.Output[1], c.B.Ints(dims)],
+                Attr("kernel_shape", win.Kernel), Attr("strides", win.Strides), Attr("pads", win.Pads))];
+        }
+
+        // Overlapping windows may pick the same element more than once: scatter-add at the flat indices.
+        return [c.ScatterAddFlat(d[0]!, n.Output[1], dims.Aggregate(1L, (a, b) => a * b), dims)];
+    }
+
+    public static string?[] AveragePool(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        var win = Resolve(n, c);
+        var x = n.Input[0];
+        var dims = c.Dims(x);
+        for (var i = 0; i < 2; i++)
+        {
+            var floor = (win.InDims[i] + win.Pads[i] + win.Pads[i + 2] - win.Kernel[i]) / win.Strides[i] + 1;
+            if (floor != win.OutDims[i])
+            {
+                throw new UnsupportedOperatorException(n.OpType, n.Name, "ceil_mode windows that overhang the input are not supported.");
+            }
+        }
+
+        var (ho, wo) = (win.OutDims[0], win.OutDims[1]);
+        string scaled;
+        var hasPads = win.Pads.Any(p => p != 0);
+        if (hasPads && n.GetInt("count_include_pad", 0) == 0)
+        {
+            // Windows at the border average over fewer elements: divide each output's gradient by its own count.
+            var inv = new double[ho * wo];
+            for (var oh = 0; oh < ho; oh++)
+            {
+                for (var ow = 0; ow < wo; ow++)
+                {
+                    var h0 = oh * win.Strides[0] - win.Pads[0];
+                    var w0 = ow * win.Strides[1] - win.Pads[1];
+                    var rows = Math.Min(h0 + win.Kernel[0], win.InDims[0]) - Math.Max(h0, 0);
+                    var cols = Math.Min(w0 + win.Kernel[1], win.InDims[1]) - Math.Max(w0, 0);
+                    inv[oh * wo + ow] = 1.0 / (rows * cols);
+                }
+            }
+
+            var invTensor = c.ElementType == TensorProto.Types.DataType.Double
+                ? c.B.Constant(inv, 1, 1, ho, wo)
+                : c.B.Constant(inv.Select(v => (float)v).ToArray(), 1, 1, ho, wo);
+            scaled = c.B.Op("Mul", d[0]!, invTensor);
+        }
+        else
+        {
+            scaled = c.B.Op("Mul", d[0]!, c.Scalar(1.0 / (win.Kernel[0] * win.Kernel[1]), x));
+        }
+
+        // Spread every output gradient over its window: ConvTranspose with a kernel of ones, channels folded into batch.
+        var folded = c.B.Op("Reshape", scaled, c.B.Ints(-1, 1, ho, wo));
+        var count = (int)(win.Kernel[0] * win.Kernel[1]);
+        var ones = c.ElementType == TensorProto.Types.DataType.Double
+            ? c.B.Constant(Enumerable.Repeat(1.0, count).ToArray(), 1, 1, win.Kernel[0], win.Kernel[1])
+            : c.B.Constant(Enumerable.Repeat(1f, count).ToArray(), 1, 1, win.Kernel[0], win.Kernel[1]);
+        var spread = c.B.Op("ConvTranspose", [folded, ones],
+            Attr("strides", win.Strides), Attr("pads", win.Pads), Attr("kernel_shape", win.Kernel),
+            Attr("output_padding", win.OutputPadding(n)));
+        return [c.Reshape(spread, dims)];
+    }
+
+    public static string?[] GlobalAveragePool(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        var dims = c.Dims(n.Input[0]);
+        var spatial = dims.Skip(2).Aggregate(1L, (a, b) => a * b);
+        var expanded = c.B.Op("Expand", d[0]!, c.B.Ints(dims));
+        return [c.B.Op("Mul", expanded, c.Scalar(1.0 / spatial, n.Input[0]))];
+    }
+}

@@ -1,0 +1,128 @@
+using FedEdge.Aggregation.Asynchronous;
+using FedEdge.Aggregation.ServerOptimizers;
+
+namespace FedEdge.Aggregation.Tests;
+
+/// <summary>Single steps of the server optimizers and the staleness formulas, against hand computation.</summary>
+public class OptimizerAndStalenessTests
+{
+    [Fact]
+    public void FedAvgMAccumulatesMomentum()
+    {
+        var optimizer = new FedAvgMOptimizer(learningRate: 1, momentum: 0.9);
+        float[] model = [0];
+        optimizer.Apply(model, [1]);
+        Assert.Equal(1f, model[0], 6);
+        optimizer.Apply(model, [1]);
+        Assert.Equal(2.9f, model[0], 6);
+    }
+
+    [Fact]
+    public void FedAvgMWithoutMomentumIsFedAvg()
+    {
+        float[] model = [1, 2];
+        new FedAvgMOptimizer(1, 0).Apply(model, [0.5f, -1]);
+        Assert.Equal([1.5f, 1f], model);
+    }
+
+    [Fact]
+    public void FedAdagradStep()
+    {
+        float[] model = [0];
+        new FedAdagradOptimizer(learningRate: 0.1, beta1: 0.9, tau: 1e-3).Apply(model, [2]);
+        // m = 0.1·2 = 0.2; v = τ² + 4; x = 0.1·0.2/(√(4.000001) + 0.001)
+        Assert.Equal(0.1 * 0.2 / (Math.Sqrt(4.000001) + 0.001), model[0], 6);
+    }
+
+    [Fact]
+    public void FedAdamStep()
+    {
+        float[] model = [0];
+        new FedAdamOptimizer(0.1, 0.9, 0.99, 1e-3).Apply(model, [2]);
+        // v = 0.99·1e-6 + 0.01·4 = 0.04000099
+        Assert.Equal(0.1 * 0.2 / (Math.Sqrt(0.04000099) + 0.001), model[0], 6);
+    }
+
+    [Fact]
+    public void FedYogiStepAndSecondMoment()
+    {
+        float[] model = [0];
+        var yogi = new FedYogiOptimizer(0.1, 0.9, 0.99, 1e-3);
+        yogi.Apply(model, [2]);
+        // v = 1e-6 − 0.01·4·sign(1e-6 − 4) = 0.040001
+        Assert.Equal(0.1 * 0.2 / (Math.Sqrt(0.040001) + 0.001), model[0], 6);
+        // Second step with Δ = 0: m = 0.18, v = 0.040001 − 0·… = 0.040001.
+        float before = model[0];
+        yogi.Apply(model, [0]);
+        Assert.Equal(0.1 * 0.18 / (Math.Sqrt(0.040001) + 0.001), model[0] - before, 6);
+    }
+
+    [Fact]
+    public void OptimizersRefuseMismatchedOrNonFiniteAggregates()
+    {
+        Assert.Throws<ArgumentException>(() => new FedAdamOptimizer().Apply(new float[2], new float[3]));
+        Assert.Throws<InvalidUpdateException>(() => new FedAdamOptimizer().Apply(new float[1], [float.NaN]));
+    }
+
+    [Theory]
+    [InlineData(0, 1.0)]
+    [InlineData(3, 0.5)]
+    [InlineData(8, 1.0 / 3)]
+    public void FedBuffDiscount(int staleness, double expected) =>
+        Assert.Equal(expected, new FedBuffStaleness().Weight(staleness), 12);
+
+    [Theory]
+    [InlineData(0, 1.0)]
+    [InlineData(3, 0.5)]
+    [InlineData(15, 0.25)]
+    public void PolynomialDiscount(int staleness, double expected) =>
+        Assert.Equal(expected, new PolynomialStaleness(0.5).Weight(staleness), 12);
+
+    [Theory]
+    [InlineData(0, 1.0)]
+    [InlineData(4, 1.0)]
+    [InlineData(5, 1.0 / 11)]
+    [InlineData(6, 1.0 / 21)]
+    public void HingeDiscount(int staleness, double expected) =>
+        Assert.Equal(expected, new HingeStaleness(10, 4).Weight(staleness), 12);
+
+    [Fact]
+    public void ConstantDiscountAndNegativeStaleness()
+    {
+        Assert.Equal(1.0, new ConstantStaleness().Weight(1000));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new FedBuffStaleness().Weight(-1));
+    }
+
+    [Fact]
+    public void FedFixWeightsByPeriodsSpent()
+    {
+        Assert.Equal(0.3, FedFixWeighting.Weight(TimeSpan.FromSeconds(25), TimeSpan.FromSeconds(10), 0.1), 12);
+        Assert.Equal(0.1, FedFixWeighting.Weight(TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10), 0.1), 12);
+        Assert.Throws<ArgumentOutOfRangeException>(() => FedFixWeighting.Weight(TimeSpan.FromSeconds(1), TimeSpan.Zero, 0.1));
+    }
+
+    [Fact]
+    public void FedBuffBufferDiscountsAndDropsStaleUpdates()
+    {
+        var buffer = new FedBuffBuffer(1, bufferSize: 2, serverLearningRate: 1, maxStaleness: 10);
+        Assert.True(buffer.TryAdd([2], 0));
+        Assert.False(buffer.TryAdd([1000], 11));
+        Assert.True(buffer.TryAdd([4], 3));
+        Assert.True(buffer.IsFull);
+        float[] model = [0];
+        buffer.ApplyTo(model, new float[1]);
+        Assert.Equal(2f, model[0], 6); // (2 + 4/2) / 2
+        Assert.Equal(0, buffer.Count);
+    }
+
+    [Fact]
+    public void FedAsyncMixesWithTheDiscountedRate()
+    {
+        float[] model = [0];
+        new FedAsyncMixer(0.5, new ConstantStaleness()).Mix(model, [2], 7);
+        Assert.Equal(1f, model[0], 6);
+        model[0] = 0;
+        new FedAsyncMixer(0.5, new PolynomialStaleness(0.5)).Mix(model, [2], 3);
+        Assert.Equal(0.5f, model[0], 6); // α_t = 0.5·0.5
+    }
+}

@@ -1,0 +1,97 @@
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Hosting;
+using FedEdge.Cloud.Security;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using MQTTnet;
+using MQTTnet.Formatter;
+
+namespace FedEdge.Cloud.Tests;
+
+/// <summary>Starts the whole cloud (silo + embedded broker, or an external broker) in-process on free loopback ports.</summary>
+public sealed class CloudTestHost : IAsyncDisposable
+{
+    private CloudTestHost(IHost host, CloudOptions options)
+    {
+        Host = host;
+        Options = options;
+    }
+
+    public IHost Host { get; }
+    public CloudOptions Options { get; }
+    public IServiceProvider Services => Host.Services;
+    public DeviceRegistry Registry => Services.GetRequiredService<DeviceRegistry>();
+    public IGrainFactory Grains => Services.GetRequiredService<IGrainFactory>();
+
+    public int BrokerPort => Options.UsesEmbeddedBroker ? Services.GetRequiredService<EmbeddedBroker>().Port : Options.ExternalBrokerEndpoint().Port;
+
+    public static async Task<CloudTestHost> StartAsync(string dataDirectory, Action<CloudOptions>? configure = null)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
+        var options = new CloudOptions();
+        builder.AddFedEdgeCloud(o =>
+        {
+            o.DataDirectory = dataDirectory;
+            o.BrokerPort = FreeTcpPort.Find();
+            o.BrokerBindAddress = "127.0.0.1";
+            o.SiloPort = FreeTcpPort.Find();
+            o.GatewayPort = FreeTcpPort.Find();
+            o.SqliteSynchronousFull = false;
+            configure?.Invoke(o);
+            foreach (var p in typeof(CloudOptions).GetProperties()) if (p.CanWrite) p.SetValue(options, p.GetValue(o));
+        });
+        var host = builder.Build();
+        await host.StartAsync();
+        return new CloudTestHost(host, options);
+    }
+
+    /// <summary>Connects an MQTT v5 client; returns the client and the CONNACK result (not throwing on refusal).</summary>
+    public async Task<(IMqttClient Client, MqttClientConnectResult? Result)> ConnectAsync(string clientId, string userName, string password, Action<MqttClientOptionsBuilder>? configure = null)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var builder = new MqttClientOptionsBuilder()
+            .WithTcpServer("127.0.0.1", BrokerPort)
+            .WithClientId(clientId)
+            .WithCredentials(userName, password)
+            .WithProtocolVersion(MqttProtocolVersion.V500)
+            .WithTimeout(TimeSpan.FromSeconds(5));
+        configure?.Invoke(builder);
+        try
+        {
+            var result = await client.ConnectAsync(builder.Build());
+            return (client, result);
+        }
+        catch (Exception e) when (e is MQTTnet.Exceptions.MqttCommunicationException or OperationCanceledException)
+        {
+            return (client, null);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await Host.StopAsync(TimeSpan.FromSeconds(20));
+        }
+        finally
+        {
+            if (Host is IAsyncDisposable asyncDisposable) await asyncDisposable.DisposeAsync();
+            else Host.Dispose();
+        }
+    }
+}
+
+/// <summary>A temporary directory removed after the test.</summary>
+public sealed class TempDirectory : IDisposable
+{
+    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fededge-cloud-tests", Guid.NewGuid().ToString("N"));
+
+    public TempDirectory() => Directory.CreateDirectory(Path);
+
+    public void Dispose()
+    {
+        try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+    }
+}

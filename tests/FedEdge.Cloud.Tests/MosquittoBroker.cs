@@ -1,0 +1,84 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using FedEdge.Cloud.Broker;
+
+namespace FedEdge.Cloud.Tests;
+
+/// <summary>
+/// A Mosquitto broker for one test: /usr/sbin/mosquitto on a free loopback port with the password and ACL files
+/// that `fededge devices export-mosquitto` writes; stopped (killed by its own process id) on dispose.
+/// </summary>
+public sealed class MosquittoBroker : IDisposable
+{
+    public const string Executable = "/usr/sbin/mosquitto";
+
+    private readonly Process _process;
+
+    private MosquittoBroker(Process process, int port, string logPath)
+    {
+        _process = process;
+        Port = port;
+        LogPath = logPath;
+    }
+
+    public int Port { get; }
+    public string LogPath { get; }
+    public string Address => $"mqtt://127.0.0.1:{Port}";
+
+    public static bool IsInstalled => File.Exists(Executable);
+
+    public static async Task<MosquittoBroker> StartAsync(string directory, string passwordFile, string aclFile)
+    {
+        var port = FreeTcpPort.Find();
+        var config = Path.Combine(directory, "mosquitto.conf");
+        var log = Path.Combine(directory, "mosquitto.log");
+        var lines = new List<string>
+        {
+            $"listener {port} 127.0.0.1",
+            "allow_anonymous false",
+            $"password_file {passwordFile}",
+            $"acl_file {aclFile}",
+            "persistence false",
+            $"log_dest file {log}",
+            "log_type all",
+        };
+        // Started as root, Mosquitto drops to user "mosquitto", which cannot read the 0600 files the test wrote.
+        if (Environment.UserName == "root") lines.Add("user root");
+        File.WriteAllLines(config, lines);
+        var process = Process.Start(new ProcessStartInfo(Executable, ["-c", config])
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        }) ?? throw new InvalidOperationException("mosquitto did not start");
+        var broker = new MosquittoBroker(process, port, log);
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (true)
+        {
+            if (process.HasExited)
+                throw new InvalidOperationException($"mosquitto exited with {process.ExitCode}: {await process.StandardError.ReadToEndAsync()} {broker.Log()}");
+            try
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync("127.0.0.1", port);
+                return broker;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+        }
+    }
+
+    public string Log() => File.Exists(LogPath) ? File.ReadAllText(LogPath) : "(no log)";
+
+    public void Dispose()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            _process.WaitForExit(5000);
+        }
+        _process.Dispose();
+    }
+}

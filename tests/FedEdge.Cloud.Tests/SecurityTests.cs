@@ -1,0 +1,90 @@
+using FedEdge.Cloud.Security;
+using FedEdge.Cloud.Storage;
+
+namespace FedEdge.Cloud.Tests;
+
+public sealed class SecurityTests
+{
+    [Fact]
+    public void PasswordHashIsMosquittosFormat_AndVerifiesOnlyTheRightPassword()
+    {
+        var hash = MosquittoPasswordHash.Create("s3cret", iterations: 1000);
+        var parts = hash.Split('$');
+        Assert.Equal(["", "7", "1000"], parts[..3]);
+        Assert.Equal(12, Convert.FromBase64String(parts[3]).Length);
+        Assert.Equal(64, Convert.FromBase64String(parts[4]).Length);
+        Assert.True(MosquittoPasswordHash.Verify("s3cret", hash));
+        Assert.False(MosquittoPasswordHash.Verify("s3cret!", hash));
+        Assert.False(MosquittoPasswordHash.Verify("s3cret", "$6$abc$def"));
+        Assert.False(MosquittoPasswordHash.Verify("s3cret", "$7$x$AAAA$AAAA"));
+        Assert.NotEqual(hash, MosquittoPasswordHash.Create("s3cret", iterations: 1000)); // salted
+    }
+
+    [Fact]
+    public void VerifiesAHashWrittenByMosquittoPasswd()
+    {
+        // Written by `mosquitto_passwd -b` (Mosquitto 2.0.11) for the password "secret".
+        const string hash = "$7$101$Y+GaWvUiQUvEcEkZ$f2JxRw9JcWPAO1OcVLnokiOYIFHAHNm/sMEeKWSMUw79ZxtPswMiPizGffT6drYD+2E3qaSoGNA1SkIWfVp3BA==";
+        Assert.True(MosquittoPasswordHash.Verify("secret", hash));
+        Assert.False(MosquittoPasswordHash.Verify("Secret", hash));
+    }
+
+    [Fact]
+    public void RegistryStoresNoSecrets_AndRevocationBlocksLogin()
+    {
+        using var data = new TempDirectory();
+        var registry = new DeviceRegistry(Path.Combine(data.Path, "registry.db"));
+        var (record, password, privateKey) = registry.Add("dev-1", "f1");
+        Assert.Throws<InvalidOperationException>(() => registry.Add("dev-1", "f1"));
+        Assert.Throws<ArgumentException>(() => registry.Add("bad/id", "f1"));
+        Assert.Throws<ArgumentException>(() => registry.Add("dev-2", "f+"));
+        Assert.Equal(Ed25519KeyFile.PublicKeyOf(privateKey), record.PublicKey);
+
+        var bytes = File.ReadAllBytes(Path.Combine(data.Path, "registry.db"));
+        Assert.Equal(-1, bytes.AsSpan().IndexOf(System.Text.Encoding.UTF8.GetBytes(password)));
+
+        Assert.NotNull(registry.Authenticate("dev-1", password, out _));
+        Assert.Null(registry.Authenticate("dev-1", password + "x", out var bad));
+        Assert.Equal("bad password", bad);
+        Assert.True(registry.Revoke("dev-1"));
+        Assert.False(registry.Revoke("nobody"));
+        Assert.Null(registry.Authenticate("dev-1", password, out var revoked));
+        Assert.Equal("device revoked", revoked);
+        Assert.True(new DeviceRegistry(Path.Combine(data.Path, "registry.db")).Find("dev-1")!.Revoked);
+    }
+
+    [Fact]
+    public void AclFileGivesEachDeviceOnlyItsOwnTopics()
+    {
+        var devices = new[]
+        {
+            new DeviceRecord("dev-1", "f1", "$7$1$a$b", new byte[32], false, DateTimeOffset.UnixEpoch),
+            new DeviceRecord("dev-2", "f2", "$7$1$c$d", new byte[32], true, DateTimeOffset.UnixEpoch),
+        };
+        var service = new ServiceIdentity("cloud-svc", "pw");
+        var acl = MosquittoConfigWriter.AclFile(devices, service);
+        Assert.Contains("user dev-1\ntopic write fededge/f1/update/dev-1\ntopic write fededge/f1/status/dev-1\ntopic write fededge/f1/telemetry/dev-1\ntopic read fededge/f1/model/#\n", acl);
+        Assert.Contains("user cloud-svc\ntopic readwrite #\n", acl);
+        Assert.DoesNotContain("dev-2", acl);
+        var passwd = MosquittoConfigWriter.PasswordFile(devices, service);
+        Assert.Contains("dev-1:$7$1$a$b\n", passwd);
+        Assert.DoesNotContain("dev-2", passwd);
+        Assert.StartsWith("cloud-svc:$7$", passwd);
+    }
+
+    [Fact]
+    public async Task ModelStoreIsContentAddressed_AndDetectsDamage()
+    {
+        using var data = new TempDirectory();
+        var store = new FileSystemModelStore(Path.Combine(data.Path, "models"));
+        var blob = new byte[] { 1, 2, 3, 4 };
+        var sha = await store.PutAsync(blob);
+        Assert.Equal(Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(blob)), sha);
+        Assert.Equal(sha, await store.PutAsync(blob));
+        Assert.Equal(blob, await store.GetAsync(sha));
+        Assert.Null(await store.GetAsync(new string('0', 64)));
+        Assert.Empty(Directory.GetFiles(Path.Combine(data.Path, "models"), "*.tmp-*", SearchOption.AllDirectories));
+        File.WriteAllBytes(Path.Combine(data.Path, "models", sha[..2], sha), [9, 9]);
+        await Assert.ThrowsAsync<InvalidDataException>(() => store.GetAsync(sha));
+    }
+}

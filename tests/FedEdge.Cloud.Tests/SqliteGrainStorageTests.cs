@@ -1,0 +1,88 @@
+using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Grains;
+using FedEdge.Cloud.Storage;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Orleans;
+using Orleans.Runtime;
+using Orleans.Serialization;
+using Orleans.Storage;
+
+namespace FedEdge.Cloud.Tests;
+
+public sealed class SqliteGrainStorageTests : IDisposable
+{
+    private readonly TempDirectory _data = new();
+    private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
+
+    private SqliteGrainStorage Open() => new("test", Path.Combine(_data.Path, "state.db"),
+        new OrleansGrainStorageSerializer(_services.GetRequiredService<Serializer>()), NullLogger<SqliteGrainStorage>.Instance, synchronousFull: false);
+
+    private static readonly GrainId Grain = GrainId.Create("device", "dev-1");
+
+    [Fact]
+    public async Task StateRoundTripsAndSurvivesReopening()
+    {
+        var written = new GrainState<DeviceState>(new DeviceState
+        {
+            Federation = "f1",
+            Online = true,
+            Accepted = 7,
+            BytesAccepted = 1234,
+            Rejected = new() { [RejectionReason.BadSignature] = 2 },
+            RecentUpdateIds = ["a", "b"],
+        });
+        await Open().WriteStateAsync("device", Grain, written);
+        Assert.True(written.RecordExists);
+        Assert.NotNull(written.ETag);
+
+        var read = new GrainState<DeviceState>();
+        await Open().ReadStateAsync("device", Grain, read); // a new provider over the same file: a restart
+        Assert.True(read.RecordExists);
+        Assert.Equal(written.ETag, read.ETag);
+        Assert.Equal("f1", read.State!.Federation);
+        Assert.Equal(7, read.State.Accepted);
+        Assert.Equal(2, read.State!.Rejected[RejectionReason.BadSignature]);
+        Assert.Equal(["a", "b"], read.State.RecentUpdateIds);
+
+        var missing = new GrainState<DeviceState>();
+        await Open().ReadStateAsync("device", GrainId.Create("device", "nobody"), missing);
+        Assert.False(missing.RecordExists);
+        Assert.Null(missing.ETag);
+        Assert.NotNull(missing.State);
+    }
+
+    [Fact]
+    public async Task StaleEtagIsRefused_AndClearRemovesTheRecord()
+    {
+        var storage = Open();
+        var first = new GrainState<DeviceState>(new DeviceState { Accepted = 1 });
+        await storage.WriteStateAsync("device", Grain, first);
+        var second = new GrainState<DeviceState>();
+        await storage.ReadStateAsync("device", Grain, second);
+
+        second.State!.Accepted = 2;
+        await storage.WriteStateAsync("device", Grain, second);
+        first.State!.Accepted = 99;
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("device", Grain, first));
+        // A second writer that believes the record does not exist is refused too.
+        await Assert.ThrowsAsync<InconsistentStateException>(() => storage.WriteStateAsync("device", Grain, new GrainState<DeviceState>(new DeviceState())));
+
+        var check = new GrainState<DeviceState>();
+        await storage.ReadStateAsync("device", Grain, check);
+        Assert.Equal(2, check.State!.Accepted);
+
+        await storage.ClearStateAsync("device", Grain, check);
+        Assert.False(check.RecordExists);
+        var after = new GrainState<DeviceState>();
+        await storage.ReadStateAsync("device", Grain, after);
+        Assert.False(after.RecordExists);
+    }
+
+    public void Dispose()
+    {
+        _services.Dispose();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        _data.Dispose();
+    }
+}

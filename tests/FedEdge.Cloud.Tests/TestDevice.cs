@@ -1,0 +1,99 @@
+using FedEdge.Compression;
+using FedEdge.Protocol;
+using FedEdge.Protocol.Messages;
+using FedEdge.Training;
+using Google.Protobuf;
+using MQTTnet;
+using MQTTnet.Protocol;
+
+namespace FedEdge.Cloud.Tests;
+
+/// <summary>A registered device as a test drives it: its MQTT connection and its signing key.</summary>
+public sealed class TestDevice : IAsyncDisposable
+{
+    private TestDevice(string id, string federation, SigningKeyPair key, IMqttClient client)
+    {
+        Id = id;
+        Federation = federation;
+        Key = key;
+        Client = client;
+    }
+
+    public string Id { get; }
+    public string Federation { get; }
+    public SigningKeyPair Key { get; }
+    public IMqttClient Client { get; }
+
+    public static async Task<TestDevice> RegisterAndConnectAsync(CloudTestHost cloud, string id, string federation)
+    {
+        var (_, password, privateKey) = cloud.Registry.Add(id, federation);
+        return await ConnectAsync(cloud, id, federation, password, privateKey);
+    }
+
+    public static async Task<TestDevice> ConnectAsync(CloudTestHost cloud, string id, string federation, string password, byte[] privateKey)
+    {
+        var (client, result) = await cloud.ConnectAsync(id, id, password);
+        Assert.Equal(MqttClientConnectResultCode.Success, result?.ResultCode);
+        return new TestDevice(id, federation, SigningKeyPair.FromPrivateKey(id, privateKey), client);
+    }
+
+    /// <summary>Signed envelope bytes of an fp32 update (optionally signed with another key or claiming another device).</summary>
+    public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null)
+    {
+        var payload = Fp32Codec.Instance.Encode(delta);
+        tamperPayload?.Invoke(payload);
+        var envelope = new UpdateEnvelope
+        {
+            Federation = Federation,
+            DeviceId = claimedDevice ?? Id,
+            BaseModelVersion = baseVersion,
+            SampleCount = samples,
+            Codec = "fp32",
+            Dimension = delta.Length,
+            Payload = ByteString.CopyFrom(payload),
+            Metrics = new TrainingMetrics { Loss = 0.5 },
+            UpdateId = updateId ?? UpdateEnvelopeSigner.NewUpdateId(),
+        };
+        return new UpdateEnvelopeSigner(signer ?? Key).Sign(envelope);
+    }
+
+    public Task PublishEnvelopeAsync(byte[] signedEnvelope, IMqttClient? via = null, string? topicDevice = null) =>
+        PublishFrameAsync(via ?? Client, MqttTopics.Update(Federation, topicDevice ?? Id), WholeFrame(signedEnvelope));
+
+    public static byte[] WholeFrame(byte[] signedEnvelope) => new UpdateFrame { Envelope = UpdateEnvelope.Parser.ParseFrom(signedEnvelope) }.ToByteArray();
+
+    public static async Task PublishFrameAsync(IMqttClient client, string topic, byte[] frame)
+    {
+        var result = await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(frame)
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.True(result.IsSuccess, $"publish to {topic}: {result.ReasonCode}");
+    }
+
+    public async Task AnnounceOnlineAsync() =>
+        await Client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Status(Federation, Id))
+            .WithPayload(DeviceStatuses.Create(Federation, Id, DeviceState.Online).ToByteArray()).WithRetainFlag()
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Client.IsConnected) await Client.DisconnectAsync();
+        Client.Dispose();
+        Key.Dispose();
+    }
+}
+
+/// <summary>A tiny model for tests: logistic regression on 4 features, 2 classes (d = 10).</summary>
+public static class TestModels
+{
+    public static byte[] Logreg() => FedEdge.Training.Zoo.ModelZoo.Create("logreg", [4], classes: 2, seed: 1).ToByteArray();
+
+    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int timeoutMs = 15000)
+    {
+        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting for {what}");
+            await Task.Delay(50);
+        }
+    }
+}
