@@ -13,6 +13,7 @@ var root = new RootCommand("FedEdge: federated learning for fleets of edge devic
     TrainCommand.Create(),
     EvalCommand.Create(),
     EdgeCommand.Create(),
+    SimCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
 
