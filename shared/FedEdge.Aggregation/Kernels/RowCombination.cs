@@ -1,4 +1,8 @@
+using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace FedEdge.Aggregation.Kernels;
 
@@ -9,7 +13,7 @@ namespace FedEdge.Aggregation.Kernels;
 /// </summary>
 internal static class RowCombination
 {
-    /// <summary>Floats of accumulators per block (m outputs × width): 256 KB, so they stay in L2 while the rows stream.</summary>
+    /// <summary>Floats of accumulators per block (m outputs × width) before the width is clamped to [2048, 4096].</summary>
     private const int AccumulatorBudget = 1 << 16;
 
     /// <param name="coefficients">Row-major m×n.</param>
@@ -29,29 +33,143 @@ internal static class RowCombination
             c[i] = (float)coefficients[i];
         }
 
-        // Wide blocks keep each row segment a long sequential read (the prefetchers track few streams at once).
-        int width = Math.Clamp(AccumulatorBudget / m, 2048, 32768);
+        // Narrow blocks keep each accumulator segment in L1 while up to 4 rows at a time are folded into it;
+        // with several outputs the n row segments of a block stay in L2 across the m passes.
+        int width = Math.Clamp(AccumulatorBudget / m, 2048, 4096);
         var data = batch.Data;
         fixed (float* outPtr = output)
         {
             nint o = (nint)outPtr;
             ColumnBlocks.For(d, width, (long)n * d, (start, len) =>
             {
-                var rows = data.Span;
+                ref float rows = ref MemoryMarshal.GetReference(data.Span);
+                Span<int> live = n <= 256 ? stackalloc int[n] : new int[n];
+                Span<float> weights = n <= 256 ? stackalloc float[n] : new float[n];
                 for (int k = 0; k < m; k++)
                 {
-                    var acc = new Span<float>((float*)o + ((long)k * d) + start, len);
-                    acc.Clear();
+                    int count = 0;
                     for (int i = 0; i < n; i++)
                     {
                         float w = c[(k * n) + i];
                         if (w != 0f)
                         {
-                            TensorPrimitives.MultiplyAdd(rows.Slice((i * d) + start, len), w, acc, acc);
+                            live[count] = i;
+                            weights[count++] = w;
                         }
+                    }
+
+                    ref float acc = ref Unsafe.AsRef<float>((float*)o + ((long)k * d) + start);
+                    if (count == 0)
+                    {
+                        new Span<float>((float*)o + ((long)k * d) + start, len).Clear();
+                        continue;
+                    }
+
+                    int p = 0;
+                    for (; p + 4 <= count; p += 4)
+                    {
+                        Fold4(ref acc, len, first: p == 0,
+                            ref Unsafe.Add(ref rows, (nint)(((long)live[p] * d) + start)), weights[p],
+                            ref Unsafe.Add(ref rows, (nint)(((long)live[p + 1] * d) + start)), weights[p + 1],
+                            ref Unsafe.Add(ref rows, (nint)(((long)live[p + 2] * d) + start)), weights[p + 2],
+                            ref Unsafe.Add(ref rows, (nint)(((long)live[p + 3] * d) + start)), weights[p + 3]);
+                    }
+
+                    for (; p < count; p++)
+                    {
+                        Fold1(ref acc, len, first: p == 0, ref Unsafe.Add(ref rows, (nint)(((long)live[p] * d) + start)), weights[p]);
                     }
                 }
             });
+        }
+    }
+
+    /// <summary>acc = (first ? 0 : acc) + w0·r0 + w1·r1 + w2·r2 + w3·r3 over len floats: one read and one write of
+    /// the accumulator per 4 rows.</summary>
+    private static void Fold4(ref float acc, int len, bool first,
+        ref float r0, float w0, ref float r1, float w1, ref float r2, float w2, ref float r3, float w3)
+    {
+        int c = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            var v0 = Vector512.Create(w0);
+            var v1 = Vector512.Create(w1);
+            var v2 = Vector512.Create(w2);
+            var v3 = Vector512.Create(w3);
+            for (; c + Vector512<float>.Count <= len; c += Vector512<float>.Count)
+            {
+                var a = Vector512.LoadUnsafe(ref r0, (nuint)c) * v0;
+                var b = Vector512.LoadUnsafe(ref r1, (nuint)c) * v1;
+                a += Vector512.LoadUnsafe(ref r2, (nuint)c) * v2;
+                b += Vector512.LoadUnsafe(ref r3, (nuint)c) * v3;
+                if (!first)
+                {
+                    a += Vector512.LoadUnsafe(ref acc, (nuint)c);
+                }
+
+                (a + b).StoreUnsafe(ref acc, (nuint)c);
+            }
+        }
+        else if (Vector256.IsHardwareAccelerated)
+        {
+            var v0 = Vector256.Create(w0);
+            var v1 = Vector256.Create(w1);
+            var v2 = Vector256.Create(w2);
+            var v3 = Vector256.Create(w3);
+            for (; c + Vector256<float>.Count <= len; c += Vector256<float>.Count)
+            {
+                var a = Vector256.LoadUnsafe(ref r0, (nuint)c) * v0;
+                var b = Vector256.LoadUnsafe(ref r1, (nuint)c) * v1;
+                a += Vector256.LoadUnsafe(ref r2, (nuint)c) * v2;
+                b += Vector256.LoadUnsafe(ref r3, (nuint)c) * v3;
+                if (!first)
+                {
+                    a += Vector256.LoadUnsafe(ref acc, (nuint)c);
+                }
+
+                (a + b).StoreUnsafe(ref acc, (nuint)c);
+            }
+        }
+        else if (Vector.IsHardwareAccelerated)
+        {
+            var v0 = new Vector<float>(w0);
+            var v1 = new Vector<float>(w1);
+            var v2 = new Vector<float>(w2);
+            var v3 = new Vector<float>(w3);
+            for (; c + Vector<float>.Count <= len; c += Vector<float>.Count)
+            {
+                var a = Vector.LoadUnsafe(ref r0, (nuint)c) * v0;
+                var b = Vector.LoadUnsafe(ref r1, (nuint)c) * v1;
+                a += Vector.LoadUnsafe(ref r2, (nuint)c) * v2;
+                b += Vector.LoadUnsafe(ref r3, (nuint)c) * v3;
+                if (!first)
+                {
+                    a += Vector.LoadUnsafe(ref acc, (nuint)c);
+                }
+
+                (a + b).StoreUnsafe(ref acc, (nuint)c);
+            }
+        }
+
+        for (; c < len; c++)
+        {
+            float a = (Unsafe.Add(ref r0, c) * w0) + (Unsafe.Add(ref r2, c) * w2);
+            float b = (Unsafe.Add(ref r1, c) * w1) + (Unsafe.Add(ref r3, c) * w3);
+            Unsafe.Add(ref acc, c) = (first ? 0f : Unsafe.Add(ref acc, c)) + a + b;
+        }
+    }
+
+    private static void Fold1(ref float acc, int len, bool first, ref float row, float w)
+    {
+        var a = MemoryMarshal.CreateSpan(ref acc, len);
+        var r = MemoryMarshal.CreateReadOnlySpan(ref row, len);
+        if (first)
+        {
+            TensorPrimitives.Multiply(r, w, a);
+        }
+        else
+        {
+            TensorPrimitives.MultiplyAdd(r, w, a, a);
         }
     }
 }

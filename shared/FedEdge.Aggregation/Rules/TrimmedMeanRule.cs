@@ -26,5 +26,5 @@ public sealed class TrimmedMeanRule : AggregationRule
     protected override void CheckCount(int count) => RequireHonestMajority(count, F);
 
     protected override void AggregateCore(UpdateBatch updates, Span<float> result) =>
-        ColumnOrderStatistics.MeanOfSortedRange(updates, F, updates.Count - F - 1, result);
+        TrimmedSum.Mean(updates, F, result);
 }
