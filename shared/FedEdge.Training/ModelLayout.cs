@@ -122,4 +122,43 @@ public sealed class ModelLayout
 
         return new ModelLayout(input.Name, sample, output.Name, classes, tensors, opset);
     }
+
+    /// <summary>Copies <paramref name="model"/>'s float initializers into one flat vector in this layout's order,
+    /// the coordinates that devices compress and the cloud aggregates.</summary>
+    public void ReadParameters(ModelProto model, Span<float> parameters)
+    {
+        EnsureLength(parameters.Length);
+        var byName = InitializersByName(model);
+        foreach (var tensor in Tensors)
+        {
+            byName(tensor.Name).CopyFloatsTo(parameters.Slice(tensor.Offset, tensor.Length));
+        }
+    }
+
+    /// <summary>Writes a flat vector in this layout's order back into <paramref name="model"/>'s initializers.</summary>
+    public void WriteParameters(ModelProto model, ReadOnlySpan<float> parameters)
+    {
+        EnsureLength(parameters.Length);
+        var byName = InitializersByName(model);
+        foreach (var tensor in Tensors)
+        {
+            byName(tensor.Name).SetFloats(parameters.Slice(tensor.Offset, tensor.Length));
+        }
+    }
+
+    private void EnsureLength(int length)
+    {
+        if (length != ParameterCount)
+        {
+            throw new ArgumentException($"{length} parameters given, the model has {ParameterCount}.");
+        }
+    }
+
+    private static Func<string, TensorProto> InitializersByName(ModelProto model)
+    {
+        var initializers = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        return name => initializers.TryGetValue(name, out var tensor)
+            ? tensor
+            : throw new OnnxFormatException($"Initializer '{name}' named by the layout is missing.");
+    }
 }

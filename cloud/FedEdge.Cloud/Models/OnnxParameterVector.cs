@@ -28,24 +28,15 @@ public sealed class OnnxParameterVector
     public float[] Read()
     {
         var parameters = new float[_layout.ParameterCount];
-        foreach (var tensor in _layout.Tensors)
-            Initializer(tensor.Name).CopyFloatsTo(parameters.AsSpan(tensor.Offset, tensor.Length));
+        _layout.ReadParameters(_template, parameters);
         return parameters;
     }
 
     /// <summary>The template model with <paramref name="parameters"/> written into its initializers, serialized.</summary>
     public byte[] Write(ReadOnlySpan<float> parameters)
     {
-        if (parameters.Length != _layout.ParameterCount)
-            throw new ArgumentException($"{parameters.Length} parameters given, the model has {_layout.ParameterCount}.", nameof(parameters));
         var model = _template.Clone();
-        var byName = model.Graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
-        foreach (var tensor in _layout.Tensors)
-            byName[tensor.Name].SetFloats(parameters.Slice(tensor.Offset, tensor.Length));
+        _layout.WriteParameters(model, parameters);
         return model.ToByteArray();
     }
-
-    private TensorProto Initializer(string name) =>
-        _template.Graph.Initializer.FirstOrDefault(t => t.Name == name)
-        ?? throw new OnnxFormatException($"Initializer '{name}' named by the layout is missing.");
 }

@@ -70,11 +70,7 @@ public sealed partial class LocalTrainer : IDisposable
             EnsureDataFits(_trainer);
             LogSessionBuilt(model.Version, layout.ParameterCount, _trainer.ExecutionProvider);
         }
-        foreach (var tensor in layout.Tensors)
-        {
-            var initializer = proto.Graph.Initializer.First(t => t.Name == tensor.Name);
-            initializer.CopyFloatsTo(_global.AsSpan(tensor.Offset, tensor.Length));
-        }
+        layout.ReadParameters(proto, _global);
         var trainer = _trainer;
         trainer.SetParameters(_global);
         trainer.ResetOptimizerState();
