@@ -1,17 +1,22 @@
 #!/usr/bin/python3
-"""NumPy peer for `fededge bench aggregate`: times median, trimmed mean and Krum on the same .npy input.
+"""NumPy peer for `fededge bench aggregate`: times mean, median, trimmed mean, Krum and Multi-Krum on the same input.
 
-Usage: /usr/bin/python3 bench/aggregate_peer_numpy.py U.npy [--f 5] [--reps 3] [--check A_median.npy]
+Usage: /usr/bin/python3 bench/aggregate_peer_numpy.py U.npy [--f 5] [--reps 3]
 
 Produce U.npy with `fededge bench aggregate --n 50 --d 1000000 --save U.npy`. Each rule is timed in the form the
 reference implementations use (epfml/byzantine-robust-noniid-optimizer, ByzFL), and for fairness also in the
-fastest NumPy form we know (np.partition for order statistics, a BLAS Gram matrix for Krum's distances).
-Prints the best of --reps runs after one warm-up, in milliseconds.
+other straightforward NumPy form (np.partition for the trimmed mean, a BLAS Gram matrix for Krum's distances);
+the ratio to FedEdge is taken against the faster of the two. Prints the best of --reps runs after one warm-up,
+in milliseconds, with the process CPU time of that run (NumPy runs these on one core).
 """
 import argparse
 import time
 
 import numpy as np
+
+
+def mean(u):
+    return u.mean(axis=0)
 
 
 def median(u):
@@ -58,6 +63,16 @@ def krum_gram(u, f):
     return u[int(np.argmin(krum_scores(distances, n, f)))]
 
 
+def multi_krum_gram(u, f):
+    """Average of the n - f lowest Krum scores (ByzFL's default m), distances from the Gram matrix."""
+    n = u.shape[0]
+    gram = (u @ u.T).astype(np.float64)
+    sq = np.diag(gram)
+    distances = np.maximum(sq[:, None] + sq[None, :] - 2 * gram, 0)
+    selected = np.argsort(krum_scores(distances, n, f))[:n - f]
+    return u[selected].mean(axis=0)
+
+
 def best(reps, fn):
     """Best wall time of reps runs after a warm-up, with the process CPU time of that run."""
     fn()
@@ -82,11 +97,13 @@ def main():
     n, d = u.shape
     print(f"numpy {np.__version__}, n = {n}, d = {d}, f = {args.f}, input {u.nbytes / 1e6:.0f} MB")
     rules = [
+        ("mean (u.mean(axis=0))", lambda: mean(u)),
         ("median (np.median)", lambda: median(u)),
         ("trimmed-mean (np.sort)", lambda: trimmed_mean_sort(u, args.f)),
         ("trimmed-mean (np.partition)", lambda: trimmed_mean_partition(u, args.f)),
         ("krum (pairwise differences)", lambda: krum_pairwise(u, args.f)),
         ("krum (Gram matrix, BLAS)", lambda: krum_gram(u, args.f)),
+        ("multi-krum (Gram, m = n - f)", lambda: multi_krum_gram(u, args.f)),
     ]
     print(f"{'rule':<30} {'time ms':>10} {'GB/s':>8} {'cpu ms':>8}")
     for name, fn in rules:

@@ -65,6 +65,13 @@ public sealed record FederationConfig
     /// <summary>Whether the server keeps an EF21/EControl estimate.</summary>
     public bool UsesServerEstimate => ErrorFeedback is "ef21" or "econtrol";
 
+    /// <summary>
+    /// Largest sample count a device may claim for one update (its weight in a sample-weighted mean). Updates
+    /// claiming more are rejected as <see cref="RejectionReason.SampleCountOutOfRange"/>, so a device cannot
+    /// dominate the mean by lying about its data size. Set it to the largest local dataset the fleet has.
+    /// </summary>
+    [Id(16)] public long MaxSampleCount { get; init; } = 1_000_000;
+
     /// <summary>Extra rule parameters by name: m, bucket, tau, iters, nu.</summary>
     [Id(12)] public IReadOnlyDictionary<string, string> RuleParameters { get; init; } = new Dictionary<string, string>();
 
@@ -84,6 +91,7 @@ public sealed record FederationConfig
         if (!(ServerLearningRate > 0) || double.IsInfinity(ServerLearningRate)) return $"ServerLearningRate must be positive (got {ServerLearningRate})";
         if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol")) return $"ErrorFeedback must be none, ef14, ef21 or econtrol (got '{ErrorFeedback}')";
         if (UsesServerEstimate && Mode != FederationMode.Sync) return $"ErrorFeedback {ErrorFeedback} keeps a server estimate over sync rounds; use Mode = Sync";
+        if (MaxSampleCount < 1) return $"MaxSampleCount must be ≥ 1 (got {MaxSampleCount})";
         if (ByzantineCount < 0) return $"ByzantineCount must be ≥ 0 (got {ByzantineCount})";
         return null;
     }

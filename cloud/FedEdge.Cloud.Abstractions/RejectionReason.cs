@@ -41,4 +41,10 @@ public enum RejectionReason
 
     /// <summary>The federation is not accepting updates (finished, or the device was not sampled this round).</summary>
     NotAccepting,
+
+    /// <summary>
+    /// The claimed sample count (the FedAvg weight) is above the federation's <c>MaxSampleCount</c>: unbounded, one
+    /// device could claim 10⁹ samples and dominate a weighted mean.
+    /// </summary>
+    SampleCountOutOfRange,
 }

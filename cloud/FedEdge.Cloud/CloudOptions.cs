@@ -64,6 +64,12 @@ public sealed class CloudOptions
     /// <summary>Updates larger than this (the MQTT payload) are rejected as Oversized.</summary>
     public int MaxUpdateBytes { get; set; } = 64 << 20;
 
+    /// <summary>
+    /// Updates processed concurrently by the ingestion bridge (each waits mostly for its storage commit, and
+    /// concurrent ones share a commit). Also bounds the memory of updates in flight: this many × d floats.
+    /// </summary>
+    public int IngestionConcurrency { get; set; } = 64;
+
     /// <summary>Global models are published in chunks of this many bytes.</summary>
     public int ModelChunkBytes { get; set; } = 256 << 10;
 

@@ -28,4 +28,13 @@ public static class MqttTopics
 
     /// <summary>Device telemetry (training metrics, drift statistics).</summary>
     public static string Telemetry(string federation, string deviceId) => $"{Root}/{federation}/telemetry/{deviceId}";
+
+    /// <summary>
+    /// The cloud's drift events about a device (JSON, published by the cloud only; devices cannot publish here).
+    /// Kept apart from the devices' protobuf telemetry so one subscription never mixes the two formats.
+    /// </summary>
+    public static string DriftEvent(string federation, string deviceId) => $"{Root}/{federation}/drift/{deviceId}";
+
+    /// <summary>Filter matching every drift event of a federation.</summary>
+    public static string DriftEventFilter(string federation) => $"{Root}/{federation}/drift/+";
 }

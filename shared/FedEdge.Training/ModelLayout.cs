@@ -47,6 +47,66 @@ public sealed class ModelLayout
 
     public long Opset { get; }
 
+    /// <summary>
+    /// Gives every BatchNormalization running statistic its own initializer. torch 1.13's exporter
+    /// deduplicates equal initializers, so a fresh BatchNorm's running mean and variance (zeros, ones) arrive
+    /// as Identity(bn.bias) and Identity(bn.weight): training would then overwrite a trained parameter with
+    /// batch statistics, or the reverse. A statistic that is not an initializer of its own (reached through
+    /// Identity nodes, or shared with any other use) becomes a copy under a new name, and the node reads that.
+    /// Returns the number of statistics separated.
+    /// </summary>
+    public static int SeparateBatchNormStatistics(GraphProto graph)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        var initializers = graph.Initializer.ToDictionary(t => t.Name, StringComparer.Ordinal);
+        var identities = graph.Node.Where(n => n.OpType == "Identity" && string.IsNullOrEmpty(n.Domain) && n.Input.Count == 1)
+            .ToDictionary(n => n.Output[0], n => n.Input[0], StringComparer.Ordinal);
+        var uses = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var input in graph.Node.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)))
+        {
+            uses[input] = uses.GetValueOrDefault(input) + 1;
+        }
+
+        var names = graph.Initializer.Select(t => t.Name).Concat(graph.Node.SelectMany(n => n.Output)).ToHashSet(StringComparer.Ordinal);
+        var separated = 0;
+        foreach (var node in graph.Node.Where(n => n.OpType == "BatchNormalization" && string.IsNullOrEmpty(n.Domain) && n.Input.Count >= 5))
+        {
+            for (var slot = 3; slot <= 4; slot++)
+            {
+                var value = node.Input[slot];
+                var source = value;
+                while (identities.TryGetValue(source, out var upstream))
+                {
+                    source = upstream;
+                }
+
+                if (!initializers.TryGetValue(source, out var tensor) || (source == value && uses.GetValueOrDefault(value) == 1))
+                {
+                    continue; // computed statistics, or already an initializer of their own
+                }
+
+                var baseName = $"{source}.{(slot == 3 ? "running_mean" : "running_var")}";
+                var name = baseName;
+                for (var k = 1; names.Contains(name); k++)
+                {
+                    name = $"{baseName}_{k}";
+                }
+
+                var copy = tensor.Clone();
+                copy.Name = name;
+                graph.Initializer.Add(copy);
+                initializers[name] = copy;
+                names.Add(name);
+                uses[value] = uses.GetValueOrDefault(value) - 1;
+                uses[name] = 1;
+                node.Input[slot] = name;
+                separated++;
+            }
+        }
+
+        return separated;
+    }
+
     public static ModelLayout Analyze(ModelProto model)
     {
         ArgumentNullException.ThrowIfNull(model);

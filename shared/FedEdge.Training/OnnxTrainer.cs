@@ -42,6 +42,7 @@ public sealed class OnnxTrainer : IDisposable
     {
         options.Validate();
         _model = model.Clone();
+        ModelLayout.SeparateBatchNormStatistics(_model.Graph);
         _options = options;
         _layout = ModelLayout.Analyze(_model);
         if (_layout.ClassCount <= 0)

@@ -85,6 +85,33 @@ public sealed class IngestionTests
     }
 
     [Fact]
+    public async Task AClaimedSampleCountAboveTheFederationsMaximumIsRejected_AndCannotDominateTheMean()
+    {
+        using var data = new TempDirectory();
+        await using var cloud = await CloudTestHost.StartAsync(data.Path);
+        await using var honest = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "f1");
+        await using var liar = await TestDevice.RegisterAndConnectAsync(cloud, "dev-2", "f1");
+        var federation = cloud.Grains.GetGrain<IFederationGrain>("f1");
+        var d = (await federation.StartAsync(Config with { MaxSampleCount = 1000 }, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+        var v0 = (await federation.GetModelAsync())!.Parameters;
+        var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
+
+        await liar.PublishEnvelopeAsync(liar.SignedUpdate(Enumerable.Repeat(100f, d).ToArray(), 0, samples: 1_000_000_000));
+        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.SampleCountOutOfRange) == 1), "the inflated weight to be rejected");
+        Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
+        Assert.Equal(1, (await federation.GetStatusAsync()).RejectedTotal[RejectionReason.SampleCountOutOfRange]);
+        Assert.Equal(1, (await cloud.Grains.GetGrain<IDeviceGrain>("dev-2").GetStatisticsAsync()).Rejected[RejectionReason.SampleCountOutOfRange]);
+
+        // At the bound the weight counts as claimed: v1 = v0 + (1000·1 + 10·(−2))/1010.
+        await liar.PublishEnvelopeAsync(liar.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0, samples: 1000));
+        await honest.PublishEnvelopeAsync(honest.SignedUpdate(Enumerable.Repeat(-2f, d).ToArray(), 0, samples: 10));
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
+        var v1 = (await federation.GetModelAsync())!.Parameters;
+        for (var i = 0; i < d; i++) Assert.Equal(v0[i] + (1000f - 20f) / 1010f, v1[i], 1e-5f);
+        Assert.Equal("MaxSampleCount must be ≥ 1 (got 0)", (Config with { MaxSampleCount = 0 }).Validate());
+    }
+
+    [Fact]
     public Task AcceptedUpdatesSurviveARestart_AndAreNotCountedTwice_Sqlite() => RestartScenarioAsync(_ => { });
 
     [Fact]

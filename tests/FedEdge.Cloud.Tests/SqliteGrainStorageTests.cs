@@ -79,6 +79,29 @@ public sealed class SqliteGrainStorageTests : IDisposable
         Assert.False(after.RecordExists);
     }
 
+    [Fact]
+    public async Task ConcurrentWritesShareCommits_AndAreAllDurable()
+    {
+        const int grains = 200;
+        using (var storage = Open())
+        {
+            await Task.WhenAll(Enumerable.Range(0, grains).Select(i => Task.Run(() =>
+                storage.WriteStateAsync("device", GrainId.Create("device", $"dev-{i}"), new GrainState<DeviceState>(new DeviceState { Accepted = i })))));
+            var (writes, commits) = storage.CommitStatistics;
+            Assert.Equal(grains, writes);
+            Assert.InRange(commits, 1, grains - 1); // at least two writes shared a transaction
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        using var reopened = Open();
+        for (var i = 0; i < grains; i++)
+        {
+            var read = new GrainState<DeviceState>();
+            await reopened.ReadStateAsync("device", GrainId.Create("device", $"dev-{i}"), read);
+            Assert.True(read.RecordExists);
+            Assert.Equal(i, read.State!.Accepted);
+        }
+    }
+
     public void Dispose()
     {
         _services.Dispose();

@@ -37,6 +37,16 @@ public sealed class TestDevice : IAsyncDisposable
         return new TestDevice(id, federation, SigningKeyPair.FromPrivateKey(id, privateKey), client);
     }
 
+    /// <summary>Connects to a broker on a loopback port (for a cloud running in another process).</summary>
+    public static async Task<TestDevice> ConnectAsync(int brokerPort, string id, string federation, string password, byte[] privateKey)
+    {
+        var client = new MqttClientFactory().CreateMqttClient();
+        var result = await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", brokerPort).WithClientId(id)
+            .WithCredentials(id, password).WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).WithTimeout(TimeSpan.FromSeconds(5)).Build());
+        Assert.Equal(MqttClientConnectResultCode.Success, result.ResultCode);
+        return new TestDevice(id, federation, SigningKeyPair.FromPrivateKey(id, privateKey), client);
+    }
+
     /// <summary>Signed envelope bytes of an fp32 update (optionally signed with another key or claiming another device).</summary>
     public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null)
     {

@@ -3,7 +3,7 @@ using FedEdge.Cli.Simulation;
 
 namespace FedEdge.EndToEnd.Tests;
 
-/// <summary>`fededge sim` end to end: cloud + embedded broker + in-process agents over loopback MQTT on Fashion-MNIST.</summary>
+/// <summary>`fededge sim` end to end: cloud + broker + in-process agents over loopback MQTT on Fashion-MNIST.</summary>
 public sealed class SimulationTests
 {
     private static readonly bool HaveFashionMnist = Directory.Exists(FedEdge.Data.FashionMnist.DefaultDirectory);
@@ -14,8 +14,18 @@ public sealed class SimulationTests
         Assert.True(HaveFashionMnist, $"Fashion-MNIST is missing at {FedEdge.Data.FashionMnist.DefaultDirectory} (Debian package dataset-fashion-mnist).");
         var options = new SimulationOptions
         {
-            Devices = 3, Rounds = 2, Model = "logreg", Partition = "iid", Codec = "sign", ErrorFeedback = "ef14", Aggregator = "mean",
-            Attack = "none", MaxStepsPerRound = 100, EvaluationSamples = 2000, Seed = 1, RoundTimeout = TimeSpan.FromMinutes(1),
+            Devices = 3,
+            Rounds = 2,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "sign",
+            ErrorFeedback = "ef14",
+            Aggregator = "mean",
+            Attack = "none",
+            MaxStepsPerRound = 100,
+            EvaluationSamples = 2000,
+            Seed = 1,
+            RoundTimeout = TimeSpan.FromMinutes(1),
         };
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var seen = new List<SimulationRound>();
@@ -27,13 +37,23 @@ public sealed class SimulationTests
         Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
         // Sign codec: about d/8 bytes per update (d = 7,850 for logreg), far below fp32's 4d.
         Assert.All(result.Rounds, r => Assert.InRange(r.BytesUp, 3 * 7850 / 8, 3 * 7850 / 4));
+        // Down: the fp32 model (≥ 4d bytes) to each of the 3 devices.
+        Assert.All(result.Rounds, r => Assert.Equal(3L * result.ModelBytes, r.BytesDown));
+        Assert.True(result.ModelBytes >= 4 * 7850);
         Assert.True(result.Rounds[^1].TestAccuracy > 0.3, $"accuracy {result.Rounds[^1].TestAccuracy:P1} is not above chance");
         Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
+        // The global model moved, so the window of models has a positive diameter.
+        Assert.True(result.Rounds[^1].Diameter > 0);
+        Assert.InRange(result.Rounds[^1].MonotonicityViolations, 0, 1);
 
         using var json = JsonDocument.Parse(SimulationReport.ToJson(result));
         Assert.Equal(2, json.RootElement.GetProperty("rounds").GetArrayLength());
         Assert.Equal(3, json.RootElement.GetProperty("options").GetProperty("devices").GetInt32());
-        Assert.Contains("<svg", SimulationReport.ToHtml(result));
+        Assert.True(json.RootElement.GetProperty("rounds")[0].GetProperty("bytesDown").GetInt64() > 0);
+        var html = SimulationReport.ToHtml(result);
+        Assert.Equal(4, html.Split("<svg").Length - 1); // accuracy, bytes, violations, diameter
+        Assert.Contains("bytes down", html);
+        Assert.Contains("Monotonicity", html);
     }
 
     [Fact]
@@ -42,8 +62,19 @@ public sealed class SimulationTests
         Assert.True(HaveFashionMnist);
         var options = new SimulationOptions
         {
-            Devices = 4, Rounds = 1, Model = "logreg", Partition = "iid", Codec = "fp16", ErrorFeedback = "none", Aggregator = "median",
-            Attack = "sign-flip", Attackers = 0.25, MaxStepsPerRound = 50, EvaluationSamples = 1000, Seed = 2, RoundTimeout = TimeSpan.FromMinutes(1),
+            Devices = 4,
+            Rounds = 1,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "fp16",
+            ErrorFeedback = "none",
+            Aggregator = "median",
+            Attack = "sign-flip",
+            Attackers = 0.25,
+            MaxStepsPerRound = 50,
+            EvaluationSamples = 1000,
+            Seed = 2,
+            RoundTimeout = TimeSpan.FromMinutes(1),
         };
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
         var result = await SimulationRunner.RunAsync(options, cancellationToken: timeout.Token);
@@ -51,5 +82,80 @@ public sealed class SimulationTests
         Assert.Single(result.Rounds);
         Assert.Equal(4, result.Rounds[0].Participants);
         Assert.True(result.Rounds[0].TestAccuracy > 0.3);
+    }
+
+    [Fact]
+    public async Task AlieAttackersColludeOnTheHonestUpdatesOfEachRound()
+    {
+        Assert.True(HaveFashionMnist);
+        var options = new SimulationOptions
+        {
+            Devices = 5,
+            Rounds = 2,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "sign",
+            ErrorFeedback = "ef14",
+            Aggregator = "trimmed-mean",
+            Attack = "alie",
+            Attackers = 0.2,
+            MaxStepsPerRound = 30,
+            EvaluationSamples = 1000,
+            Seed = 3,
+            RoundTimeout = TimeSpan.FromMinutes(1),
+            CollusionWait = TimeSpan.FromSeconds(45),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        var result = await SimulationRunner.RunAsync(options, cancellationToken: timeout.Token);
+        Assert.Single(result.Attackers);
+        Assert.Equal(2, result.Rounds.Count);
+        Assert.All(result.Rounds, r => Assert.Equal(5, r.Participants));
+        // The attacker forged from all 4 honest updates in both rounds, never from a partial set.
+        Assert.Equal(0, result.CollusionShortWaits);
+        Assert.True(result.Rounds[^1].TestAccuracy > 0.3, $"accuracy {result.Rounds[^1].TestAccuracy:P1}");
+    }
+
+    [Fact]
+    public async Task SimulationRunsOverAnExternalMosquittoWithTheGeneratedCredentials()
+    {
+        Assert.True(HaveFashionMnist);
+        Assert.True(MosquittoProcess.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
+        var port = FedEdge.Cloud.Broker.FreeTcpPort.Find();
+        var options = new SimulationOptions
+        {
+            Devices = 3,
+            Rounds = 2,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "sign",
+            ErrorFeedback = "ef14",
+            Aggregator = "mean",
+            Attack = "none",
+            MaxStepsPerRound = 30,
+            EvaluationSamples = 1000,
+            Seed = 4,
+            Broker = $"mqtt://127.0.0.1:{port}",
+            RoundTimeout = TimeSpan.FromSeconds(40),
+        };
+        MosquittoProcess? broker = null;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        try
+        {
+            var result = await SimulationRunner.RunAsync(options, brokerAccess: async (files, ct) =>
+            {
+                // Mosquitto reads the registry's credentials and ACL that the simulation exported.
+                Assert.Contains("sim-000:", await File.ReadAllTextAsync(files.PasswordFile, ct));
+                Assert.Contains("user sim-002", await File.ReadAllTextAsync(files.AclFile, ct));
+                broker = await MosquittoProcess.StartAsync(port, files.PasswordFile, files.AclFile, ct);
+            }, cancellationToken: timeout.Token);
+            Assert.NotNull(broker);
+            Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
+            Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
+            Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
+        }
+        finally
+        {
+            broker?.Dispose();
+        }
     }
 }

@@ -313,4 +313,73 @@ public sealed class EngineBehaviourTests : IDisposable
             Assert.Equal(mask[i] ? r[i] / 0.75f : 0f, grad[i], 5);
         }
     }
+
+    [Fact]
+    public void BatchNormStatisticsDeduplicatedByTheExporterTrainAsTheirOwnTensors()
+    {
+        // torch 1.13 exports a fresh BatchNorm's running mean/var (zeros/ones) as Identity(bias)/Identity(weight).
+        static ModelProto Model(bool aliased)
+        {
+            var graph = new GraphProto { Name = "bn" };
+            var b = new GraphBuilder(graph, "t");
+            b.AddInput("x", DataType.Float, "batch", 3, 2, 2);
+            b.AddInitializer(TensorProtoExtensions.Create("scale", [1f, 1f, 1f], 3));
+            b.AddInitializer(TensorProtoExtensions.Create("bias", [0f, 0f, 0f], 3));
+            var fc = Enumerable.Range(0, 48).Select(i => (float)Math.Sin(i + 1) / 4).ToArray();
+            b.AddInitializer(TensorProtoExtensions.Create("fc", fc, 4, 12));
+            b.AddInitializer(TensorProtoExtensions.Create("fc_bias", [0.1f, -0.1f, 0.2f, 0f], 4));
+            string mean, variance;
+            if (aliased)
+            {
+                (mean, variance) = (b.Op("Identity", "bias"), b.Op("Identity", "scale"));
+            }
+            else
+            {
+                b.AddInitializer(TensorProtoExtensions.Create("mean", [0f, 0f, 0f], 3));
+                b.AddInitializer(TensorProtoExtensions.Create("variance", [1f, 1f, 1f], 3));
+                (mean, variance) = ("mean", "variance");
+            }
+
+            var y = b.Op("BatchNormalization", ["x", "scale", "bias", mean, variance]);
+            b.AddNode("Gemm", [b.Op("Flatten", y), "fc", "fc_bias"], ["logits"], Attr("transB", 1L));
+            b.AddOutput("logits", DataType.Float, "batch", 4);
+            var model = new ModelProto { IrVersion = 8, Graph = graph };
+            model.OpsetImport.Add(new OperatorSetIdProto { Version = 17 });
+            return model;
+        }
+
+        float[] Trained(ModelProto model, string initializer)
+        {
+            using var trainer = OnnxTrainer.Create(model, Small(OptimizerKind.Momentum));
+            var random = new Random(4);
+            var x = Enumerable.Range(0, 16 * 12).Select(_ => random.NextSingle() * 2 - 1).ToArray();
+            var y = Enumerable.Range(0, 16).Select(i => (long)(i % 4)).ToArray();
+            for (var step = 0; step < 3; step++)
+            {
+                trainer.TrainStep(x, y);
+            }
+
+            var exported = trainer.ExportModel().Graph;
+            var bn = exported.Node.Single(n => n.OpType == "BatchNormalization");
+            var name = initializer switch { "mean" => bn.Input[3], "variance" => bn.Input[4], _ => initializer };
+            return exported.Initializer.Single(t => t.Name == name).ToFloatArray();
+        }
+
+        foreach (var (aliasedName, referenceName) in new[] { ("scale", "scale"), ("bias", "bias"), ("mean", "mean"), ("variance", "variance") })
+        {
+            var aliased = Trained(Model(aliased: true), aliasedName);
+            var reference = Trained(Model(aliased: false), referenceName);
+            Assert.Equal(reference.Length, aliased.Length);
+            for (var i = 0; i < reference.Length; i++)
+            {
+                // Same arithmetic up to float rounding: the flat parameter layout differs between the two models.
+                Assert.True(Math.Abs(reference[i] - aliased[i]) <= 1e-6 + 1e-4 * Math.Abs(reference[i]),
+                    $"{aliasedName}[{i}]: {aliased[i]} vs separate initializers {reference[i]}");
+            }
+        }
+
+        // The statistics moved away from the trained scale and bias: they really are separate tensors.
+        Assert.NotEqual(Trained(Model(aliased: true), "scale"), Trained(Model(aliased: true), "variance"));
+        Assert.NotEqual(Trained(Model(aliased: true), "bias"), Trained(Model(aliased: true), "mean"));
+    }
 }

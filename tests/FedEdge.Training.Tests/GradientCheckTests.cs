@@ -29,7 +29,7 @@ public class GradientCheckTests
     public static TheoryData<string> FloatCases =>
     [
         "Conv basic", "Conv stride-pad", "Conv dilation-asymmetric", "Conv same-upper", "Conv group-input",
-        "MaxPool 2x2", "MaxPool tiled", "MaxPool tiled-remainder", "AveragePool 2x2", "AveragePool pads-exclude", "AveragePool pads-include", "GlobalAveragePool", "Erf",
+        "MaxPool 2x2", "MaxPool tiled", "MaxPool tiled-remainder", "MaxPool after-relu", "AveragePool 2x2", "AveragePool pads-exclude", "AveragePool pads-include", "GlobalAveragePool", "Erf",
     ];
 
     [Theory]
@@ -151,9 +151,18 @@ public class GradientCheckTests
                 return b.Node("MaxPool", [c.Input("X", [2, 2, 5, 5])], 2,
                     Attr("kernel_shape", new long[] { 3, 3 }), Attr("strides", new long[] { 1, 1 }), Attr("pads", new long[] { 1, 1, 1, 1 }))[0];
             case "MaxPool" when parts[1].StartsWith("tiled", StringComparison.Ordinal):
-                // Single-output MaxPool with windows tiling the input (the gradient avoids Indices).
+                // Single-output MaxPool (as exported by torch) with windows tiling the input: lowering adds Indices.
+                c.LowerForTraining = true;
                 return b.Op("MaxPool", [c.Input("X", parts[1] == "tiled" ? [2, 3, 6, 4] : [2, 2, 7, 5])],
                     Attr("kernel_shape", new long[] { 2, 2 }), Attr("strides", new long[] { 2, 2 }));
+            case "MaxPool" when parts[1] == "after-relu":
+                {
+                    // Lowering pools before the ReLU; the gradient must still be that of MaxPool(Relu(x)).
+                    c.LowerForTraining = true;
+                    var relu = b.Op("Relu", c.Input("X", [2, 3, 6, 6]));
+                    return b.Op("MaxPool", [relu], Attr("kernel_shape", new long[] { 2, 2 }), Attr("strides", new long[] { 2, 2 }));
+                }
+
             case "MaxPool":
                 return b.Node("MaxPool", [c.Input("X", [2, 3, 6, 6])], 2,
                     Attr("kernel_shape", new long[] { 2, 2 }), Attr("strides", new long[] { 2, 2 }))[0];

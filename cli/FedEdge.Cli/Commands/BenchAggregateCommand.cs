@@ -23,16 +23,21 @@ internal static class BenchAggregateCommand
         var reps = new Option<int>("--reps") { Description = "Timed repetitions per rule (best is reported).", DefaultValueFactory = _ => 3 };
         var input = new Option<FileInfo?>("--in") { Description = "Use this n×d float32 .npy instead of random data." };
         var save = new Option<FileInfo?>("--save") { Description = "Write the random input to this .npy (for bench/aggregate_peer_numpy.py)." };
+        var only = new Option<string[]>("--rule")
+        {
+            Description = "Time only the rules whose name starts with this (repeatable); default all.",
+            AllowMultipleArgumentsPerToken = true,
+        };
         var command = new Command("aggregate", "Time the aggregation rules against the machine's memory bandwidth.")
         {
-            n, d, f, reps, input, save,
+            n, d, f, reps, input, save, only,
         };
         command.SetAction(parse => Run(parse.GetValue(n), parse.GetValue(d), parse.GetValue(f), Math.Max(1, parse.GetValue(reps)),
-            parse.GetValue(input), parse.GetValue(save)));
+            parse.GetValue(input), parse.GetValue(save), parse.GetValue(only) ?? []));
         return command;
     }
 
-    private static int Run(int n, int d, int f, int reps, FileInfo? input, FileInfo? save)
+    private static int Run(int n, int d, int f, int reps, FileInfo? input, FileInfo? save, string[] only)
     {
         UpdateBatch batch;
         if (input is not null)
@@ -64,13 +69,13 @@ internal static class BenchAggregateCommand
         Console.WriteLine($"validation (finite check, once per batch): {validation.Elapsed.TotalMilliseconds:F1} ms, " +
                           $"{inputBytes / validation.Elapsed.TotalSeconds / 1e9:F2} GB/s");
         Console.WriteLine();
-        Console.WriteLine($"{"rule",-26} {"time ms",10} {"GB/s",8} {"% of bw",8} {"cpu ms",8}");
+        Console.WriteLine($"{"rule",-26} {"time ms",10} {"GB/s",8} {"% of bw",8} {"cpu ms",8} {"alloc KB",9}");
 
         var result = new float[d];
         void Report(string name, double seconds, double bytes)
         {
             double rate = bytes / seconds;
-            Console.WriteLine($"{name,-26} {seconds * 1e3,10:F1} {rate / 1e9,8:F2} {100 * rate / bandwidth,7:F0}% {_bestCpu * 1e3,8:F1}");
+            Console.WriteLine($"{name,-26} {seconds * 1e3,10:F1} {rate / 1e9,8:F2} {100 * rate / bandwidth,7:F0}% {_bestCpu * 1e3,8:F1} {_bestAllocated / 1024.0,9:F1}");
         }
 
         (string Name, IAggregationRule Rule)[] rules =
@@ -85,8 +90,14 @@ internal static class BenchAggregateCommand
             ("bucketing(2)+median", new PreAggregatedRule(new BucketingPreAggregator(2), new CoordinateWiseMedianRule())),
             ("nnm+trimmed-mean", new PreAggregatedRule(new NearestNeighborMixingPreAggregator(f), new TrimmedMeanRule(f))),
         ];
+        bool Selected(string name) => only.Length == 0 || only.Any(prefix => name.StartsWith(prefix, StringComparison.Ordinal));
         foreach (var (name, rule) in rules)
         {
+            if (!Selected(name))
+            {
+                continue;
+            }
+
             if (rule is PreAggregatedRule { PreAggregator: NearestNeighborMixingPreAggregator } && (long)n * n * d > 5_000_000_000L)
             {
                 continue;
@@ -149,6 +160,9 @@ internal static class BenchAggregateCommand
     // CPU time of the process during the best repetition: shows whether other processes were competing.
     private static double _bestCpu;
 
+    // Bytes allocated on all threads during the best repetition (scratch should come from pools).
+    private static long _bestAllocated;
+
     private static double Best(int reps, Action action)
     {
         action(); // warm-up: JIT, page faults, thread pool
@@ -158,14 +172,17 @@ internal static class BenchAggregateCommand
         {
             process.Refresh();
             var cpu = process.TotalProcessorTime;
+            long allocated = GC.GetTotalAllocatedBytes(precise: true);
             var clock = Stopwatch.StartNew();
             action();
             double seconds = clock.Elapsed.TotalSeconds;
+            allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
             process.Refresh();
             if (seconds < best)
             {
                 best = seconds;
                 _bestCpu = (process.TotalProcessorTime - cpu).TotalSeconds;
+                _bestAllocated = allocated;
             }
         }
 

@@ -12,6 +12,7 @@ internal static class BenchCommand
             BenchAggregateCommand.Create(),
             BenchTrainCommand.Create(),
             BenchCodecsCommand.Create(),
+            BenchE2eCommand.Create(),
             // [bench] one line per benchmark subcommand
         };
         return command;

@@ -1,45 +1,69 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using FedEdge.Cli.Simulation;
 
 namespace FedEdge.Cli.Commands;
 
 /// <summary>
-/// `fededge sim`: a whole federation in one process (cloud + embedded broker on a free loopback port + N in-process
-/// edge agents over real MQTT) on partitioned Fashion-MNIST; prints one line per round, writes JSON / HTML records.
+/// `fededge sim`: a whole federation in one process (cloud + broker + N in-process edge agents over real MQTT) on
+/// partitioned Fashion-MNIST; prints one line per round as it completes, writes the JSON record and the HTML report.
+/// With no flags it runs the README's default: 20 devices, Dirichlet(0.5), sign + EF14, the robust default rule,
+/// 20 % ALIE attackers.
 /// </summary>
-internal static class SimCommand
+internal static partial class SimCommand
 {
     public static Command Create()
     {
-        var devices = new Option<int>("--devices") { Description = "Simulated devices.", DefaultValueFactory = _ => 10 };
-        var rounds = new Option<int>("--rounds") { Description = "Model versions to run.", DefaultValueFactory = _ => 5 };
-        var model = new Option<string>("--model") { Description = "Zoo model: cnn, mlp, logreg.", DefaultValueFactory = _ => "cnn" };
-        var partition = new Option<string>("--partition") { Description = "iid, dirichlet:0.5, shards:2.", DefaultValueFactory = _ => "dirichlet:0.5" };
-        var codec = new Option<string>("--codec") { Description = "sign, topk:0.01, fp16, fp32.", DefaultValueFactory = _ => "sign" };
-        var ef = new Option<string>("--ef") { Description = "Error feedback: ef14, ef21, econtrol, none.", DefaultValueFactory = _ => "ef14" };
-        var aggregator = new Option<string>("--aggregator") { Description = "mean, median, trimmed-mean, krum, geomed, centered-clip, sign-vote.", DefaultValueFactory = _ => "mean" };
-        var attack = new Option<string>("--attack") { Description = "none, sign-flip, gaussian, label-flip.", DefaultValueFactory = _ => "none" };
-        attack.AcceptOnlyFromAmong("none", "sign-flip", "gaussian", "label-flip");
-        var attackers = new Option<double>("--attackers") { Description = "Fraction of malicious devices.", DefaultValueFactory = _ => 0.2 };
-        var mode = new Option<string>("--mode") { Description = "sync (rounds) or async (FedBuff).", DefaultValueFactory = _ => "sync" };
-        mode.AcceptOnlyFromAmong("sync", "async");
-        var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round.", DefaultValueFactory = _ => 1 };
-        var maxSteps = new Option<int>("--max-steps") { Description = "Cap on local SGD steps per round (0 = none).", DefaultValueFactory = _ => 0 };
-        var learningRate = new Option<float>("--lr") { Description = "Local learning rate.", DefaultValueFactory = _ => 0.01f };
-        var evalSamples = new Option<int>("--eval-samples") { Description = "Test samples per evaluation (0 = all 10,000).", DefaultValueFactory = _ => 0 };
-        var seed = new Option<int>("--seed") { Description = "Seed of partition, attackers, models and training.", DefaultValueFactory = _ => 0 };
-        var json = new Option<string?>("--json") { Description = "Write the run record as JSON to this file." };
-        var report = new Option<string?>("--report") { Description = "Write an HTML report with an accuracy plot to this file." };
-        var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
-
-        var command = new Command("sim", "Simulate a federation in one process: cloud, embedded broker and N edge agents over loopback MQTT on Fashion-MNIST.")
+        var d = new SimulationOptions();
+        var devices = new Option<int>("--devices") { Description = "Simulated devices.", DefaultValueFactory = _ => d.Devices };
+        var rounds = new Option<int>("--rounds") { Description = "Model versions to run.", DefaultValueFactory = _ => d.Rounds };
+        var model = new Option<string>("--model") { Description = "Zoo model: cnn, mlp, logreg.", DefaultValueFactory = _ => d.Model };
+        var partition = new Option<string>("--partition") { Description = "iid, dirichlet:0.5, shards:2.", DefaultValueFactory = _ => d.Partition };
+        var codec = new Option<string>("--codec") { Description = "sign, topk:0.01, fp16, fp32.", DefaultValueFactory = _ => d.Codec };
+        var ef = new Option<string>("--ef") { Description = "Error feedback: ef14, ef21, econtrol, none.", DefaultValueFactory = _ => d.ErrorFeedback };
+        var aggregator = new Option<string>("--aggregator")
         {
-            devices, rounds, model, partition, codec, ef, aggregator, attack, attackers, mode, epochs, maxSteps, learningRate, evalSamples, seed,
-            json, report, dataDir,
+            Description = $"{string.Join(", ", FedEdge.Aggregation.AggregationRuleFactory.Names)}.",
+            DefaultValueFactory = _ => d.Aggregator,
+        };
+        var bucket = new Option<int>("--bucket") { Description = "Bucketing pre-aggregator bucket size s (0 = none).", DefaultValueFactory = _ => d.BucketSize };
+        var tau = new Option<double?>("--tau") { Description = "Radius τ of centered clipping." };
+        var attack = new Option<string>("--attack") { Description = string.Join(", ", SimulationAttacks.Names) + ".", DefaultValueFactory = _ => d.Attack };
+        attack.AcceptOnlyFromAmong([.. SimulationAttacks.Names]);
+        var attackers = new Option<double>("--attackers") { Description = "Fraction of malicious devices.", DefaultValueFactory = _ => d.Attackers };
+        var mode = new Option<string>("--mode") { Description = "sync (rounds) or async (FedBuff).", DefaultValueFactory = _ => d.Mode };
+        mode.AcceptOnlyFromAmong("sync", "async");
+        var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round.", DefaultValueFactory = _ => d.LocalEpochs };
+        var maxSteps = new Option<int>("--max-steps") { Description = "Cap on local SGD steps per round (0 = none).", DefaultValueFactory = _ => d.MaxStepsPerRound };
+        var optimizer = new Option<string>("--optimizer") { Description = "Local optimizer: sgd, momentum (μ = 0.9), adam.", DefaultValueFactory = _ => d.Optimizer };
+        optimizer.AcceptOnlyFromAmong("sgd", "momentum", "adam");
+        var learningRate = new Option<float>("--lr") { Description = "Local learning rate.", DefaultValueFactory = _ => d.LearningRate };
+        var evalSamples = new Option<int>("--eval-samples") { Description = "Test samples per evaluation (0 = all 10,000).", DefaultValueFactory = _ => d.EvaluationSamples };
+        var seed = new Option<int>("--seed") { Description = "Seed of partition, attackers, models and training.", DefaultValueFactory = _ => d.Seed };
+        var broker = new Option<string>("--broker") { Description = "embedded, or mqtt://host:port of an external broker (e.g. Mosquitto).", DefaultValueFactory = _ => d.Broker };
+        var brokerFiles = new Option<string?>("--broker-files")
+        {
+            Description = "External broker: copy the generated Mosquitto password and ACL files (fededge.passwd, fededge.acl) into this directory.",
+        };
+        var brokerPid = new Option<int?>("--broker-pid") { Description = "External broker: send this process (Mosquitto) SIGHUP to reload the files." };
+        var json = new Option<string>("--json") { Description = "Write the run record as JSON to this file.", DefaultValueFactory = _ => "run.json" };
+        var report = new Option<string>("--report") { Description = "Write the HTML report (accuracy, bytes, diagnostics) to this file.", DefaultValueFactory = _ => "run.html" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
+        var scenario = new Option<string?>("--scenario") { Description = "Run a drift scenario: feddaa-fmnist[-real|-virtual|-label][-mlp|-small|-tiny], in the in-process harness instead of the MQTT federation (docs/drift.md)." };
+
+        var command = new Command("sim", "Simulate a federation in one process: cloud, broker and N edge agents over loopback MQTT on Fashion-MNIST.")
+        {
+            devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, attack, attackers, mode, epochs, maxSteps, optimizer, learningRate,
+            evalSamples, seed, broker, brokerFiles, brokerPid, json, report, dataDir, scenario,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
+            if (parse.GetValue(scenario) is { } scenarioName)
+            {
+                return FedEdge.Cli.Scenarios.DriftScenarioCommand.Run(scenarioName, parse.GetValue(seed), parse.GetValue(json), parse.GetValue(report), parse.GetValue(dataDir), cancellationToken);
+            }
+
             var options = new SimulationOptions
             {
                 Devices = parse.GetValue(devices),
@@ -49,31 +73,44 @@ internal static class SimCommand
                 Codec = parse.GetValue(codec)!,
                 ErrorFeedback = parse.GetValue(ef)!,
                 Aggregator = parse.GetValue(aggregator)!,
+                BucketSize = parse.GetValue(bucket),
+                ClippingRadius = parse.GetValue(tau),
                 Attack = parse.GetValue(attack)!,
                 Attackers = parse.GetValue(attackers),
                 Mode = parse.GetValue(mode)!,
                 LocalEpochs = parse.GetValue(epochs),
                 MaxStepsPerRound = parse.GetValue(maxSteps),
+                Optimizer = parse.GetValue(optimizer)!,
                 LearningRate = parse.GetValue(learningRate),
                 EvaluationSamples = parse.GetValue(evalSamples),
                 Seed = parse.GetValue(seed),
+                Broker = parse.GetValue(broker)!,
                 DataDirectory = parse.GetValue(dataDir),
             };
             try
             {
                 options.Validate();
-                Console.WriteLine($"fededge sim: {options.Devices} devices ({options.AttackerCount} {options.Attack} attackers), {options.Model}, {options.Partition}, " +
-                    $"{options.Codec} + {options.ErrorFeedback}, {options.Aggregator}, {options.Mode}, {options.Rounds} rounds");
-                Console.WriteLine($"{"round",5} {"devices",7} {"bytes up",12} {"train loss",10} {"test acc",9} {"round s",8}");
-                var result = await SimulationRunner.RunAsync(options, r => Console.WriteLine(FormatRound(r)), cancellationToken: cancellationToken);
+                Console.WriteLine("fededge sim: " + SimulationReport.Describe(options));
+                var headerShown = false;
+                var result = await SimulationRunner.RunAsync(options, r =>
+                {
+                    if (!headerShown) Console.WriteLine(Header);
+                    headerShown = true;
+                    Console.WriteLine(FormatRound(r));
+                },
+                    brokerAccess: BrokerAccess(parse.GetValue(brokerFiles), parse.GetValue(brokerPid)),
+                    onStatus: line => Console.WriteLine("  " + line), cancellationToken: cancellationToken);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"done: {result.Rounds.Count} rounds in {result.TotalSeconds:F1} s, {result.TotalBytesUp:N0} bytes up, d = {result.ParameterCount:N0}, " +
-                    $"accuracy {100 * result.InitialAccuracy:F2} % -> {100 * (result.Rounds.Count > 0 ? result.Rounds[^1].TestAccuracy : result.InitialAccuracy):F2} %"));
-                if (parse.GetValue(json) is { } jsonPath) SimulationReport.WriteJson(result, jsonPath);
-                if (parse.GetValue(report) is { } htmlPath) SimulationReport.WriteHtml(result, htmlPath);
+                    $"done: {result.Rounds.Count} rounds in {result.TotalSeconds:F1} s, {result.TotalBytesUp:N0} bytes up, {result.TotalBytesDown:N0} bytes down, " +
+                    $"d = {result.ParameterCount:N0}, accuracy {100 * result.InitialAccuracy:F2} % -> {100 * SimulationReport.FinalAccuracy(result):F2} %"));
+                var jsonPath = parse.GetValue(json)!;
+                var htmlPath = parse.GetValue(report)!;
+                SimulationReport.WriteJson(result, jsonPath);
+                SimulationReport.WriteHtml(result, htmlPath);
+                Console.WriteLine($"wrote {Path.GetFullPath(jsonPath)} and {Path.GetFullPath(htmlPath)}");
                 return 0;
             }
-            catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException or TimeoutException or InvalidOperationException)
+            catch (Exception e) when (e is ArgumentException or FileNotFoundException or DirectoryNotFoundException or TimeoutException or InvalidOperationException or IOException)
             {
                 Console.Error.WriteLine($"fededge sim: {e.Message}");
                 return 2;
@@ -82,6 +119,31 @@ internal static class SimCommand
         return command;
     }
 
+    internal static readonly string Header =
+        $"{"round",5} {"devices",7} {"bytes up",12} {"bytes down",13} {"train loss",10} {"test acc",9} {"round s",8}";
+
     internal static string FormatRound(SimulationRound r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {r.RoundSeconds,8:F2}");
+        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {r.BytesDown,13:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {r.RoundSeconds,8:F2}");
+
+    /// <summary>For an external broker: copy the generated files where the broker reads them and make it reload.</summary>
+    private static Func<SimulationBrokerFiles, CancellationToken, Task>? BrokerAccess(string? directory, int? pid) =>
+        directory is null && pid is null ? null : async (files, cancellationToken) =>
+        {
+            if (directory is not null)
+            {
+                Directory.CreateDirectory(directory);
+                File.Copy(files.PasswordFile, Path.Combine(directory, "fededge.passwd"), overwrite: true);
+                File.Copy(files.AclFile, Path.Combine(directory, "fededge.acl"), overwrite: true);
+                Console.WriteLine($"wrote the broker's password and ACL files to {Path.GetFullPath(directory)}");
+            }
+            if (pid is { } id)
+            {
+                // Mosquitto re-reads its password and ACL files on SIGHUP.
+                if (Kill(id, 1) != 0) throw new InvalidOperationException($"Could not signal broker process {id} (errno {Marshal.GetLastPInvokeError()}).");
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+        };
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int Kill(int pid, int signal);
 }

@@ -1,41 +1,55 @@
+using FedEdge.Aggregation;
+using FedEdge.Aggregation.Attacks;
 using FedEdge.Edge.Training;
 
 namespace FedEdge.Cli.Simulation;
 
-/// <summary>Byzantine update transforms that a malicious simulated device applies to Δ before compression.</summary>
-internal static class SimulationAttacks
+/// <summary>
+/// Byzantine behaviour of simulated devices as <see cref="IUpdateTransform"/>s on Δ before compression, so attacks go
+/// through the same error feedback, codec, signing and MQTT transport as honest updates. The forgeries are the
+/// aggregation library's <see cref="IUpdateAttack"/>s (algorithms.md §2); label-flip is a data attack and needs none.
+/// </summary>
+public static class SimulationAttacks
 {
-    /// <summary>The transform for an update attack, or null for honest devices and data attacks (label-flip).</summary>
-    public static IUpdateTransform? Create(string attack, int seed) => attack switch
+    /// <summary>Attacks the simulator knows (option --attack).</summary>
+    public static IReadOnlyList<string> Names { get; } = ["none", "sign-flip", "gaussian", "ipm", "alie", "label-flip"];
+
+    /// <summary>Attacks that forge from the honest updates of the round and so need a <see cref="SimulationCollusion"/>.</summary>
+    public static bool IsOmniscient(string attack) => attack is "ipm" or "alie";
+
+    /// <summary>The library's forgery for <paramref name="attack"/>, or null for none and label-flip.</summary>
+    /// <param name="devices">n, the devices of the run (ALIE's z depends on n and f).</param>
+    /// <param name="attackers">f, the attackers of the run.</param>
+    public static IUpdateAttack? CreateAttack(string attack, int devices, int attackers, int seed) => attack switch
     {
-        "sign-flip" => new SignFlipTransform(),
-        "gaussian" => new GaussianTransform(Math.Sqrt(200), seed),
-        _ => null,
+        "sign-flip" => new SignFlipAttack(),
+        "gaussian" => new GaussianAttack(variance: 200, seed),
+        "ipm" => new InnerProductManipulationAttack(epsilon: 0.1),
+        "alie" => new LittleIsEnoughAttack(devices, attackers),
+        "none" or "label-flip" => null,
+        _ => throw new ArgumentException($"Unknown attack '{attack}' ({string.Join(", ", Names)})."),
     };
 
-    /// <summary>Sends −Δ (the sign-flip attack of Allen-Zhu et al. / Karimireddy et al.).</summary>
-    private sealed class SignFlipTransform : IUpdateTransform
+    /// <summary>An attacker's transform: replaces Δ by the forgery, from the colluding honest updates when it needs them.</summary>
+    public sealed class Forging(IUpdateAttack attack, SimulationCollusion? collusion, CancellationToken cancellationToken) : IUpdateTransform
     {
+        public IUpdateAttack Attack { get; } = attack ?? throw new ArgumentNullException(nameof(attack));
+
         public void Apply(Span<float> delta, long globalVersion)
         {
-            foreach (ref var v in delta) v = -v;
+            var own = delta.ToArray();
+            // IUpdateTransform is synchronous, so the attacker's agent blocks here (bounded by the collusion wait);
+            // the runner raises the thread-pool minimum so that honest agents keep training meanwhile.
+            var honest = collusion?.Honest(globalVersion, delta.Length, cancellationToken)
+                // Nothing to collude on (e.g. an async attacker on an old version): forge from its own update.
+                ?? new UpdateBatch(own, 1, own.Length);
+            Attack.Forge(honest, own, delta);
         }
     }
 
-    /// <summary>Replaces Δ by N(0, σ²) noise (σ² = 200, as the aggregation library's GaussianAttack).</summary>
-    private sealed class GaussianTransform(double sigma, int seed) : IUpdateTransform
+    /// <summary>An honest device's transform in a run with colluding attackers: reports Δ, leaves it unchanged.</summary>
+    public sealed class Reporting(SimulationCollusion collusion) : IUpdateTransform
     {
-        private readonly Random _random = new(seed);
-
-        public void Apply(Span<float> delta, long globalVersion)
-        {
-            for (var i = 0; i < delta.Length; i++)
-            {
-                // Box–Muller.
-                var u1 = 1.0 - _random.NextDouble();
-                var u2 = _random.NextDouble();
-                delta[i] = (float)(sigma * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2));
-            }
-        }
+        public void Apply(Span<float> delta, long globalVersion) => collusion.Report(globalVersion, delta);
     }
 }

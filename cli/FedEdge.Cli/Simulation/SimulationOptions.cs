@@ -1,56 +1,98 @@
+using FedEdge.Aggregation;
+
 namespace FedEdge.Cli.Simulation;
 
-/// <summary>Settings of one in-process simulation (`fededge sim`): a cloud, an embedded broker and N edge agents.</summary>
+/// <summary>
+/// Settings of one simulation (`fededge sim`): a cloud, a broker and N in-process edge agents. The defaults are the
+/// README's first command: 20 devices on Dirichlet(0.5) Fashion-MNIST, scaled sign + EF14, the robust default rule
+/// for sign updates, 20 % colluding ALIE attackers, capped local work so that it ends in a few minutes on 2 cores.
+/// </summary>
 public sealed record SimulationOptions
 {
-    public int Devices { get; init; } = 10;
-    public int Rounds { get; init; } = 5;
+    /// <summary>The rule `fededge sim` uses unless told otherwise; chosen by measurement (docs/learning.md).</summary>
+    public const string RobustDefaultRule = "trimmed-mean";
+
+    public int Devices { get; init; } = 20;
+    public int Rounds { get; init; } = 20;
     public string Model { get; init; } = "cnn";
     public string Partition { get; init; } = "dirichlet:0.5";
     public string Codec { get; init; } = "sign";
     public string ErrorFeedback { get; init; } = "ef14";
-    public string Aggregator { get; init; } = "mean";
-    /// <summary>none, sign-flip, gaussian or label-flip.</summary>
-    public string Attack { get; init; } = "none";
+    public string Aggregator { get; init; } = RobustDefaultRule;
+    /// <summary>Bucket size s of the bucketing pre-aggregator (0 or 1 = none; algorithms.md §2).</summary>
+    public int BucketSize { get; init; }
+    /// <summary>τ of centered clipping (null = the library's default).</summary>
+    public double? ClippingRadius { get; init; }
+    /// <summary>One of <see cref="SimulationAttacks.Names"/>.</summary>
+    public string Attack { get; init; } = "alie";
     /// <summary>Fraction of the devices that are malicious (rounded down; at least one when the fraction is positive).</summary>
-    public double Attackers { get; init; }
+    public double Attackers { get; init; } = 0.2;
     public string Mode { get; init; } = "sync";
     public int LocalEpochs { get; init; } = 1;
     public int Seed { get; init; }
-    /// <summary>Cap on local SGD steps per round (0 = none); keeps tests and quick runs short.</summary>
-    public int MaxStepsPerRound { get; init; }
+    /// <summary>Cap on local SGD steps per round (0 = none); keeps the default run and tests short.</summary>
+    public int MaxStepsPerRound { get; init; } = 40;
+    /// <summary>Local optimizer: sgd, momentum (heavy ball, μ = 0.9, NIID-Bench's setting) or adam.</summary>
+    public string Optimizer { get; init; } = "momentum";
     public float LearningRate { get; init; } = 0.01f;
     public int BatchSize { get; init; } = 64;
     /// <summary>Test samples used to evaluate each global model (0 = the whole 10,000).</summary>
-    public int EvaluationSamples { get; init; }
+    public int EvaluationSamples { get; init; } = 2000;
     /// <summary>Fashion-MNIST directory (null = Debian's default).</summary>
     public string? DataDirectory { get; init; }
+    /// <summary>"embedded" (an MQTTnet broker on a free loopback port) or mqtt://host:port of an external broker.</summary>
+    public string Broker { get; init; } = "embedded";
+    /// <summary>Window W of the global-model diameter (algorithms.md §7).</summary>
+    public int DiagnosticsWindow { get; init; } = 5;
     /// <summary>Give up when one round takes longer than this.</summary>
     public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>How long colluding attackers (ALIE, IPM) wait for the honest updates of a round.</summary>
+    public TimeSpan CollusionWait { get; init; } = TimeSpan.FromMinutes(2);
 
     public int AttackerCount =>
         Attack == "none" || Attackers <= 0 ? 0 : Math.Clamp((int)Math.Floor(Attackers * Devices), 1, Devices);
+
+    public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
     public void Validate()
     {
         if (Devices < 1) throw new ArgumentException("--devices must be at least 1.");
         if (Rounds < 1) throw new ArgumentException("--rounds must be at least 1.");
         if (LocalEpochs < 1) throw new ArgumentException("--local-epochs must be at least 1.");
+        if (MaxStepsPerRound < 0) throw new ArgumentException("--max-steps must be ≥ 0.");
+        if (!(LearningRate > 0) || !float.IsFinite(LearningRate)) throw new ArgumentException($"--lr must be positive (got {LearningRate}).");
+        if (Optimizer is not ("sgd" or "momentum" or "adam")) throw new ArgumentException($"Unknown --optimizer '{Optimizer}' (sgd, momentum, adam).");
         if (Attackers is < 0 or > 1) throw new ArgumentException("--attackers is a fraction in [0, 1].");
-        if (Attack is not ("none" or "sign-flip" or "gaussian" or "label-flip"))
-            throw new ArgumentException($"Unknown --attack '{Attack}' (none, sign-flip, gaussian, label-flip).");
+        if (!SimulationAttacks.Names.Contains(Attack))
+            throw new ArgumentException($"Unknown --attack '{Attack}' ({string.Join(", ", SimulationAttacks.Names)}).");
+        if (SimulationAttacks.IsOmniscient(Attack) && AttackerCount > 0 && AttackerCount >= Devices)
+            throw new ArgumentException($"--attack {Attack} forges from honest updates: at least one device must be honest.");
         if (Mode is not ("sync" or "async")) throw new ArgumentException($"Unknown --mode '{Mode}' (sync, async).");
         if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol"))
             throw new ArgumentException($"Unknown --ef '{ErrorFeedback}' (none, ef14, ef21, econtrol).");
+        if (!AggregationRuleFactory.Names.Contains(Aggregator))
+            throw new ArgumentException($"Unknown --aggregator '{Aggregator}' ({string.Join(", ", AggregationRuleFactory.Names)}).");
+        if (BucketSize < 0) throw new ArgumentException("--bucket must be ≥ 0.");
+        if (ClippingRadius is { } tau && !(tau > 0)) throw new ArgumentException($"--tau must be positive (got {tau}).");
+        if (DiagnosticsWindow < 2) throw new ArgumentException("The diagnostics window must hold at least 2 models.");
+        if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp")))
+            throw new ArgumentException($"--broker is 'embedded' or mqtt://host:port (got '{Broker}').");
     }
 }
 
 /// <summary>One committed global model version as seen by the simulator.</summary>
+/// <param name="BytesUp">Update envelopes the cloud accepted for this version.</param>
+/// <param name="BytesDown">The published model's bytes times the devices subscribed to it.</param>
+/// <param name="MonotonicityViolations">Fraction of consecutive rounds so far with ⟨Δθ, ΔF⟩ &lt; 0 (algorithms.md §7).</param>
+/// <param name="Diameter">max ‖x_s − x_t‖ over the last W global models (algorithms.md §7).</param>
 public sealed record SimulationRound(
-    long Round, int Participants, long BytesUp, double? MeanTrainLoss, double TestAccuracy, double TestLoss,
-    double RoundSeconds, double MeanStaleness, double ElapsedSeconds);
+    long Round, int Participants, long BytesUp, long BytesDown, double? MeanTrainLoss, double TestAccuracy, double TestLoss,
+    double RoundSeconds, double MeanStaleness, double ElapsedSeconds, double MonotonicityViolations, double Diameter);
 
 /// <summary>The whole run: settings, the devices that attacked, the rounds.</summary>
+/// <param name="LastToAverageGap">‖x_last − x̄‖ between the last and the averaged global model (algorithms.md §7).</param>
+/// <param name="CollusionShortWaits">Times a colluding attacker forged before every honest update had arrived.</param>
 public sealed record SimulationResult(
-    SimulationOptions Options, int ParameterCount, IReadOnlyList<string> Attackers, double InitialAccuracy,
-    IReadOnlyList<SimulationRound> Rounds, double TotalSeconds, long TotalBytesUp);
+    SimulationOptions Options, int ParameterCount, int ModelBytes, IReadOnlyList<string> Attackers, double InitialAccuracy,
+    IReadOnlyList<SimulationRound> Rounds, double TotalSeconds, long TotalBytesUp, long TotalBytesDown,
+    double LastToAverageGap, int CollusionShortWaits);

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using FedEdge.Aggregation.Diagnostics;
 using FedEdge.Cli.Commands;
 using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
@@ -18,18 +20,29 @@ using Orleans.Concurrency;
 
 namespace FedEdge.Cli.Simulation;
 
+/// <summary>The Mosquitto password and ACL files a simulation wrote for an external broker (algorithms of
+/// <see cref="MosquittoConfigWriter"/>): the broker must load them before the cloud and the agents connect.</summary>
+public sealed record SimulationBrokerFiles(string PasswordFile, string AclFile);
+
 /// <summary>
-/// Runs a whole federation in one process: the cloud host (Orleans silo, embedded MQTT broker on a free loopback
-/// port, SQLite state in a temporary directory), N registered devices whose <see cref="EdgeAgent"/>s talk real MQTT
-/// to it, Fashion-MNIST partitioned among them, malicious devices by update transform or flipped labels. After every
-/// committed version the global model is evaluated on the Fashion-MNIST test set.
+/// Runs a whole federation in one process: the cloud host (Orleans silo, SQLite state in a temporary directory, the
+/// embedded MQTT broker on a free loopback port or an external one), N registered devices whose
+/// <see cref="EdgeAgent"/>s talk real MQTT to it, Fashion-MNIST partitioned among them, malicious devices by update
+/// transform (colluding through a <see cref="SimulationCollusion"/> for ALIE and IPM) or flipped labels. After every
+/// committed version the global model is evaluated on the Fashion-MNIST test set and the convergence diagnostics of
+/// algorithms.md §7 are updated.
 /// </summary>
 public static class SimulationRunner
 {
     public const string Federation = "sim";
 
+    /// <param name="onRound">Called after every committed version (progress display).</param>
+    /// <param name="onStatus">Called with a line at each start-up step (data, cloud, agents), before the first round.</param>
+    /// <param name="brokerAccess">External broker only: called once the password and ACL files are written, before
+    /// anything connects; it must make the broker load them (start it, or signal a running one to reload).</param>
     public static async Task<SimulationResult> RunAsync(SimulationOptions options, Action<SimulationRound>? onRound = null,
-        ILoggerFactory? loggers = null, CancellationToken cancellationToken = default)
+        ILoggerFactory? loggers = null, Func<SimulationBrokerFiles, CancellationToken, Task>? brokerAccess = null,
+        Action<string>? onStatus = null, CancellationToken cancellationToken = default)
     {
         options.Validate();
         var total = Stopwatch.StartNew();
@@ -43,8 +56,13 @@ public static class SimulationRunner
         if (options.EvaluationSamples > 0 && options.EvaluationSamples < test.Count)
             test = test.Subset(Enumerable.Range(0, options.EvaluationSamples).ToArray());
         var shares = Partition.Apply(options.Partition, train.Labels, options.Devices, options.Seed);
+        onStatus?.Invoke($"Fashion-MNIST: {train.Count:N0} training samples partitioned {options.Partition} over {options.Devices} devices " +
+            $"({shares.Min(s => s.Length):N0}–{shares.Max(s => s.Length):N0} each), {test.Count:N0} test samples");
 
         var attackerCount = options.AttackerCount;
+        var ruleParameters = new Dictionary<string, string>();
+        if (options.BucketSize > 1) ruleParameters["bucket"] = options.BucketSize.ToString(CultureInfo.InvariantCulture);
+        if (options.ClippingRadius is { } tau) ruleParameters["tau"] = tau.ToString("R", CultureInfo.InvariantCulture);
         var config = new FederationConfig
         {
             Model = options.Model,
@@ -57,20 +75,52 @@ public static class SimulationRunner
             ErrorFeedback = options.ErrorFeedback,
             BufferSize = Math.Max(1, options.Devices / 2),
             RoundDeadline = options.RoundTimeout,
+            RuleParameters = ruleParameters,
         };
         if (config.Validate() is { } problem) throw new ArgumentException(problem);
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();
+
+        // Attackers: a seeded random choice of devices.
+        var order = Enumerable.Range(0, options.Devices).ToArray();
+        new Random(options.Seed ^ 0x5eed).Shuffle(order);
+        var malicious = order.Take(attackerCount).ToHashSet();
+        var collusion = SimulationAttacks.IsOmniscient(options.Attack) && attackerCount > 0
+            ? new SimulationCollusion(options.Devices - attackerCount, options.CollusionWait)
+            : null;
+        if (collusion is not null)
+        {
+            // Colluding attackers block an agent's thread while they wait for the honest updates (the update
+            // transform is synchronous): keep enough pool threads for every agent to train meanwhile.
+            ThreadPool.GetMinThreads(out var workers, out var io);
+            ThreadPool.SetMinThreads(Math.Max(workers, options.Devices + Environment.ProcessorCount + 4), io);
+        }
 
         var agents = new List<(EdgeAgent Agent, EdgeDeviceIdentity Identity, Task Run)>();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         IHost? host = null;
         try
         {
+            var cloudDirectory = Path.Combine(directory, "cloud");
+            var credentials = new List<(string Id, string Password, byte[] PrivateKey)>();
+            if (!options.UsesEmbeddedBroker)
+            {
+                // An external broker authenticates from files: register the devices and the cloud's service identity
+                // first (where the cloud host will find them), write the files and let the broker load them.
+                var data = new CloudDataDirectory(cloudDirectory);
+                Directory.CreateDirectory(data.Root);
+                var registry = new DeviceRegistry(data.RegistryDatabase);
+                credentials.AddRange(Register(registry, options.Devices));
+                var files = new SimulationBrokerFiles(Path.Combine(data.Root, "mosquitto.passwd"), Path.Combine(data.Root, "mosquitto.acl"));
+                MosquittoConfigWriter.Write(registry, ServiceIdentity.LoadOrCreate(data.ServiceCredentials), files.PasswordFile, files.AclFile);
+                if (brokerAccess is not null) await brokerAccess(files, cancellationToken);
+            }
+
             var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
             builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Error);
             builder.AddFedEdgeCloud(o =>
             {
-                o.DataDirectory = Path.Combine(directory, "cloud");
+                o.DataDirectory = cloudDirectory;
+                o.Broker = options.UsesEmbeddedBroker ? "embedded" : options.Broker;
                 o.BrokerPort = 0;
                 o.BrokerBindAddress = "127.0.0.1";
                 o.SiloPort = FreeTcpPort.Find();
@@ -79,24 +129,12 @@ public static class SimulationRunner
             });
             host = builder.Build();
             await host.StartAsync(cancellationToken);
-            var registry = host.Services.GetRequiredService<DeviceRegistry>();
-            var port = host.Services.GetRequiredService<EmbeddedBroker>().Port;
             var cloudKey = host.Services.GetRequiredService<CloudSigningKey>();
-            var broker = $"mqtt://127.0.0.1:{port}";
-
-            // Attackers: a seeded random choice of devices.
-            var order = Enumerable.Range(0, options.Devices).ToArray();
-            new Random(options.Seed ^ 0x5eed).Shuffle(order);
-            var malicious = order.Take(attackerCount).ToHashSet();
-            var attackerIds = new List<string>();
-
-            var credentials = new List<(string Id, string Password, byte[] PrivateKey)>();
-            for (var i = 0; i < options.Devices; i++)
-            {
-                var id = $"sim-{i:D3}";
-                var (_, password, privateKey) = registry.Add(id, Federation);
-                credentials.Add((id, password, privateKey));
-            }
+            var broker = options.UsesEmbeddedBroker
+                ? $"mqtt://127.0.0.1:{host.Services.GetRequiredService<EmbeddedBroker>().Port}"
+                : options.Broker;
+            if (options.UsesEmbeddedBroker)
+                credentials.AddRange(Register(host.Services.GetRequiredService<DeviceRegistry>(), options.Devices));
 
             // Start the federation once every device is registered (round 1 samples the registered devices).
             var federation = host.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>(Federation);
@@ -104,20 +142,26 @@ public static class SimulationRunner
 
             using var evaluator = OnnxTrainer.Create(FedEdge.Onnx.OnnxModelFile.Parse(initialModel),
                 new TrainingOptions { ZerothOrder = true, Threads = 1 });
+            var initialParameters = new float[evaluator.ParameterCount];
+            evaluator.CopyParametersTo(initialParameters);
             var initialAccuracy = TrainCommand.Evaluate(evaluator, test).Accuracy;
+            onStatus?.Invoke($"cloud up (broker {broker}), federation '{Federation}' at v0: d = {started.ParameterCount:N0}, " +
+                $"initial test accuracy {100 * initialAccuracy:F2} %; starting {options.Devices} agents");
 
+            var attackerIds = new List<string>();
             for (var i = 0; i < options.Devices; i++)
             {
                 var (id, password, privateKey) = credentials[i];
                 var data = train.Subset(shares[i]);
-                IUpdateTransform? transform = null;
+                IUpdateTransform? transform = collusion is null ? null : new SimulationAttacks.Reporting(collusion);
                 if (malicious.Contains(i))
                 {
                     attackerIds.Add(id);
                     if (options.Attack == "label-flip")
                         data = DataTransforms.RemapLabels(data, DataTransforms.ReverseMap(FashionMnist.ClassCount));
-                    else
-                        transform = SimulationAttacks.Create(options.Attack, options.Seed * 7919 + i);
+                    transform = SimulationAttacks.CreateAttack(options.Attack, options.Devices, attackerCount, options.Seed * 7919 + i) is { } attack
+                        ? new SimulationAttacks.Forging(attack, collusion, stop.Token)
+                        : null;
                 }
                 var identity = new EdgeDeviceIdentity(id, Federation, id, password, SigningKeyPair.FromPrivateKey(id, privateKey),
                     new VerificationKey("cloud", cloudKey.PublicKey), broker);
@@ -129,6 +173,7 @@ public static class SimulationRunner
                     {
                         LocalEpochs = options.LocalEpochs, Threads = 1, Seed = options.Seed * 1000 + i,
                         MaxStepsPerRound = options.MaxStepsPerRound, LearningRate = options.LearningRate, BatchSize = options.BatchSize,
+                        Optimizer = options.Optimizer switch { "adam" => OptimizerKind.Adam, "momentum" => OptimizerKind.Momentum, _ => OptimizerKind.Sgd },
                     },
                     Compression = { Codec = options.Codec, ErrorFeedback = options.ErrorFeedback },
                     Outbox = { Fsync = false },
@@ -137,7 +182,12 @@ public static class SimulationRunner
                 agents.Add((agent, identity, Task.Run(() => agent.RunAsync(stop.Token), CancellationToken.None)));
             }
 
-            // Follow the federation: evaluate each committed version on the test set.
+            // Follow the federation: evaluate each committed version on the test set, track the diagnostics.
+            var monotonicity = new MonotonicityMonitor(initialParameters.Length);
+            var dispersion = new DispersionMonitor(initialParameters.Length, options.DiagnosticsWindow);
+            dispersion.Observe(initialParameters);
+            var previous = initialParameters;
+            var aggregate = new float[initialParameters.Length];
             var rounds = new List<SimulationRound>();
             var seen = 0;
             var lastProgress = Stopwatch.StartNew();
@@ -152,14 +202,21 @@ public static class SimulationRunner
                     {
                         evaluator.SetParameters(model.Parameters);
                         evaluation = TrainCommand.Evaluate(evaluator, test);
+                        // The aggregate applied at θ_prev is θ − θ_prev (over several versions if polling skipped one).
+                        System.Numerics.Tensors.TensorPrimitives.Subtract(model.Parameters, previous, aggregate);
+                        monotonicity.ObserveUpdate(previous, aggregate);
+                        dispersion.Observe(model.Parameters);
+                        previous = model.Parameters;
                     }
                     for (; seen < status.History.Count; seen++)
                     {
                         var summary = status.History[seen];
                         var current = model is not null && model.Version == summary.Version && evaluation is not null;
-                        var round = new SimulationRound(summary.Version, summary.Updates, summary.BytesUp, summary.MeanTrainLoss,
+                        var round = new SimulationRound(summary.Version, summary.Updates, summary.BytesUp,
+                            (long)initialModel.Length * Math.Max(status.LiveDevices, options.Devices), summary.MeanTrainLoss,
                             current ? evaluation!.Value.Accuracy : double.NaN, current ? evaluation!.Value.Loss : double.NaN,
-                            summary.Duration.TotalSeconds, summary.MeanStaleness, total.Elapsed.TotalSeconds);
+                            summary.Duration.TotalSeconds, summary.MeanStaleness, total.Elapsed.TotalSeconds,
+                            monotonicity.ViolationFraction, dispersion.Diameter());
                         rounds.Add(round);
                         onRound?.Invoke(round);
                     }
@@ -179,8 +236,9 @@ public static class SimulationRunner
             while (drain.Elapsed < TimeSpan.FromSeconds(3) && agents.Any(a => a.Agent.Statistics.ModelsVerified < rounds.Count + 1))
                 await Task.Delay(20, cancellationToken);
 
-            return new SimulationResult(options, started.ParameterCount, attackerIds, initialAccuracy, rounds,
-                total.Elapsed.TotalSeconds, rounds.Sum(r => r.BytesUp));
+            return new SimulationResult(options, started.ParameterCount, initialModel.Length, attackerIds, initialAccuracy, rounds,
+                total.Elapsed.TotalSeconds, rounds.Sum(r => r.BytesUp), rounds.Sum(r => r.BytesDown),
+                monotonicity.LastToAverageGap(), collusion?.ShortWaits ?? 0);
         }
         finally
         {
@@ -198,6 +256,16 @@ public static class SimulationRunner
             }
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+    }
+
+    private static IEnumerable<(string Id, string Password, byte[] PrivateKey)> Register(DeviceRegistry registry, int devices)
+    {
+        for (var i = 0; i < devices; i++)
+        {
+            var id = $"sim-{i:D3}";
+            var (_, password, privateKey) = registry.Add(id, Federation);
+            yield return (id, password, privateKey);
         }
     }
 }

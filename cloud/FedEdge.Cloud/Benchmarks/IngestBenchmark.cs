@@ -37,7 +37,7 @@ public static class IngestBenchmark
     }
 
     public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, int? bufferSize = null)
     {
         var directory = Path.Combine(Path.GetTempPath(), "fededge-bench-" + Guid.NewGuid().ToString("N"));
         try
@@ -116,7 +116,7 @@ public static class IngestBenchmark
                 Rule = "mean",
                 Rounds = 0,
                 Mode = FederationMode.Async,
-                BufferSize = devices,
+                BufferSize = bufferSize ?? devices,
                 MaxStaleness = int.MaxValue,
             }, new Immutable<byte[]>(model));
             var metrics = host.Services.GetRequiredService<IngestionMetrics>();

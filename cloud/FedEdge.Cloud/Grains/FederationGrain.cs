@@ -33,7 +33,15 @@ namespace FedEdge.Cloud.Grains;
 /// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record, then the pending list in the
 /// grain state) before Submit returns Accepted; on activation the pending updates are replayed into a fresh
 /// aggregation, so a restart neither loses nor double-counts them.
+/// <para>
+/// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and
+/// the hand-over to the round run in one synchronous turn; the envelope records of concurrent submissions share a
+/// storage transaction (the SQLite provider group-commits) and their state writes are coalesced
+/// (<see cref="CoalescingWriter"/>). A version is aggregated only when every update taken into the round is
+/// durable, and no submission is taken while a version is being committed.
+/// </para>
 /// </summary>
+[Reentrant]
 public sealed class FederationGrain : Grain, IFederationGrain
 {
     private const int HistoryLimit = 1000;
@@ -53,6 +61,13 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private IGrainTimer? _deadlineTimer;
     private ErrorFeedbackServerState? _estimate;
     private Task _background = Task.CompletedTask;
+    private readonly CoalescingWriter _stateWriter;
+    /// <summary>Start or version commit in progress: submissions wait for it.</summary>
+    private Task? _exclusive;
+    /// <summary>Updates taken into the round/buffer whose records or state are not yet durable.</summary>
+    private readonly HashSet<(string Device, string Update)> _unsaved = [];
+    /// <summary>Completed (and replaced) whenever a version is committed.</summary>
+    private TaskCompletionSource _versionCommitted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public FederationGrain(
         [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
@@ -68,6 +83,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _publication = publication;
         _registry = registry;
         _logger = logger;
+        _stateWriter = new CoalescingWriter(() => _state.WriteStateAsync());
     }
 
     private string Name => this.GetPrimaryKeyString();
@@ -92,7 +108,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s)", Name, S.ModelVersion, S.Pending.Count);
     }
 
-    public async Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel)
+    public Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel) =>
+        RunExclusiveAsync(() => StartCoreAsync(config, initialModel));
+
+    private async Task<FederationStatus> StartCoreAsync(FederationConfig config, Immutable<byte[]> initialModel)
     {
         ArgumentNullException.ThrowIfNull(config);
         Identifiers.Require(Name, "federation");
@@ -121,7 +140,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         await LoadEstimateAsync(CancellationToken.None);
         RebuildAggregation();
         if (config.Mode == FederationMode.Sync) OpenRound();
-        await _state.WriteStateAsync();
+        await _stateWriter.WriteAsync();
         _logger.LogInformation("Federation {Federation} started: {Config}, d = {Dimension}", Name, config, S.ParameterCount);
         await PublishCurrentAsync(previousChunkCount: null, CancellationToken.None);
         return Status();
@@ -129,19 +148,25 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     public async Task<SubmitResult> SubmitAsync(UpdateSubmission update)
     {
+        if (await WaitForRoomAsync() is { } busy) return Count(busy);
+        // From here to the first await this runs as one turn: the checks and the hand-over to the round are atomic.
         if (S.Config is not { } config) return Count(SubmitResult.Reject(RejectionReason.UnknownFederation, $"federation {Name} is not configured"));
         if (S.Finished) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, $"federation {Name} finished at v{S.ModelVersion}"));
         if (update.Delta.Length != S.ParameterCount)
             return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta.Length} coordinates, the model {S.ParameterCount}"));
+        if (update.SampleCount > config.MaxSampleCount)
+            return Count(SubmitResult.Reject(RejectionReason.SampleCountOutOfRange, $"claims {update.SampleCount} samples, above the federation's maximum {config.MaxSampleCount}"));
         var staleness = S.ModelVersion - update.BaseVersion;
         if (staleness < 0)
             return Count(SubmitResult.Reject(RejectionReason.UnknownBaseVersion, $"base v{update.BaseVersion} was never published (current v{S.ModelVersion})"));
         if (config.Mode == FederationMode.Sync ? staleness > 0 : staleness > config.MaxStaleness)
             return Count(SubmitResult.Reject(RejectionReason.TooStale, $"base v{update.BaseVersion} is {staleness} version(s) behind v{S.ModelVersion}"));
-        if (S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
+        var key = (update.DeviceId, update.UpdateId);
+        if (_unsaved.Contains(key) || S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
 
         if (Take(update, (int)staleness) is { } refusal) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, refusal));
+        _unsaved.Add(key);
 
         var pending = new PendingUpdate(update.DeviceId, update.UpdateId, update.BaseVersion, update.SampleCount,
             update.Envelope.Length, update.TrainLoss, DateTimeOffset.UtcNow);
@@ -150,7 +175,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             await UpdateRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope });
             S.Pending.Add(pending);
             S.AcceptedTotal++;
-            await _state.WriteStateAsync();
+            await _stateWriter.WriteAsync();
         }
         catch
         {
@@ -158,25 +183,91 @@ public sealed class FederationGrain : Grain, IFederationGrain
             DeactivateOnIdle();
             throw;
         }
-
-        try
+        finally
         {
-            if (config.Mode == FederationMode.Sync ? _round!.AcceptedCount >= S.Quorum : _buffer!.IsFull)
-                await AggregateAsync();
+            _unsaved.Remove(key);
         }
-        catch (Exception e)
+
+        if (_exclusive is null && _unsaved.Count == 0 && (config.Mode == FederationMode.Sync ? _round?.AcceptedCount >= S.Quorum : _buffer!.IsFull))
         {
-            // The update is safely persisted; the round stays open and the deadline retries.
-            _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
+            try
+            {
+                await RunExclusiveAsync(AggregateAsync);
+            }
+            catch (Exception e)
+            {
+                // The update is safely persisted; the round stays open and the deadline retries.
+                _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
+            }
         }
         return SubmitResult.Ok;
+    }
+
+    /// <summary>Runs an operation that submissions must not interleave with (start, version commit).</summary>
+    private async Task RunExclusiveAsync(Func<Task> operation) => await RunExclusiveAsync(async () =>
+    {
+        await operation();
+        return true;
+    });
+
+    private async Task<T> RunExclusiveAsync<T>(Func<Task<T>> operation)
+    {
+        await WaitForExclusiveAsync();
+        var done = new TaskCompletionSource();
+        _exclusive = done.Task;
+        try
+        {
+            return await operation();
+        }
+        finally
+        {
+            _exclusive = null;
+            done.SetResult();
+        }
+    }
+
+    private async Task WaitForExclusiveAsync()
+    {
+        while (_exclusive is { } busy) await busy;
+    }
+
+    /// <summary>
+    /// Waits until no version is being committed and (async) the FedBuff buffer has room: a full buffer is
+    /// aggregated once all its updates are durable. Returns a refusal when the buffer cannot be flushed.
+    /// </summary>
+    private async Task<SubmitResult?> WaitForRoomAsync()
+    {
+        while (true)
+        {
+            if (_exclusive is { } busy)
+            {
+                await busy;
+                continue;
+            }
+            if (S.Config is not { Mode: FederationMode.Async } || _buffer is not { IsFull: true }) return null;
+            if (_unsaved.Count > 0)
+            {
+                // The submission that makes the last of them durable flushes the buffer.
+                await Task.WhenAny(_versionCommitted.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+                continue;
+            }
+            try
+            {
+                await RunExclusiveAsync(AggregateAsync);
+            }
+            catch (Exception e)
+            {
+                _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
+                return SubmitResult.Reject(RejectionReason.NotAccepting, $"the FedBuff buffer is full and v{S.ModelVersion + 1} could not be aggregated");
+            }
+        }
     }
 
     public async Task SetDeviceLiveAsync(string deviceId, bool live)
     {
         if (!(live ? S.Live.Add(deviceId) : S.Live.Remove(deviceId))) return;
         if (S.Config is { Mode: FederationMode.Sync } && !S.Finished && _round is null) OpenRound();
-        await _state.WriteStateAsync();
+        await _stateWriter.WriteAsync();
     }
 
     public Task<FederationStatus> GetStatusAsync() => Task.FromResult(Status());
@@ -266,7 +357,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
         S.RoundDeadline = null;
         if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
         else if (!S.Finished) OpenRound();
-        await _state.WriteStateAsync();
+        await _stateWriter.WriteAsync();
+        var committed = _versionCommitted;
+        _versionCommitted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        committed.SetResult();
         _logger.LogInformation("Federation {Federation}: v{Version} from {Updates} update(s){Finished}", Name, S.ModelVersion, aggregated.Count, S.Finished ? " (finished)" : "");
 
         // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
@@ -382,12 +476,18 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private async Task OnDeadlineAsync(CancellationToken cancellationToken)
     {
         if (S.Finished || S.Config is not { Mode: FederationMode.Sync } config) return;
+        if (_exclusive is not null || _unsaved.Count > 0)
+        {
+            // Updates taken into the round are still being made durable (or a version is being committed): look again shortly.
+            ArmDeadline(DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(100));
+            return;
+        }
         if (_round is not null && _round.AcceptedCount >= config.MinUpdates)
         {
             _logger.LogInformation("Federation {Federation}: round {Round} deadline with {Count}/{Sampled} update(s)", Name, S.ModelVersion + 1, _round.AcceptedCount, S.Sampled.Count);
             try
             {
-                await AggregateAsync();
+                await RunExclusiveAsync(AggregateAsync);
                 return;
             }
             catch (Exception e)
@@ -398,7 +498,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         if (_round is null) OpenRound();
         S.RoundDeadline = DateTimeOffset.UtcNow + config.RoundDeadline;
         ArmDeadline(S.RoundDeadline.Value);
-        await _state.WriteStateAsync(cancellationToken);
+        await _stateWriter.WriteAsync();
     }
 
     private Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken) =>

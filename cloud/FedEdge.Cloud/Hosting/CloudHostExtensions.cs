@@ -3,6 +3,7 @@ using FedEdge.Cloud.Ingestion;
 using FedEdge.Cloud.Publishing;
 using FedEdge.Cloud.Security;
 using FedEdge.Cloud.Storage;
+using FedEdge.Cloud.Telemetry.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -76,6 +77,8 @@ public static class CloudHostExtensions
         services.AddSingleton<MqttIngestionBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<MqttIngestionBridge>());
         services.AddHostedService<FederationActivation>();
+        builder.AddFedEdgeTelemetry(new(data.Root, options.SqliteSynchronousFull, (sp, federation) => [.. sp.GetRequiredService<DeviceRegistry>().List(federation).Select(d => new Telemetry.Http.DeviceSummary(d.DeviceId, d.Federation, d.Revoked, d.CreatedAt))],
+            (sp, message, cancellationToken) => sp.GetRequiredService<MqttServiceConnection>().PublishAsync(message, cancellationToken))); // drift history, HTTP API, Event Hubs
         return builder;
     }
 
@@ -87,6 +90,7 @@ public static class CloudHostExtensions
         if ((options.Storage == StateStorageKind.Redis || options.Clustering == ClusteringKind.Redis) && string.IsNullOrWhiteSpace(options.RedisConnectionString))
             throw new ArgumentException("Cloud:RedisConnectionString is required when Storage or Clustering is Redis");
         if (options.MaxUpdateBytes <= 0) throw new ArgumentException($"Cloud:MaxUpdateBytes must be positive (got {options.MaxUpdateBytes})");
+        if (options.IngestionConcurrency < 1) throw new ArgumentException($"Cloud:IngestionConcurrency must be ≥ 1 (got {options.IngestionConcurrency})");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }
 

@@ -21,7 +21,8 @@ namespace FedEdge.Cloud.Ingestion;
 /// then the federation's own checks (base version, staleness). Every refusal is counted by reason
 /// (<see cref="IngestionMetrics"/>, the device's statistics) and logged, and never reaches the model.
 /// Messages are acknowledged to the broker only after the federation persisted the update, so an update the
-/// cloud did not take is redelivered from its persistent session. Several workers process in parallel.
+/// cloud did not take is redelivered from its persistent session. <see cref="CloudOptions.IngestionConcurrency"/>
+/// workers process in parallel, so that concurrent updates share storage commits.
 /// </summary>
 public sealed class MqttIngestionBridge : BackgroundService
 {
@@ -31,6 +32,7 @@ public sealed class MqttIngestionBridge : BackgroundService
     private readonly IngestionMetrics _metrics;
     private readonly CloudOptions _options;
     private readonly ILogger<MqttIngestionBridge> _logger;
+    private readonly Telemetry.Drift.IDriftEventSink? _drift;
     private readonly Channel<MqttApplicationMessageReceivedEventArgs> _queue;
     private readonly UpdateReassembler _reassembler;
     private readonly RegistryVerificationKeys _keys;
@@ -38,7 +40,7 @@ public sealed class MqttIngestionBridge : BackgroundService
     private readonly ConcurrentDictionary<string, int> _dimensions = new(StringComparer.Ordinal);
 
     public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
-        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger)
+        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, Telemetry.Drift.IDriftEventSink? drift = null)
     {
         _mqtt = mqtt;
         _registry = registry;
@@ -46,6 +48,7 @@ public sealed class MqttIngestionBridge : BackgroundService
         _metrics = metrics;
         _options = options.Value;
         _logger = logger;
+        _drift = drift;
         _keys = new RegistryVerificationKeys(registry);
         _reassembler = new UpdateReassembler(new ReassemblyOptions { MaxEnvelopeBytes = _options.MaxUpdateBytes });
         _queue = Channel.CreateBounded<MqttApplicationMessageReceivedEventArgs>(new BoundedChannelOptions(1024)
@@ -65,7 +68,9 @@ public sealed class MqttIngestionBridge : BackgroundService
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        var workers = Enumerable.Range(0, Math.Max(2, Environment.ProcessorCount)).Select(_ => WorkAsync(stoppingToken)).ToList();
+        // Most of a message's time is spent waiting for storage, so many more workers than cores keep the group
+        // commit fed; the CPU part (verify, decode) still runs on the thread pool's core-sized set of threads.
+        var workers = Enumerable.Range(0, _options.IngestionConcurrency).Select(_ => WorkAsync(stoppingToken)).ToList();
         workers.Add(ExpireChunksAsync(stoppingToken));
         await Task.WhenAll(workers);
     }
@@ -219,6 +224,8 @@ public sealed class MqttIngestionBridge : BackgroundService
             return;
         }
 
+        // Drift report (FedDAA) recorded before the submission; idempotent per update id, so a redelivery adds nothing.
+        if (_drift is not null) await _drift.RecordReportAsync(federation, deviceId, updateId, update.Envelope.BaseModelVersion, update.Envelope.DriftReport);
         var result = await _grains.GetGrain<IDeviceGrain>(deviceId).SubmitAsync(federation, new UpdateSubmission
         {
             DeviceId = deviceId,

@@ -10,6 +10,11 @@ namespace FedEdge.Cloud.Storage;
 /// Each (state name, grain id) is one row holding the state serialized by Orleans' serializer and an
 /// integer ETag; a write whose ETag does not match the stored one fails with
 /// <see cref="InconsistentStateException"/>, as Orleans' providers do.
+/// <para>
+/// Writes are group-committed (<see cref="GroupCommitQueue{TItem, TResult}"/>): those issued while a commit is in
+/// flight share the next transaction and its fsync, and each write's task completes only once its transaction
+/// is durable. An ETag conflict fails only its own write. Reads run directly against the WAL-mode database.
+/// </para>
 /// </summary>
 public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
 {
@@ -18,6 +23,8 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
     private readonly ILogger _logger;
     private readonly string _name;
     private readonly bool _synchronousFull;
+    private readonly GroupCommitQueue<PendingWrite, long> _writes;
+    private SqliteConnection? _writerConnection; // used only by the writer thread
 
     public SqliteGrainStorage(string name, string databasePath, IGrainStorageSerializer serializer, ILogger<SqliteGrainStorage> logger, bool synchronousFull = true)
     {
@@ -46,6 +53,7 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
             ) WITHOUT ROWID;
             """;
         command.ExecuteNonQuery();
+        _writes = new GroupCommitQueue<PendingWrite, long>(CommitBatch, maxBatch: 512, name: $"sqlite-{name}");
     }
 
     public Task ReadStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
@@ -81,73 +89,104 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         var payload = _serializer.Serialize(grainState.State).ToArray();
-        using var connection = Open();
-        using var command = connection.CreateCommand();
-        command.Parameters.AddWithValue("$s", stateName);
-        command.Parameters.AddWithValue("$g", grainId.ToString());
-        command.Parameters.AddWithValue("$p", payload);
-        long newEtag;
-        if (grainState.ETag is null)
-        {
-            newEtag = 1;
-            command.CommandText = "INSERT INTO grain_state (state_name, grain_id, etag, payload) VALUES ($s, $g, 1, $p) ON CONFLICT DO NOTHING";
-        }
-        else
-        {
-            var expected = ParseEtag(grainState.ETag, stateName, grainId);
-            newEtag = expected + 1;
-            command.CommandText = "UPDATE grain_state SET etag = $n, payload = $p WHERE state_name = $s AND grain_id = $g AND etag = $e";
-            command.Parameters.AddWithValue("$e", expected);
-            command.Parameters.AddWithValue("$n", newEtag);
-        }
-        if (command.ExecuteNonQuery() != 1)
-        {
-            var stored = StoredEtag(connection, stateName, grainId);
-            throw new InconsistentStateException(
-                $"Storage '{_name}': write of state '{stateName}' for grain {grainId} expected etag {grainState.ETag ?? "(none)"}",
-                stored?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)", grainState.ETag ?? "(none)");
-        }
-        grainState.ETag = newEtag.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        grainState.RecordExists = true;
-        return Task.CompletedTask;
+        long? expected = grainState.ETag is null ? null : ParseEtag(grainState.ETag, stateName, grainId);
+        return CompleteWriteAsync(_writes.EnqueueAsync(new PendingWrite(stateName, grainId.ToString(), payload, expected)), grainState);
     }
 
-    public Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
+    private static async Task CompleteWriteAsync<T>(Task<long> write, IGrainState<T> grainState)
+    {
+        var newEtag = await write;
+        grainState.ETag = newEtag.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        grainState.RecordExists = true;
+    }
+
+    public async Task ClearStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
         if (grainState.ETag is not null)
-        {
-            using var connection = Open();
-            using var command = connection.CreateCommand();
-            command.CommandText = "DELETE FROM grain_state WHERE state_name = $s AND grain_id = $g AND etag = $e";
-            command.Parameters.AddWithValue("$s", stateName);
-            command.Parameters.AddWithValue("$g", grainId.ToString());
-            command.Parameters.AddWithValue("$e", ParseEtag(grainState.ETag, stateName, grainId));
-            if (command.ExecuteNonQuery() != 1)
-            {
-                var stored = StoredEtag(connection, stateName, grainId);
-                if (stored is not null)
-                    throw new InconsistentStateException(
-                        $"Storage '{_name}': clear of state '{stateName}' for grain {grainId} expected etag {grainState.ETag}",
-                        stored.Value.ToString(System.Globalization.CultureInfo.InvariantCulture), grainState.ETag);
-            }
-        }
+            await _writes.EnqueueAsync(new PendingWrite(stateName, grainId.ToString(), null, ParseEtag(grainState.ETag, stateName, grainId)));
         grainState.ETag = null;
         grainState.RecordExists = false;
         grainState.State = Activator.CreateInstance<T>();
-        return Task.CompletedTask;
+    }
+
+    /// <summary>Writes (or, without payload, deletes) one row if its ETag is <see cref="ExpectedEtag"/> (null: the row must not exist).</summary>
+    private sealed record PendingWrite(string StateName, string GrainId, byte[]? Payload, long? ExpectedEtag);
+
+    /// <summary>Commits a batch of writes in one transaction (one fsync); an ETag mismatch fails only its own write.</summary>
+    private IReadOnlyList<GroupCommitQueue<PendingWrite, long>.Outcome> CommitBatch(IReadOnlyList<PendingWrite> writes)
+    {
+        var connection = _writerConnection ??= Open();
+        var outcomes = new GroupCommitQueue<PendingWrite, long>.Outcome[writes.Count];
+        using var transaction = connection.BeginTransaction();
+        try
+        {
+            for (var i = 0; i < writes.Count; i++) outcomes[i] = Apply(connection, transaction, writes[i]);
+            transaction.Commit();
+        }
+        catch
+        {
+            // The connection may be unusable (disk full, I/O error): the next batch opens a fresh one.
+            connection.Dispose();
+            _writerConnection = null;
+            throw;
+        }
+        return outcomes;
+    }
+
+    private GroupCommitQueue<PendingWrite, long>.Outcome Apply(SqliteConnection connection, SqliteTransaction transaction, PendingWrite write)
+    {
+        using var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.Parameters.AddWithValue("$s", write.StateName);
+        command.Parameters.AddWithValue("$g", write.GrainId);
+        long newEtag = 0;
+        if (write.Payload is null)
+        {
+            command.CommandText = "DELETE FROM grain_state WHERE state_name = $s AND grain_id = $g AND etag = $e";
+            command.Parameters.AddWithValue("$e", write.ExpectedEtag!.Value);
+        }
+        else if (write.ExpectedEtag is not { } expected)
+        {
+            newEtag = 1;
+            command.CommandText = "INSERT INTO grain_state (state_name, grain_id, etag, payload) VALUES ($s, $g, 1, $p) ON CONFLICT DO NOTHING";
+            command.Parameters.AddWithValue("$p", write.Payload);
+        }
+        else
+        {
+            newEtag = expected + 1;
+            command.CommandText = "UPDATE grain_state SET etag = $n, payload = $p WHERE state_name = $s AND grain_id = $g AND etag = $e";
+            command.Parameters.AddWithValue("$p", write.Payload);
+            command.Parameters.AddWithValue("$e", expected);
+            command.Parameters.AddWithValue("$n", newEtag);
+        }
+        if (command.ExecuteNonQuery() == 1) return GroupCommitQueue<PendingWrite, long>.Outcome.Success(newEtag);
+
+        var stored = StoredEtag(connection, transaction, write.StateName, write.GrainId);
+        // Clearing a record that is already gone is not a conflict.
+        if (write.Payload is null && stored is null) return GroupCommitQueue<PendingWrite, long>.Outcome.Success(0);
+        var expectedText = write.ExpectedEtag?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)";
+        return GroupCommitQueue<PendingWrite, long>.Outcome.Failure(new InconsistentStateException(
+            $"Storage '{_name}': {(write.Payload is null ? "clear" : "write")} of state '{write.StateName}' for grain {write.GrainId} expected etag {expectedText}",
+            stored?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)", expectedText));
     }
 
     public void Dispose()
     {
-        _logger.LogDebug("Storage {Name} closed", _name);
+        _writes.Dispose();
+        _writerConnection?.Dispose();
+        _logger.LogDebug("Storage {Name} closed after {Writes} write(s) in {Batches} commit(s)", _name, _writes.Items, _writes.Batches);
     }
 
-    private static long? StoredEtag(SqliteConnection connection, string stateName, GrainId grainId)
+    /// <summary>Writes committed so far and the transactions they took (the group-commit ratio).</summary>
+    public (long Writes, long Commits) CommitStatistics => (_writes.Items, _writes.Batches);
+
+    private static long? StoredEtag(SqliteConnection connection, SqliteTransaction transaction, string stateName, string grainId)
     {
         using var command = connection.CreateCommand();
+        command.Transaction = transaction;
         command.CommandText = "SELECT etag FROM grain_state WHERE state_name = $s AND grain_id = $g";
         command.Parameters.AddWithValue("$s", stateName);
-        command.Parameters.AddWithValue("$g", grainId.ToString());
+        command.Parameters.AddWithValue("$g", grainId);
         return command.ExecuteScalar() is long etag ? etag : null;
     }
 

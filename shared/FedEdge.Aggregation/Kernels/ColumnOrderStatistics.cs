@@ -47,7 +47,7 @@ internal static class ColumnOrderStatistics
                 var tile = tileBuffer.AsSpan(0, n * len);
                 ColumnBlocks.LoadTile(data.Span, n, d, start, len, tile);
                 var output = new Span<float>((float*)rp + start, len);
-                var lanes = new TVector[Groups * n]; // per block, reused for all its columns
+                var lanes = ArrayPool<TVector>.Shared.Rent(Groups * n); // reused for all columns of the block
                 int c = 0;
                 for (; c + (Groups * w) <= len; c += Groups * w)
                 {
@@ -73,6 +73,7 @@ internal static class ColumnOrderStatistics
                     reduced.AsSpan(0, len - c).CopyTo(output[c..]);
                 }
 
+                ArrayPool<TVector>.Shared.Return(lanes);
                 ArrayPool<float>.Shared.Return(tileBuffer);
             });
         }

@@ -73,10 +73,10 @@ public static class TrainingGraphBuilder
         }
 
         var graph = step.Graph;
+        var b = new GraphBuilder(graph, "fe");
+        var bufferUpdates = TrainingLowering.Lower(b, options.Seed); // sees the graph outputs, which it must keep
         graph.Output.Clear();
         graph.ValueInfo.Clear();
-        var b = new GraphBuilder(graph, "fe");
-        var bufferUpdates = TrainingLowering.Lower(b, options.Seed);
 
         // Data input fixed to the batch size; managed initializers become graph inputs bound to the trainer's buffers.
         graph.Input.Clear();

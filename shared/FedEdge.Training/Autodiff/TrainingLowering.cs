@@ -7,7 +7,7 @@ namespace FedEdge.Training.Autodiff;
 /// <summary>
 /// Rewrites inference-mode nodes into their training-mode form, using only ops that have gradient
 /// rules and run in the ONNX Runtime inference build (which lacks BatchNormalization's training
-/// mode): BatchNormalization → batch statistics, Dropout → random mask, MaxPool with overlapping windows → with Indices.
+/// mode): BatchNormalization → batch statistics, Dropout → random mask, MaxPool with overlapping windows → with Indices, Relu → MaxPool → MaxPool → Relu.
 /// </summary>
 internal static class TrainingLowering
 {
@@ -22,18 +22,36 @@ internal static class TrainingLowering
         graph.Node.Clear();
         var updates = new List<BufferUpdate>();
         var dropoutIndex = 0;
+        var deferredRelu = PoolableRelus(graph, original);
         foreach (var node in original)
         {
             switch (node.OpType)
             {
+                case "Relu" when deferredRelu.ContainsKey(node.Output[0]):
+                    break; // emitted after its MaxPool below
+                case "MaxPool" when deferredRelu.TryGetValue(node.Input[0], out var relu):
+                    {
+                        // MaxPool(Relu(x)) = Relu(MaxPool(x)) exactly (ReLU is monotone): pooling first runs the
+                        // ReLU and its gradient on a quarter of the elements for 2×2 pools, and gradients agree
+                        // (where the pooled maximum is ≤ 0 both give zero).
+                        var pooled = b.UniqueName("maxpool_pre_relu");
+                        var swapped = node.Clone();
+                        swapped.Input[0] = relu.Input[0];
+                        swapped.Output[0] = pooled;
+                        AddIndices(b, swapped);
+                        graph.Node.Add(swapped);
+                        b.AddNode("Relu", [pooled], [node.Output[0]]);
+                        break;
+                    }
+
                 case "BatchNormalization" when string.IsNullOrEmpty(node.Domain):
                     LowerBatchNorm(b, node, initializers, updates);
                     break;
                 case "Dropout" when string.IsNullOrEmpty(node.Domain):
                     LowerDropout(b, node, initializers, seed + dropoutIndex++);
                     break;
-                case "MaxPool" when node.Output.Count < 2 && !ConvolutionRules.IsTiledMaxPool(node):
-                    node.Output.Add(b.UniqueName("maxpool_indices"));
+                case "MaxPool":
+                    AddIndices(b, node);
                     graph.Node.Add(node);
                     break;
                 default:
@@ -43,6 +61,49 @@ internal static class TrainingLowering
         }
 
         return updates;
+    }
+
+    /// <summary>A MaxPool whose windows overlap or do not tile the input routes its gradient through its Indices output.</summary>
+    private static void AddIndices(GraphBuilder b, NodeProto maxPool)
+    {
+        if (ConvolutionRules.IsTiledMaxPool(maxPool) && (maxPool.Output.Count < 2 || maxPool.Output[1].Length == 0))
+        {
+            return;
+        }
+
+        if (maxPool.Output.Count < 2)
+        {
+            maxPool.Output.Add(b.UniqueName("maxpool_indices"));
+        }
+        else if (maxPool.Output[1].Length == 0)
+        {
+            maxPool.Output[1] = b.UniqueName("maxpool_indices");
+        }
+    }
+
+    /// <summary>Relu nodes whose output feeds only one MaxPool (and is no graph output), keyed by that output.</summary>
+    private static Dictionary<string, NodeProto> PoolableRelus(GraphProto graph, List<NodeProto> nodes)
+    {
+        var uses = new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var input in nodes.SelectMany(n => n.Input))
+        {
+            uses[input] = uses.GetValueOrDefault(input) + 1;
+        }
+
+        var outputs = graph.Output.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var relus = nodes.Where(n => n.OpType == "Relu" && string.IsNullOrEmpty(n.Domain) && n.Output.Count == 1)
+            .ToDictionary(n => n.Output[0], StringComparer.Ordinal);
+        var result = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var pool in nodes.Where(n => n.OpType == "MaxPool" && string.IsNullOrEmpty(n.Domain)))
+        {
+            var x = pool.Input[0];
+            if (relus.TryGetValue(x, out var relu) && uses.GetValueOrDefault(x) == 1 && !outputs.Contains(x))
+            {
+                result[x] = relu;
+            }
+        }
+
+        return result;
     }
 
     private static TensorProto.Types.DataType TypeOf(string value, Dictionary<string, TensorProto> initializers, GraphProto? graph = null) =>

@@ -36,6 +36,12 @@ internal static class ExecutionProviders
             so.EnableProfiling = true;
         }
 
+        // Diagnostics: FEDEDGE_ORT_OPTIMIZED=path.onnx writes the graph as ONNX Runtime rewrote it (fusions, NCHWc layouts).
+        if (Environment.GetEnvironmentVariable("FEDEDGE_ORT_OPTIMIZED") is { Length: > 0 } optimized)
+        {
+            so.OptimizedModelFilePath = optimized;
+        }
+
         provider = Cpu;
         if (options.Device == ExecutionDevice.Cpu)
         {

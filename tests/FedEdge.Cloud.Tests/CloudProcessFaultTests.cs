@@ -1,0 +1,223 @@
+using System.Diagnostics;
+using System.Text.Json;
+using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Security;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace FedEdge.Cloud.Tests;
+
+/// <summary>
+/// Process-level faults: `fededge cloud` runs as a child process (the built CLI through `dotnet`) and is killed
+/// with SIGKILL mid-round, then restarted on the same data directory. The test reads the federation's state
+/// through an Orleans client connected to the child's gateway.
+/// </summary>
+[Collection(ServerCollection.Name)]
+public sealed class CloudProcessFaultTests
+{
+    [Fact]
+    public async Task CloudKilledMidRound_RestartsAndCompletesTheRound_NoAcceptedUpdateLostNoneCountedTwice()
+    {
+        using var data = new TempDirectory();
+        var dataDir = Path.Combine(data.Path, "cloud");
+        var devices = new List<(string Id, string Password, byte[] Key)>();
+        var registry = new DeviceRegistry(new CloudDataDirectory(dataDir).RegistryDatabase);
+        for (var i = 1; i <= 4; i++)
+        {
+            var (_, password, key) = registry.Add($"dev-{i}", "f1");
+            devices.Add(($"dev-{i}", password, key));
+        }
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        var modelFile = Path.Combine(data.Path, "initial.onnx");
+        await File.WriteAllBytesAsync(modelFile, TestModels.Logreg());
+        var config = Path.Combine(data.Path, "cloud.json");
+        await File.WriteAllTextAsync(config, JsonSerializer.Serialize(new
+        {
+            Cloud = new
+            {
+                Federations = new
+                {
+                    f1 = new
+                    {
+                        ModelFile = modelFile,
+                        Config = new { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, Mode = "Sync", RoundDeadline = "00:05:00" },
+                    },
+                },
+            },
+        }));
+        var (brokerPort, siloPort, gatewayPort) = (FreeTcpPort.Find(), FreeTcpPort.Find(), FreeTcpPort.Find());
+        string[] arguments = ["cloud", "--data-dir", dataDir, "--port", $"{brokerPort}", "--bind", "127.0.0.1",
+            "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--config", config];
+
+        byte[] resent1, resent3;
+        float[] v0;
+        int d;
+        using (var cloud = CloudProcess.Start(arguments))
+        {
+            await using var client = await OrleansClient.ConnectAsync(gatewayPort, cloud);
+            var federation = client.Grains.GetGrain<IFederationGrain>("f1");
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Collecting, "the federation to start", 30_000);
+            var status = await federation.GetStatusAsync();
+            Assert.Equal(4, status.Sampled.Count);
+            d = status.ParameterCount;
+            v0 = (await federation.GetModelAsync())!.Parameters;
+
+            await using var dev1 = await TestDevice.ConnectAsync(brokerPort, "dev-1", "f1", devices[0].Password, devices[0].Key);
+            await using var dev2 = await TestDevice.ConnectAsync(brokerPort, "dev-2", "f1", devices[1].Password, devices[1].Key);
+            await using var dev3 = await TestDevice.ConnectAsync(brokerPort, "dev-3", "f1", devices[2].Password, devices[2].Key);
+            resent1 = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+            await dev1.PublishEnvelopeAsync(resent1);
+            await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two accepted updates");
+
+            // dev-3's update is in flight (maybe accepted, maybe not) when the process dies without any shutdown.
+            resent3 = dev3.SignedUpdate(Enumerable.Repeat(3f, d).ToArray(), 0);
+            await dev3.PublishEnvelopeAsync(resent3);
+            cloud.Kill();
+        }
+
+        using (var cloud = CloudProcess.Start(arguments))
+        {
+            await using var client = await OrleansClient.ConnectAsync(gatewayPort, cloud);
+            var federation = client.Grains.GetGrain<IFederationGrain>("f1");
+            var status = await federation.GetStatusAsync();
+            Assert.Equal(0, status.ModelVersion);
+            Assert.InRange(status.PendingUpdates, 2, 3); // both acknowledged-as-accepted updates survived
+            Assert.Equal(status.PendingUpdates, status.AcceptedTotal);
+
+            // As the edge outbox does after a reconnect, dev-1 and dev-3 send their updates again (same update ids).
+            await using var dev1 = await TestDevice.ConnectAsync(brokerPort, "dev-1", "f1", devices[0].Password, devices[0].Key);
+            await using var dev3 = await TestDevice.ConnectAsync(brokerPort, "dev-3", "f1", devices[2].Password, devices[2].Key);
+            await using var dev4 = await TestDevice.ConnectAsync(brokerPort, "dev-4", "f1", devices[3].Password, devices[3].Key);
+            await dev1.PublishEnvelopeAsync(resent1);
+            await dev3.PublishEnvelopeAsync(resent3);
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 3, "dev-3's update to be pending");
+            await dev4.PublishEnvelopeAsync(dev4.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete after the restart", 30_000);
+
+            status = await federation.GetStatusAsync();
+            var round = Assert.Single(status.History);
+            Assert.Equal(4, round.Updates);
+            Assert.Equal(4, status.AcceptedTotal);
+            var v1 = (await federation.GetModelAsync())!.Parameters;
+            for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 3f, v1[i], 1e-5f); // mean of 1, 2, 3, 6: each counted once
+            var stats1 = await client.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync();
+            Assert.Equal(1, stats1.Accepted);
+            Assert.Equal(1, stats1.Rejected[RejectionReason.Replay]);
+            await cloud.StopAsync();
+        }
+    }
+
+    /// <summary>`dotnet fededge.dll …` as a child process, its output kept for the failure message.</summary>
+    private sealed class CloudProcess : IDisposable
+    {
+        private readonly Process _process;
+        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
+
+        private CloudProcess(Process process) => _process = process;
+
+        public bool HasExited => _process.HasExited;
+
+        public string OutputTail => string.Join('\n', _output.TakeLast(40));
+
+        public static CloudProcess Start(IEnumerable<string> arguments)
+        {
+            var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            info.ArgumentList.Add(CliPath());
+            foreach (var argument in arguments) info.ArgumentList.Add(argument);
+            info.Environment["FEDEDGE_Cloud__SqliteSynchronousFull"] = "false"; // a process crash, not power loss
+            info.Environment["Logging__LogLevel__Default"] = "Warning";
+            var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
+            var cloud = new CloudProcess(process);
+            process.OutputDataReceived += (_, e) => { if (e.Data is not null) cloud._output.Enqueue(e.Data); };
+            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) cloud._output.Enqueue(e.Data); };
+            process.BeginOutputReadLine();
+            process.BeginErrorReadLine();
+            return cloud;
+        }
+
+        /// <summary>SIGKILL: no shutdown code runs.</summary>
+        public void Kill()
+        {
+            _process.Kill(entireProcessTree: true);
+            _process.WaitForExit();
+        }
+
+        /// <summary>SIGTERM, as systemd stops the service.</summary>
+        public async Task StopAsync()
+        {
+            Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])?.WaitForExit();
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+            await _process.WaitForExitAsync(timeout.Token);
+        }
+
+        public void Dispose()
+        {
+            if (!_process.HasExited) Kill();
+            _process.Dispose();
+        }
+
+        private static string CliPath()
+        {
+            // tests/FedEdge.Cloud.Tests/bin/<Configuration>/net10.0/ → cli/FedEdge.Cli/bin/<Configuration>/net10.0/fededge.dll
+            var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
+            var configuration = testBin.Parent!.Name;
+            var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
+            var path = Path.Combine(root, "cli", "FedEdge.Cli", "bin", configuration, testBin.Name, "fededge.dll");
+            Assert.True(File.Exists(path), $"the CLI is not built at {path}");
+            return path;
+        }
+    }
+
+    /// <summary>An Orleans client of the child's silo (retried while the silo starts).</summary>
+    private sealed class OrleansClient : IAsyncDisposable
+    {
+        private readonly IHost _host;
+
+        private OrleansClient(IHost host) => _host = host;
+
+        public IGrainFactory Grains => _host.Services.GetRequiredService<IClusterClient>();
+
+        public static async Task<OrleansClient> ConnectAsync(int gatewayPort, CloudProcess cloud)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(45);
+            while (true)
+            {
+                Assert.False(cloud.HasExited, $"the cloud process exited:\n{cloud.OutputTail}");
+                var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+                builder.Logging.SetMinimumLevel(LogLevel.Critical);
+                builder.UseOrleansClient(c => c.UseLocalhostClustering(gatewayPort, serviceId: "fededge", clusterId: "fededge"));
+                var host = builder.Build();
+                try
+                {
+                    await host.StartAsync();
+                    return new OrleansClient(host);
+                }
+                catch (Exception) when (DateTime.UtcNow < deadline)
+                {
+                    host.Dispose();
+                    await Task.Delay(500);
+                }
+                catch (Exception e)
+                {
+                    host.Dispose();
+                    throw new TimeoutException($"no Orleans gateway on port {gatewayPort}:\n{cloud.OutputTail}", e);
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await _host.StopAsync(TimeSpan.FromSeconds(5));
+            }
+            finally
+            {
+                _host.Dispose();
+            }
+        }
+    }
+}
