@@ -71,7 +71,9 @@ public sealed class CloudOptions
     public int IngestionConcurrency { get; set; } = 64;
 
     /// <summary>Global models are published in chunks of this many bytes.</summary>
-    public int ModelChunkBytes { get; set; } = 256 << 10;
+    /// <remarks>64 KiB by default: over the embedded MQTTnet broker on loopback, a 256 KiB retained chunk took
+    /// 45–180 ms to publish where a 64 KiB one took under 1 ms (`fededge bench e2e`, d = 100k model in 2 vs 7 chunks).</remarks>
+    public int ModelChunkBytes { get; set; } = 64 << 10;
 
     /// <summary>SQLite synchronous=FULL: an acknowledged update survives power loss, not only a crash.</summary>
     public bool SqliteSynchronousFull { get; set; } = true;

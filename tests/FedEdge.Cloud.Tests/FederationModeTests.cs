@@ -51,6 +51,35 @@ public sealed class FederationModeTests
         Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
     }
 
+    [Theory]
+    [InlineData("mean")]
+    [InlineData("trimmed-mean")]
+    public async Task SyncRoundScalesTheAggregateByTheServerLearningRate(string rule)
+    {
+        using var data = new TempDirectory();
+        await using var cloud = await CloudTestHost.StartAsync(data.Path);
+        await using var dev1 = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "lr");
+        var federation = cloud.Grains.GetGrain<IFederationGrain>("lr");
+        var config = new FederationConfig
+        {
+            Model = "logreg",
+            Codec = "fp32",
+            Rule = rule,
+            Rounds = 1,
+            Mode = FederationMode.Sync,
+            ServerLearningRate = 0.25,
+            RoundDeadline = TimeSpan.FromMinutes(1),
+        };
+        var started = await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()));
+        var d = started.ParameterCount;
+        var v0 = (await federation.GetModelAsync())!.Parameters;
+
+        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "round 1 to close");
+        var v1 = (await federation.GetModelAsync())!;
+        for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 0.5f, v1.Parameters[i], 1e-5f);
+    }
+
     [Fact]
     public async Task SyncRoundClosesAtItsDeadlineWithTheUpdatesThatArrived()
     {

@@ -27,14 +27,15 @@ public sealed class MosquittoBroker : IDisposable
 
     public static bool IsInstalled => File.Exists(Executable);
 
-    public static async Task<MosquittoBroker> StartAsync(string directory, string passwordFile, string aclFile)
+    /// <summary>Starts Mosquitto on <paramref name="port"/> (default: a free one; pass the old port to restart it).</summary>
+    public static async Task<MosquittoBroker> StartAsync(string directory, string passwordFile, string aclFile, int? port = null)
     {
-        var port = FreeTcpPort.Find();
+        var listenPort = port ?? FreeTcpPort.Find();
         var config = Path.Combine(directory, "mosquitto.conf");
         var log = Path.Combine(directory, "mosquitto.log");
         var lines = new List<string>
         {
-            $"listener {port} 127.0.0.1",
+            $"listener {listenPort} 127.0.0.1",
             "allow_anonymous false",
             $"password_file {passwordFile}",
             $"acl_file {aclFile}",
@@ -51,7 +52,7 @@ public sealed class MosquittoBroker : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         }) ?? throw new InvalidOperationException("mosquitto did not start");
-        var broker = new MosquittoBroker(process, port, log);
+        var broker = new MosquittoBroker(process, listenPort, log);
         var deadline = DateTime.UtcNow.AddSeconds(10);
         while (true)
         {
@@ -60,7 +61,7 @@ public sealed class MosquittoBroker : IDisposable
             try
             {
                 using var probe = new TcpClient();
-                await probe.ConnectAsync("127.0.0.1", port);
+                await probe.ConnectAsync("127.0.0.1", listenPort);
                 return broker;
             }
             catch (SocketException) when (DateTime.UtcNow < deadline)

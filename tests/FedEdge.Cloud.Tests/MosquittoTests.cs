@@ -1,6 +1,7 @@
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Ingestion;
 using FedEdge.Cloud.Security;
+using FedEdge.Compression;
 using FedEdge.Protocol;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet;
@@ -109,5 +110,62 @@ public sealed class MosquittoTests : IAsyncLifetime
         Assert.Equal(expected!.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(models.LatestModel!)));
         var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
         await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both updates counted as accepted");
+    }
+
+    [Fact]
+    public async Task BrokerRestarted_TheCloudResubscribes_AndUpdatesHeldWhileItWasDownArriveOnce()
+    {
+        var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        var status = await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+            new Immutable<byte[]>(TestModels.Logreg()));
+        var d = status.ParameterCount;
+        var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
+        byte[] sent1;
+        await using (var dev1 = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key))
+        {
+            sent1 = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+            await dev1.PublishEnvelopeAsync(sent1);
+            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 1), "dev-1's update");
+        }
+
+        // The broker dies (no persistence: every session and subscription is gone); dev-2 trains meanwhile.
+        var port = _broker.Port;
+        _broker.Dispose();
+        using var dev2Key = SigningKeyPair.FromPrivateKey("dev-2", _devices["dev-2"].Key);
+        var heldWhileDown = new TestDeviceEnvelope("dev-2", dev2Key).Sign(d, 3f);
+        _broker = await MosquittoBroker.StartAsync(_data.Path, Path.Combine(_data.Path, "mosquitto.passwd"), Path.Combine(_data.Path, "mosquitto.acl"), port);
+
+        // Devices reconnect and drain their outboxes: dev-1 resends what it could not confirm, dev-2 what it held.
+        await using var again1 = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key);
+        await using var again2 = await TestDevice.ConnectAsync(_cloud, "dev-2", "f1", _devices["dev-2"].Password, _devices["dev-2"].Key);
+        await TestModels.WaitUntilAsync(async () =>
+        {
+            // Until the cloud has resubscribed, a QoS 1 publish to a topic nobody subscribes to is simply dropped.
+            await again1.PublishEnvelopeAsync(sent1);
+            await Task.Delay(200);
+            return metrics.Rejected(RejectionReason.Replay) >= 1;
+        }, "the cloud to resubscribe after the broker restart", 30_000);
+        await again2.PublishEnvelopeAsync(heldWhileDown);
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
+        status = await federation.GetStatusAsync();
+        Assert.Equal(2, status.AcceptedTotal);
+        Assert.Equal(2, Assert.Single(status.History).Updates);
+        Assert.Equal(1, (await _cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync()).Accepted);
+    }
+
+    /// <summary>An fp32 update signed by a device that is not connected (made while its link was down).</summary>
+    private sealed record TestDeviceEnvelope(string Id, SigningKeyPair Key)
+    {
+        public byte[] Sign(int d, float value) => new UpdateEnvelopeSigner(Key).Sign(new FedEdge.Protocol.Messages.UpdateEnvelope
+        {
+            Federation = "f1",
+            DeviceId = Id,
+            BaseModelVersion = 0,
+            SampleCount = 10,
+            Codec = "fp32",
+            Dimension = d,
+            Payload = Google.Protobuf.ByteString.CopyFrom(Fp32Codec.Instance.Encode(Enumerable.Repeat(value, d).ToArray())),
+            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
+        });
     }
 }

@@ -94,9 +94,25 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
                 Assert.Equal((DriftKind.Real, "dev-1", 3L, 2, 0L), (fromMqtt.Kind, fromMqtt.DeviceId, fromMqtt.WindowIndex, fromMqtt.CurrentCentre, fromMqtt.ModelVersion));
                 Assert.Equal(detectedMs, fromMqtt.DetectedAt.ToUnixTimeMilliseconds());
 
-                // Event Hubs: the same event, partitioned by device.
-                var forwarded = await hubReceiver.ReceiveAsync(TimeSpan.FromSeconds(20)) ?? throw new TimeoutException("no event reached the hub");
-                hubReceiver.Accept(forwarded);
+                // Event Hubs: the same event, partitioned by device; and the federation's status as fleet telemetry.
+                Message? forwarded = null, statusEvent = null;
+                var hubDeadline = DateTime.UtcNow.AddSeconds(30);
+                while ((forwarded is null || statusEvent is null) && DateTime.UtcNow < hubDeadline)
+                {
+                    if (await hubReceiver.ReceiveAsync(TimeSpan.FromMilliseconds(500)) is not { } received) continue;
+                    hubReceiver.Accept(received);
+                    switch (received.ApplicationProperties["fededge-type"])
+                    {
+                        case EventHubsDriftForwarder.EventType: Assert.Null(forwarded); forwarded = received; break;
+                        case FederationStatusForwarder.EventType: statusEvent = received; break;
+                        case var other: Assert.Fail($"unexpected event type {other}"); break;
+                    }
+                }
+                Assert.NotNull(forwarded);
+                Assert.NotNull(statusEvent);
+                Assert.Equal("f1", statusEvent.MessageAnnotations[new Amqp.Types.Symbol("x-opt-partition-key")]);
+                using (var statusJson = JsonDocument.Parse(((AmqpData)statusEvent.BodySection).Binary))
+                    Assert.Equal(status.ParameterCount, statusJson.RootElement.GetProperty("status").GetProperty("parameterCount").GetInt32());
                 Assert.Equal("dev-1", forwarded.MessageAnnotations[new Amqp.Types.Symbol("x-opt-partition-key")]);
                 Assert.Equal($"drift-f1-{fromMqtt.Id}", forwarded.Properties.MessageId);
                 Assert.Equal(fromMqtt, DriftEventJson.Deserialize(((AmqpData)forwarded.BodySection).Binary));
@@ -162,7 +178,11 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
         builder.Configuration["Telemetry:Http:Enabled"] = "true";
         builder.Configuration["Telemetry:Http:Port"] = "0";
         builder.Configuration["Telemetry:Http:ApiKey"] = ApiKey;
-        if (eventHubs is not null) builder.Configuration["Telemetry:EventHubs:ConnectionString"] = eventHubs;
+        if (eventHubs is not null)
+        {
+            builder.Configuration["Telemetry:EventHubs:ConnectionString"] = eventHubs;
+            builder.Configuration["Telemetry:EventHubs:StatusInterval"] = "00:00:01";
+        }
         builder.AddFedEdgeCloud(o =>
         {
             o.DataDirectory = _data;

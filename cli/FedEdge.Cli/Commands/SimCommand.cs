@@ -47,6 +47,7 @@ internal static partial class SimCommand
             Description = "External broker: copy the generated Mosquitto password and ACL files (fededge.passwd, fededge.acl) into this directory.",
         };
         var brokerPid = new Option<int?>("--broker-pid") { Description = "External broker: send this process (Mosquitto) SIGHUP to reload the files." };
+        var roundDeadline = new Option<double?>("--round-deadline") { Description = "Seconds after which a round closes with the updates that arrived (default: 600)." };
         var json = new Option<string>("--json") { Description = "Write the run record as JSON to this file.", DefaultValueFactory = _ => "run.json" };
         var report = new Option<string>("--report") { Description = "Write the HTML report (accuracy, bytes, diagnostics) to this file.", DefaultValueFactory = _ => "run.html" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
@@ -55,7 +56,7 @@ internal static partial class SimCommand
         var command = new Command("sim", "Simulate a federation in one process: cloud, broker and N edge agents over loopback MQTT on Fashion-MNIST.")
         {
             devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, attack, attackers, mode, epochs, maxSteps, optimizer, learningRate,
-            evalSamples, seed, broker, brokerFiles, brokerPid, json, report, dataDir, scenario,
+            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, json, report, dataDir, scenario,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -86,6 +87,7 @@ internal static partial class SimCommand
                 Seed = parse.GetValue(seed),
                 Broker = parse.GetValue(broker)!,
                 DataDirectory = parse.GetValue(dataDir),
+                RoundDeadline = parse.GetValue(roundDeadline) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
             };
             try
             {

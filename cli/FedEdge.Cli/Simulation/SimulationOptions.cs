@@ -44,8 +44,13 @@ public sealed record SimulationOptions
     public string Broker { get; init; } = "embedded";
     /// <summary>Window W of the global-model diameter (algorithms.md §7).</summary>
     public int DiagnosticsWindow { get; init; } = 5;
-    /// <summary>Give up when one round takes longer than this.</summary>
+    /// <summary>Give up when no new version is committed for this long.</summary>
     public TimeSpan RoundTimeout { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// The federation's round deadline: a round closes then with the updates that arrived (null = <see cref="RoundTimeout"/>).
+    /// Devices whose local training diverged send nothing, so a short deadline lets a run that an attack broke finish.
+    /// </summary>
+    public TimeSpan? RoundDeadline { get; init; }
     /// <summary>How long colluding attackers (ALIE, IPM) wait for the honest updates of a round.</summary>
     public TimeSpan CollusionWait { get; init; } = TimeSpan.FromMinutes(2);
 
@@ -74,6 +79,7 @@ public sealed record SimulationOptions
             throw new ArgumentException($"Unknown --aggregator '{Aggregator}' ({string.Join(", ", AggregationRuleFactory.Names)}).");
         if (BucketSize < 0) throw new ArgumentException("--bucket must be ≥ 0.");
         if (ClippingRadius is { } tau && !(tau > 0)) throw new ArgumentException($"--tau must be positive (got {tau}).");
+        if (RoundDeadline is { } deadline && deadline <= TimeSpan.Zero) throw new ArgumentException("--round-deadline must be positive.");
         if (DiagnosticsWindow < 2) throw new ArgumentException("The diagnostics window must hold at least 2 models.");
         if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp")))
             throw new ArgumentException($"--broker is 'embedded' or mqtt://host:port (got '{Broker}').");

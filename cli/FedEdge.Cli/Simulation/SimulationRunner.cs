@@ -74,7 +74,7 @@ public static class SimulationRunner
             Seed = options.Seed,
             ErrorFeedback = options.ErrorFeedback,
             BufferSize = Math.Max(1, options.Devices / 2),
-            RoundDeadline = options.RoundTimeout,
+            RoundDeadline = options.RoundDeadline ?? options.RoundTimeout,
             RuleParameters = ruleParameters,
         };
         if (config.Validate() is { } problem) throw new ArgumentException(problem);

@@ -172,6 +172,8 @@ public static class RoundOverheadBenchmark
                 round.Add(announced[v] - announced[v - 1]);
             }
             foreach (var (_, _, key, _) in keys) key.Dispose();
+            // The last publication still clears the previous version's retained chunks after its announcement.
+            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
             await host.StopAsync(cancellationToken);
             return new Result(devices, dimension, rounds, overhead.ToArray(), round.ToArray());
         }

@@ -55,6 +55,9 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             .WithDefaultEndpointBoundIPAddress(IPAddress.Parse(_options.BrokerBindAddress))
             .WithDefaultEndpointPort(Port)
             .WithPersistentSessions()
+            // MQTTnet drops a client's oldest queued messages beyond this (default 250): a burst of updates queued
+            // for the cloud's own subscription must wait, not vanish.
+            .WithMaxPendingMessagesPerClient(100_000)
             .Build();
         var server = new MqttServerFactory().CreateMqttServer(serverOptions);
         server.ValidatingConnectionAsync += ValidateConnectionAsync;

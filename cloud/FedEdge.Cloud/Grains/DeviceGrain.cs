@@ -19,14 +19,30 @@ public sealed class DeviceState
 }
 
 /// <summary>
-/// One device's run-time record: liveness, the de-duplication window of accepted update ids (persisted before
-/// <see cref="RecordAcceptedAsync"/> returns) and its statistics. Rejection counts are kept in memory and
-/// written with the next accepted update or liveness change, so a flood of bad updates costs no disk writes.
+/// One device's run-time record: liveness, the de-duplication window of accepted update ids and its statistics.
+/// <para>
+/// The accepted-update write is lazy (coalesced, not awaited by the submission): the federation already made the
+/// update and its key durable, so acceptance costs one storage commit, not two in sequence. If the process dies
+/// before the device state caught up, a redelivered update is refused by the federation as a replay, and the device
+/// then records it as accepted (it was) as well as the replay, so its statistics are repaired. Rejection counts are
+/// kept in memory and written with the next write, so a flood of bad updates costs no disk writes.
+/// </para>
 /// </summary>
-public sealed class DeviceGrain(
-    [PersistentState("device", CloudHostExtensions.StorageName)] IPersistentState<DeviceState> state,
-    ILogger<DeviceGrain> logger) : Grain, IDeviceGrain
+public sealed class DeviceGrain : Grain, IDeviceGrain
 {
+    private readonly IPersistentState<DeviceState> _state;
+    private readonly ILogger<DeviceGrain> _logger;
+    private readonly CoalescingWriter _writer;
+
+    public DeviceGrain(
+        [PersistentState("device", CloudHostExtensions.StorageName)] IPersistentState<DeviceState> state,
+        ILogger<DeviceGrain> logger)
+    {
+        _state = state;
+        _logger = logger;
+        _writer = new CoalescingWriter(() => _state.WriteStateAsync());
+    }
+
     /// <summary>
     /// Accepted update ids remembered per device (written with every accepted update, so kept small). A sync
     /// federation refuses any update not based on the current version and an async one anything beyond its
@@ -36,22 +52,30 @@ public sealed class DeviceGrain(
 
     private HashSet<string>? _recent;
 
-    private HashSet<string> Recent => _recent ??= new HashSet<string>(state.State.RecentUpdateIds, StringComparer.Ordinal);
+    private HashSet<string> Recent => _recent ??= new HashSet<string>(_state.State.RecentUpdateIds, StringComparer.Ordinal);
 
     public async Task<SubmitResult> SubmitAsync(string federation, UpdateSubmission update)
     {
         var result = Recent.Contains(update.UpdateId)
             ? SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already accepted")
             : await GrainFactory.GetGrain<IFederationGrain>(federation).SubmitAsync(update);
-        if (result.Accepted) await RecordAcceptedAsync(update.UpdateId, update.Envelope.Length);
-        else await RecordRejectedAsync(result.Reason ?? RejectionReason.NotAccepting, update.Envelope.Length);
+        if (result.Accepted)
+        {
+            RecordAccepted(update.UpdateId, update.Envelope.Length);
+        }
+        else
+        {
+            // A replay the federation knows but this window does not: accepted before a restart that lost the lazy write.
+            if (result.Reason == RejectionReason.Replay && !Recent.Contains(update.UpdateId)) RecordAccepted(update.UpdateId, update.Envelope.Length);
+            await RecordRejectedAsync(result.Reason ?? RejectionReason.NotAccepting, update.Envelope.Length);
+        }
         return result;
     }
 
-    private async Task RecordAcceptedAsync(string updateId, long bytes)
+    private void RecordAccepted(string updateId, long bytes)
     {
         if (!Recent.Add(updateId)) return;
-        var s = state.State;
+        var s = _state.State;
         s.RecentUpdateIds.Add(updateId);
         if (s.RecentUpdateIds.Count > DeduplicationWindow)
         {
@@ -61,12 +85,25 @@ public sealed class DeviceGrain(
         s.Accepted++;
         s.BytesAccepted += bytes;
         s.LastSeen = DateTimeOffset.UtcNow;
-        await state.WriteStateAsync();
+        _ = WriteInBackgroundAsync();
+    }
+
+    private async Task WriteInBackgroundAsync()
+    {
+        try
+        {
+            await _writer.WriteAsync();
+        }
+        catch (Exception e)
+        {
+            // Statistics only: the federation holds the update durably; the next write retries with the newer state.
+            _logger.LogWarning(e, "Could not save statistics of device {Device}", this.GetPrimaryKeyString());
+        }
     }
 
     public Task RecordRejectedAsync(RejectionReason reason, long bytes)
     {
-        var s = state.State;
+        var s = _state.State;
         s.Rejected[reason] = s.Rejected.GetValueOrDefault(reason) + 1;
         s.BytesRejected += bytes;
         s.LastSeen = DateTimeOffset.UtcNow;
@@ -75,19 +112,19 @@ public sealed class DeviceGrain(
 
     public async Task SetOnlineAsync(string federation, bool online)
     {
-        var s = state.State;
+        var s = _state.State;
         var changed = s.Online != online || s.Federation != federation;
         s.Federation = federation;
         s.Online = online;
         s.LastSeen = DateTimeOffset.UtcNow;
-        await state.WriteStateAsync();
-        if (changed) logger.LogInformation("Device {Device} is {State} in {Federation}", this.GetPrimaryKeyString(), online ? "online" : "offline", federation);
+        await _writer.WriteAsync();
+        if (changed) _logger.LogInformation("Device {Device} is {State} in {Federation}", this.GetPrimaryKeyString(), online ? "online" : "offline", federation);
         await GrainFactory.GetGrain<IFederationGrain>(federation).SetDeviceLiveAsync(this.GetPrimaryKeyString(), online);
     }
 
     public Task<DeviceStatistics> GetStatisticsAsync()
     {
-        var s = state.State;
+        var s = _state.State;
         return Task.FromResult(new DeviceStatistics
         {
             DeviceId = this.GetPrimaryKeyString(),
@@ -106,11 +143,11 @@ public sealed class DeviceGrain(
         // Keep rejection counts gathered since the last write.
         try
         {
-            await state.WriteStateAsync(cancellationToken);
+            await _writer.WriteAsync().WaitAsync(cancellationToken);
         }
         catch (Exception e)
         {
-            logger.LogWarning(e, "Could not save statistics of device {Device} on deactivation", this.GetPrimaryKeyString());
+            _logger.LogWarning(e, "Could not save statistics of device {Device} on deactivation", this.GetPrimaryKeyString());
         }
     }
 }

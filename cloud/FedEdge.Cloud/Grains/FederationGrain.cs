@@ -1,6 +1,7 @@
 using System.Numerics.Tensors;
 using FedEdge.Aggregation;
 using FedEdge.Aggregation.Asynchronous;
+using FedEdge.Aggregation.ServerOptimizers;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Hosting;
@@ -30,9 +31,11 @@ namespace FedEdge.Cloud.Grains;
 /// <item>Async: FedBuff (Nguyen et al. 2022) — each update is weighted 1/√(1+τ) (τ = versions behind), dropped
 /// beyond <see cref="FederationConfig.MaxStaleness"/>; every K updates x ← x + η·Δ̄/K and the version advances.</item>
 /// </list>
-/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record, then the pending list in the
-/// grain state) before Submit returns Accepted; on activation the pending updates are replayed into a fresh
-/// aggregation, so a restart neither loses nor double-counts them.
+/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record and the pending list in the grain
+/// state, written together) before Submit returns Accepted; on activation the pending updates are replayed into a
+/// fresh aggregation, so a restart neither loses nor double-counts them. The keys of recently aggregated updates
+/// stay in the state, so a redelivery after a restart is refused as a replay even where the device grain's
+/// (lazily written) window has not caught up.
 /// <para>
 /// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and
 /// the hand-over to the round run in one synchronous turn; the envelope records of concurrent submissions share a
@@ -45,6 +48,8 @@ namespace FedEdge.Cloud.Grains;
 public sealed class FederationGrain : Grain, IFederationGrain
 {
     private const int HistoryLimit = 1000;
+    /// <summary>Aggregated update keys remembered for de-duplication (device grains keep their own window too).</summary>
+    private const int AggregatedWindow = 1024;
 
     private readonly IPersistentState<FederationState> _state;
     private readonly IGrainStorage _storage;
@@ -54,6 +59,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly ILogger<FederationGrain> _logger;
 
     private OnnxParameterVector? _vector;
+    private HashSet<string>? _aggregated;
     private float[] _parameters = [];
     private IFederatedStrategy? _strategy;
     private IRoundAggregation? _round;
@@ -164,6 +170,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var key = (update.DeviceId, update.UpdateId);
         if (_unsaved.Contains(key) || S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
+        if (Aggregated.Contains(AggregatedKey(update.DeviceId, update.UpdateId)))
+            return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already aggregated"));
 
         if (Take(update, (int)staleness) is { } refusal) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, refusal));
         _unsaved.Add(key);
@@ -172,10 +180,14 @@ public sealed class FederationGrain : Grain, IFederationGrain
             update.Envelope.Length, update.TrainLoss, DateTimeOffset.UtcNow);
         try
         {
-            await UpdateRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope });
+            // The record and the state that lists it are written together, so that they usually share one group
+            // commit; a state listing a record that never became durable is repaired on activation (replay drops it).
             S.Pending.Add(pending);
             S.AcceptedTotal++;
-            await _stateWriter.WriteAsync();
+            // A device that just delivered an update is live, even if its status message has not been processed
+            // yet; otherwise the next round, opened right after this one, could leave it out of the sample.
+            S.Live.Add(update.DeviceId);
+            await Task.WhenAll(UpdateRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope }), _stateWriter.WriteAsync());
         }
         catch
         {
@@ -343,6 +355,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             MeanStaleness = aggregated.Count > 0 ? aggregated.Average(p => (double)(S.ModelVersion - p.BaseVersion)) : 0,
         });
         if (S.History.Count > HistoryLimit) S.History.RemoveRange(0, S.History.Count - HistoryLimit);
+        foreach (var p in aggregated) RememberAggregated(AggregatedKey(p.DeviceId, p.UpdateId));
         S.ModelVersion++;
         S.ModelSha256 = sha;
         S.ModelBytes = model.Length;
@@ -365,24 +378,28 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
         // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
         // publications are chained so that versions reach the broker in order.
-        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, sha, previousChunks);
+        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, model, previousChunks);
     }
 
-    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, string sha, int previousChunks)
+    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, byte[] model, int previousChunks)
     {
         await previous;
-        foreach (var done in aggregated)
+        // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the
+        // aggregated records are then deleted together, sharing group commits.
+        await PublishAsync(version, model, previousChunks, CancellationToken.None);
+        await Task.WhenAll(aggregated.Select(ClearRecordAsync));
+    }
+
+    private async Task ClearRecordAsync(PendingUpdate done)
+    {
+        try
         {
-            try
-            {
-                await UpdateRecord(done).ClearAsync();
-            }
-            catch (Exception e)
-            {
-                _logger.LogWarning(e, "Federation {Federation}: could not delete aggregated update {Update}", Name, done.UpdateId);
-            }
+            await UpdateRecord(done).ClearAsync();
         }
-        await PublishAsync(version, sha, previousChunks, CancellationToken.None);
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "Federation {Federation}: could not delete aggregated update {Update}", Name, done.UpdateId);
+        }
     }
 
     private async Task LoadEstimateAsync(CancellationToken cancellationToken)
@@ -456,6 +473,12 @@ public sealed class FederationGrain : Grain, IFederationGrain
                 problem = Take(update, (int)(S.ModelVersion - pending.BaseVersion));
             }
             if (problem is null) kept.Add(pending);
+            else if (stored is null)
+            {
+                // Its record never became durable, so Submit never answered Accepted: the device sends it again.
+                S.AcceptedTotal--;
+                _logger.LogWarning("Federation {Federation}: pending update {Update} of {Device} was not fully persisted; dropped", Name, pending.UpdateId, pending.DeviceId);
+            }
             else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
         }
         S.Pending = kept;
@@ -501,15 +524,26 @@ public sealed class FederationGrain : Grain, IFederationGrain
         await _stateWriter.WriteAsync();
     }
 
-    private Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken) =>
-        PublishAsync(S.ModelVersion, S.ModelSha256!, previousChunkCount, cancellationToken);
+    private async Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken)
+    {
+        byte[] model;
+        try
+        {
+            model = await _models.GetAsync(S.ModelSha256!, cancellationToken)
+                ?? throw new InvalidDataException($"model {S.ModelSha256} is missing from the store");
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Federation {Federation}: publishing v{Version} failed", Name, S.ModelVersion);
+            return;
+        }
+        await PublishAsync(S.ModelVersion, model, previousChunkCount, cancellationToken);
+    }
 
-    private async Task PublishAsync(long version, string sha, int? previousChunkCount, CancellationToken cancellationToken)
+    private async Task PublishAsync(long version, byte[] model, int? previousChunkCount, CancellationToken cancellationToken)
     {
         try
         {
-            var model = await _models.GetAsync(sha, cancellationToken)
-                ?? throw new InvalidDataException($"model {sha} is missing from the store");
             await _publication.PublishAsync(Name, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken);
         }
         catch (Exception e)
@@ -524,6 +558,21 @@ public sealed class FederationGrain : Grain, IFederationGrain
         if (result.Reason is { } reason) S.RejectedTotal[reason] = S.RejectedTotal.GetValueOrDefault(reason) + 1;
         return result;
     }
+
+    /// <summary>Keys of recently aggregated updates (persisted), so a redelivery after a restart is not counted again.</summary>
+    private HashSet<string> Aggregated => _aggregated ??= new HashSet<string>(S.RecentlyAggregated, StringComparer.Ordinal);
+
+    private void RememberAggregated(string key)
+    {
+        if (!Aggregated.Add(key)) return;
+        S.RecentlyAggregated.Add(key);
+        if (S.RecentlyAggregated.Count <= AggregatedWindow) return;
+        var excess = S.RecentlyAggregated.Count - AggregatedWindow;
+        foreach (var old in S.RecentlyAggregated.Take(excess)) Aggregated.Remove(old);
+        S.RecentlyAggregated.RemoveRange(0, excess);
+    }
+
+    private static string AggregatedKey(string deviceId, string updateId) => deviceId + "/" + updateId;
 
     private StorageRecord<StoredUpdate> UpdateRecord(PendingUpdate update) =>
         new(_storage, "update", GrainId.Create("fededge-update", $"{Name}/{update.DeviceId}/{update.UpdateId}"));
@@ -568,7 +617,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
             Iterations = Int("iters"),
             Nu = Double("nu") ?? 0.1,
         };
-        return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options);
+        // The server step x ← x + η·agg: η = 1 is plain FedAvg and needs no optimizer; other η use FedAvgM with β = 0,
+        // which keeps no state between rounds.
+        var serverStep = config.ServerLearningRate == 1.0 ? null : new FedAvgMOptimizer(config.ServerLearningRate, momentum: 0);
+        return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options, serverOptimizer: serverStep);
     }
 
     private static byte[] PackSigns(ReadOnlySpan<float> delta)

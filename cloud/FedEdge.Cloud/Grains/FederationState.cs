@@ -30,6 +30,9 @@ public sealed class FederationState
     [Id(14)] public List<RoundSummary> History { get; set; } = [];
     /// <summary>EF21/EControl: SHA-256 in the model store of the server estimate g (float32 little-endian), if any.</summary>
     [Id(15)] public string? EstimateSha256 { get; set; }
+    /// <summary>"device/update" keys of the most recently aggregated updates, oldest first (durable de-duplication:
+    /// device grains write their own windows lazily).</summary>
+    [Id(16)] public List<string> RecentlyAggregated { get; set; } = [];
 }
 
 /// <summary>What the federation remembers of an accepted update; the update itself is a <see cref="StoredUpdate"/>.</summary>
