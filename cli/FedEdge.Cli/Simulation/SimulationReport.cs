@@ -29,7 +29,8 @@ public static class SimulationReport
 
     /// <summary>The run's one-line description (also the report's title).</summary>
     public static string Describe(SimulationOptions o) =>
-        $"{o.Devices} devices ({o.AttackerCount} {o.Attack} attackers), {o.Model}, {o.Partition}, {o.Codec} + {o.ErrorFeedback}, " +
+        $"{o.Devices} devices{(o.AttackerCount > 0 ? $" ({o.AttackerCount} {o.Attack} attackers)" : ", no attackers")}, {o.Model}, {o.Partition}, " +
+        $"{o.Codec}{(o.ErrorFeedback == "none" ? "" : " + " + o.ErrorFeedback)}, " +
         $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.Aggregator}, {o.Mode}, {o.Rounds} rounds";
 
     public static string ToHtml(SimulationResult result)
