@@ -1,3 +1,5 @@
+using FedEdge.Cloud.Broker;
+
 namespace FedEdge.Cloud;
 
 /// <summary>Where grain state lives.</summary>
@@ -92,6 +94,19 @@ public sealed class CloudOptions
         if (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || (uri.Scheme != "mqtt" && uri.Scheme != "tcp"))
             throw new ArgumentException($"Broker '{Broker}' is neither 'embedded' nor an mqtt://host:port address", nameof(Broker));
         return (uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 1883 : uri.Port);
+    }
+
+    /// <summary>
+    /// Binds everything to loopback on free ports (the broker on the one <paramref name="brokerPort"/> names, 0 = any):
+    /// the single-machine setting of the simulator, the benchmarks and the tests.
+    /// </summary>
+    public CloudOptions UseLoopback(int brokerPort = 0)
+    {
+        BrokerPort = brokerPort;
+        BrokerBindAddress = "127.0.0.1";
+        SiloPort = FreeTcpPort.Find();
+        GatewayPort = FreeTcpPort.Find();
+        return this;
     }
 }
 

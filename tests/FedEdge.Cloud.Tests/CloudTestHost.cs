@@ -34,10 +34,7 @@ public sealed class CloudTestHost : IAsyncDisposable
         builder.AddFedEdgeCloud(o =>
         {
             o.DataDirectory = dataDirectory;
-            o.BrokerPort = FreeTcpPort.Find();
-            o.BrokerBindAddress = "127.0.0.1";
-            o.SiloPort = FreeTcpPort.Find();
-            o.GatewayPort = FreeTcpPort.Find();
+            o.UseLoopback(FreeTcpPort.Find());
             o.SqliteSynchronousFull = false;
             configure?.Invoke(o);
             foreach (var p in typeof(CloudOptions).GetProperties()) if (p.CanWrite) p.SetValue(options, p.GetValue(o));

@@ -186,10 +186,7 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
         builder.AddFedEdgeCloud(o =>
         {
             o.DataDirectory = _data;
-            o.BrokerPort = brokerPort;
-            o.BrokerBindAddress = "127.0.0.1";
-            o.SiloPort = FreeTcpPort.Find();
-            o.GatewayPort = FreeTcpPort.Find();
+            o.UseLoopback(brokerPort);
             o.SqliteSynchronousFull = false;
         });
         var host = builder.Build();

@@ -121,10 +121,7 @@ public static class SimulationRunner
             {
                 o.DataDirectory = cloudDirectory;
                 o.Broker = options.UsesEmbeddedBroker ? "embedded" : options.Broker;
-                o.BrokerPort = 0;
-                o.BrokerBindAddress = "127.0.0.1";
-                o.SiloPort = FreeTcpPort.Find();
-                o.GatewayPort = FreeTcpPort.Find();
+                o.UseLoopback();
                 o.SqliteSynchronousFull = false;
             });
             host = builder.Build();

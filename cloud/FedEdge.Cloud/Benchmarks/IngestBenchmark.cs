@@ -47,10 +47,7 @@ public static class IngestBenchmark
             builder.AddFedEdgeCloud(o =>
             {
                 o.DataDirectory = directory;
-                o.BrokerPort = 0;
-                o.BrokerBindAddress = "127.0.0.1";
-                o.SiloPort = FreeTcpPort.Find();
-                o.GatewayPort = FreeTcpPort.Find();
+                o.UseLoopback();
                 o.SqliteSynchronousFull = synchronousFull;
             });
             using var host = builder.Build();

@@ -618,8 +618,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
             Nu = Double("nu") ?? 0.1,
         };
         // The server step x ← x + η·agg: η = 1 is plain FedAvg and needs no optimizer; other η use FedAvgM with β = 0,
-        // which keeps no state between rounds.
-        var serverStep = config.ServerLearningRate == 1.0 ? null : new FedAvgMOptimizer(config.ServerLearningRate, momentum: 0);
+        // which keeps no state between rounds. With a server estimate (EF21) the grain applies η itself to g.
+        var serverStep = config.ServerLearningRate == 1.0 || config.UsesServerEstimate
+            ? null
+            : new FedAvgMOptimizer(config.ServerLearningRate, momentum: 0);
         return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options, serverOptimizer: serverStep);
     }
 
