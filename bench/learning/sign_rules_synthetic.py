@@ -40,6 +40,12 @@ def bucket(x, s, r):
     idx = r.permutation(len(x))
     return np.stack([x[idx[k:k + s]].mean(axis=0) for k in range(0, len(x), s)])
 
+def nnm(x, f):
+    """Nearest-neighbour mixing (Allouah et al. 2023): each row -> mean of its n - f nearest rows (itself included)."""
+    d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    idx = np.argsort(d2, axis=1, kind="stable")[:, :len(x) - f]
+    return x[idx].mean(axis=1)
+
 rules = {
     "mean": lambda x, prev, r: x.mean(axis=0),
     "median": lambda x, prev, r: np.median(x, axis=0),
@@ -47,6 +53,8 @@ rules = {
     "bucket2+trimmed-mean": lambda x, prev, r: trimmed(bucket(x, 2, r), (f + 1) // 2 + (f + 1) % 2),
     "centered-clip tau=10": lambda x, prev, r: cclip(x, 10.0, prev),
     "bucket2+median": lambda x, prev, r: np.median(bucket(x, 2, r), axis=0),
+    "nnm+trimmed-mean": lambda x, prev, r: trimmed(nnm(x, f), f),
+    "nnm+median": lambda x, prev, r: np.median(nnm(x, f), axis=0),
 }
 
 def forge(attack, honest_raw, own):

@@ -72,6 +72,28 @@ public sealed record FederationConfig
     /// </summary>
     [Id(16)] public long MaxSampleCount { get; init; } = 1_000_000;
 
+    /// <summary>
+    /// Drift-aware clustering of the devices: "none" (one model) or "feddaa" (FedDAA, arXiv 2506.21054: the
+    /// federation's own model is the reference model, cluster 0; after <see cref="WarmupVersions"/> the cloud clusters
+    /// the devices' prototypes every <see cref="ReclusterEvery"/> reference versions and trains one model per cluster).
+    /// </summary>
+    [Id(17)] public string Clustering { get; init; } = "none";
+
+    /// <summary>FedDAA: reference-model versions between two clustering decisions (one FedDAA time step).</summary>
+    [Id(18)] public int ReclusterEvery { get; init; } = 10;
+
+    /// <summary>FedDAA: largest number of clusters tried (k = 2..MaxClusters by silhouette; the paper's 9).</summary>
+    [Id(19)] public int MaxClusters { get; init; } = 9;
+
+    /// <summary>FedDAA: hysteresis; k changes only when another k's silhouette beats the kept one's by this much.</summary>
+    [Id(20)] public double ClusterSwitchMargin { get; init; } = 0.05;
+
+    /// <summary>FedDAA: reference-model versions trained alone before the first clustering (prototypes of an untrained model carry no concept).</summary>
+    [Id(21)] public int WarmupVersions { get; init; } = 10;
+
+    /// <summary>Whether the federation clusters its devices (FedDAA).</summary>
+    public bool IsClustered => Clustering == "feddaa";
+
     /// <summary>Extra rule parameters by name: m, bucket, tau, iters, nu.</summary>
     [Id(12)] public IReadOnlyDictionary<string, string> RuleParameters { get; init; } = new Dictionary<string, string>();
 
@@ -93,6 +115,15 @@ public sealed record FederationConfig
         if (UsesServerEstimate && Mode != FederationMode.Sync) return $"ErrorFeedback {ErrorFeedback} keeps a server estimate over sync rounds; use Mode = Sync";
         if (MaxSampleCount < 1) return $"MaxSampleCount must be ≥ 1 (got {MaxSampleCount})";
         if (ByzantineCount < 0) return $"ByzantineCount must be ≥ 0 (got {ByzantineCount})";
+        if (Clustering is not ("none" or "feddaa")) return $"Clustering must be none or feddaa (got '{Clustering}')";
+        if (IsClustered)
+        {
+            if (ReclusterEvery < 1) return $"ReclusterEvery must be ≥ 1 (got {ReclusterEvery})";
+            if (MaxClusters is < 2 or > 64) return $"MaxClusters must be in [2, 64] (got {MaxClusters})";
+            if (!(ClusterSwitchMargin >= 0 && ClusterSwitchMargin <= 2)) return $"ClusterSwitchMargin must be in [0, 2] (got {ClusterSwitchMargin})";
+            if (WarmupVersions < 0) return $"WarmupVersions must be ≥ 0 (got {WarmupVersions})";
+            if (Rounds > 0 && WarmupVersions >= Rounds) return $"WarmupVersions ({WarmupVersions}) must be below Rounds ({Rounds}), or the federation finishes before it clusters";
+        }
         return null;
     }
 }

@@ -8,7 +8,8 @@ namespace FedEdge.Cloud.Abstractions;
 public interface IDeviceGrain : IGrainWithStringKey
 {
     /// <summary>
-    /// Offers a verified update of this device to its federation: refused as <see cref="RejectionReason.Replay"/>
+    /// Offers a verified update of this device to its federation's model named by <see cref="UpdateSubmission.Cluster"/>
+    /// (the federation's own model, or a FedDAA cluster model): refused as <see cref="RejectionReason.Replay"/>
     /// when its id is in the de-duplication window, else submitted, and when accepted its id is recorded
     /// (persisted). Running through the device grain serializes one device's updates, so two deliveries of the
     /// same update can never both be counted; the federation's pending list covers a crash between the

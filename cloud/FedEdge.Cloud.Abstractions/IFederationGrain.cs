@@ -3,8 +3,10 @@ using Orleans.Concurrency;
 namespace FedEdge.Cloud.Abstractions;
 
 /// <summary>
-/// One federation (key: federation id): its configuration, the model versions it has published and
-/// the round state machine (sync rounds or FedBuff). The arithmetic is the aggregation library's.
+/// One model of a federation: its configuration, the model versions it has published and the round state machine
+/// (sync rounds or FedBuff). The arithmetic is the aggregation library's. Key: the federation id for the
+/// federation's own model (cluster 0), or <see cref="ModelGrainKey.For"/>(federation, c) for cluster model c &gt; 0 of a
+/// clustered (FedDAA) federation; both run the same machinery (versions, robust aggregation, update log, publication).
 /// </summary>
 public interface IFederationGrain : IGrainWithStringKey
 {
@@ -28,6 +30,41 @@ public interface IFederationGrain : IGrainWithStringKey
 
     /// <summary>The current global parameters and their version (for evaluation and the simulator).</summary>
     Task<GlobalModel?> GetModelAsync();
+
+    /// <summary>The current model as ONNX bytes (throws before start); a new cluster model starts from its parent's.</summary>
+    Task<Immutable<byte[]>> GetModelBytesAsync();
+
+    /// <summary>
+    /// Cluster models only: stops taking updates (they are refused as <see cref="RejectionReason.UnknownCluster"/>),
+    /// drops the open round and clears the retained model topics. Used when a re-clustering left the cluster no device.
+    /// </summary>
+    Task RetireAsync();
+}
+
+/// <summary>Grain keys of a federation's models: the federation id for cluster 0, "{federation}/cluster/{c}" for c &gt; 0.</summary>
+public static class ModelGrainKey
+{
+    private const string Separator = "/cluster/";
+
+    /// <summary>
+    /// The key of cluster model <paramref name="cluster"/> of <paramref name="federation"/>. Federation ids cannot hold
+    /// '/', so a cluster key never names a federation.
+    /// </summary>
+    public static string For(string federation, int cluster)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(cluster);
+        return cluster == 0 ? federation : $"{federation}{Separator}{cluster.ToString(System.Globalization.CultureInfo.InvariantCulture)}";
+    }
+
+    /// <summary>Splits a model grain key into federation and cluster (0 for the federation's own model).</summary>
+    public static (string Federation, int Cluster) Parse(string key)
+    {
+        var at = key.IndexOf(Separator, StringComparison.Ordinal);
+        if (at < 0) return (key, 0);
+        var cluster = int.Parse(key.AsSpan(at + Separator.Length), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture);
+        if (cluster < 1) throw new ArgumentException($"Model grain key '{key}' names cluster {cluster}; cluster models are numbered from 1", nameof(key));
+        return (key[..at], cluster);
+    }
 }
 
 /// <summary>An update that passed the bridge's checks (registry, signature, size, finiteness).</summary>
@@ -44,6 +81,8 @@ public sealed record UpdateSubmission
     /// <summary>The signed envelope as received, kept in the update log so a restart can replay it.</summary>
     [Id(5)] public required byte[] Envelope { get; init; }
     [Id(6)] public double? TrainLoss { get; init; }
+    /// <summary>Cluster model the update was trained from (0 = the federation's own model).</summary>
+    [Id(7)] public int Cluster { get; init; }
 }
 
 [GenerateSerializer, Immutable]
@@ -64,6 +103,8 @@ public enum FederationPhase
     /// <summary>Sync: a round is open and collecting updates. Async: the buffer is collecting.</summary>
     Collecting,
     Finished,
+    /// <summary>A cluster model that a re-clustering left without devices: takes no updates, no longer published.</summary>
+    Retired,
 }
 
 [GenerateSerializer, Immutable]
@@ -86,6 +127,8 @@ public sealed record FederationStatus
     [Id(11)] public IReadOnlyList<RoundSummary> History { get; init; } = [];
     /// <summary>d, the number of federated parameters (the update dimension).</summary>
     [Id(12)] public int ParameterCount { get; init; }
+    /// <summary>Cluster model number (0 = the federation's own model; &gt; 0 a FedDAA cluster model).</summary>
+    [Id(13)] public int Cluster { get; init; }
 }
 
 /// <summary>One completed aggregation (a sync round or a FedBuff flush).</summary>

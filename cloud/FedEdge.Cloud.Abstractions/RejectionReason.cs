@@ -47,4 +47,16 @@ public enum RejectionReason
     /// device could claim 10⁹ samples and dominate a weighted mean.
     /// </summary>
     SampleCountOutOfRange,
+
+    /// <summary>
+    /// The update names a cluster model (<c>UpdateEnvelope.cluster</c>) that this federation does not have: never
+    /// created, retired after losing its devices, or the federation is not clustered.
+    /// </summary>
+    UnknownCluster,
+
+    /// <summary>
+    /// The FedDAA drift statistics carried by the update (<c>UpdateEnvelope.drift</c>) have inconsistent shapes,
+    /// non-finite or negative values, or another prototype shape than the federation's devices use.
+    /// </summary>
+    BadDriftStatistics,
 }

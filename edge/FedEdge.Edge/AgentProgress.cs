@@ -5,10 +5,29 @@ namespace FedEdge.Edge;
 
 /// <summary>
 /// The agent's progress on disk (<c>agent.json</c>): the last model version it trained on, so that a restart
-/// does not train the same version again and send a second update for it.
+/// does not train the same version again and send a second update for it; in a clustered federation (FedDAA) the same
+/// per cluster model in <see cref="ClusterVersions"/> (cluster 0 stays in <see cref="LastTrainedVersion"/>).
+/// With drift monitoring it also keeps the last judged data window and FedDAA's training-data choice for it, so a restart
+/// neither judges (and reports) the same window change again nor forgets that real drift dropped the old window.
 /// </summary>
-internal sealed record AgentProgress(long LastTrainedVersion, long Rounds)
+internal sealed record AgentProgress(long LastTrainedVersion, long Rounds, Dictionary<int, long>? ClusterVersions = null,
+    long DriftJudgedWindow = -1, FedEdge.Drift.TrainingWindow DriftTrainingWindow = FedEdge.Drift.TrainingWindow.CurrentOnly)
 {
+    /// <summary>Last trained version of cluster model <paramref name="cluster"/> (−1: none).</summary>
+    public long LastTrained(int cluster) =>
+        cluster == 0 ? LastTrainedVersion : ClusterVersions?.GetValueOrDefault(cluster, -1) ?? -1;
+
+    /// <summary>This progress after a round on <paramref name="version"/> of <paramref name="cluster"/>.</summary>
+    public AgentProgress Trained(int cluster, long version, bool counted = true)
+    {
+        var rounds = Rounds + (counted ? 1 : 0);
+        if (cluster == 0)
+            return this with { LastTrainedVersion = version, Rounds = rounds };
+        var versions = ClusterVersions is null ? [] : new Dictionary<int, long>(ClusterVersions);
+        versions[cluster] = version;
+        return this with { Rounds = rounds, ClusterVersions = versions };
+    }
+
     public static AgentProgress Load(string path)
     {
         if (!File.Exists(path))

@@ -1,5 +1,9 @@
+using System.Threading.Channels;
 using FedEdge.Compression;
 using FedEdge.Compression.ErrorFeedback;
+using FedEdge.Data;
+using FedEdge.Drift;
+using FedEdge.Edge.Drift;
 using FedEdge.Edge.Identity;
 using FedEdge.Edge.Models;
 using FedEdge.Edge.Mqtt;
@@ -19,7 +23,10 @@ namespace FedEdge.Edge;
 /// progress); connect (MQTT v5 persistent session, last will); then for every new verified global model
 /// version: train E local epochs, Δ = local − global, optional <see cref="IUpdateTransform"/>, compress with
 /// error feedback, sign, queue in the durable outbox, which a sender drains whenever the link is up. Training
-/// and queueing go on while the link is down.
+/// and queueing go on while the link is down. The local data comes in time windows (<see cref="IEdgeDataWindows"/>);
+/// with <see cref="EdgeDriftOptions.Enabled"/> the agent runs FedDAA's device side (docs/drift.md, "On the device"):
+/// drift statistics and verdicts per window, and training of the cluster models its cloud-signed
+/// <see cref="ClusterAssignment"/> lists, each sample going to one cluster by FedRC's soft assignment.
 /// </summary>
 public sealed partial class EdgeAgent
 {
@@ -27,10 +34,11 @@ public sealed partial class EdgeAgent
     public const string ModelDirectoryName = "model";
     public const string ErrorFeedbackFileName = "error-feedback.bin";
     public const string ProgressFileName = "agent.json";
+    public const string AssignmentFileName = "cluster-assignment.bin";
 
     private readonly EdgeAgentOptions _options;
     private readonly EdgeDeviceIdentity _identity;
-    private readonly EdgeLocalData _data;
+    private readonly IEdgeDataWindows _windows;
     private readonly IMqttClientFactory _mqtt;
     private readonly TimeProvider _clock;
     private readonly ILoggerFactory _loggers;
@@ -38,14 +46,24 @@ public sealed partial class EdgeAgent
     private readonly IUpdateTransform? _transform;
     private readonly UpdateEnvelopeSigner _signer;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private ErrorFeedbackCompressor? _errorFeedback;
+    // (cluster, version) whose training threw: not retried on every later event, only by a newer version.
+    private readonly HashSet<(int Cluster, long Version)> _failed = [];
 
+    /// <summary>An agent on one static data set (one window that never changes).</summary>
     public EdgeAgent(EdgeAgentOptions options, EdgeDeviceIdentity identity, EdgeLocalData data, IMqttClientFactory? mqtt = null,
         TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null)
+        : this(options, identity, new FixedDataWindow(data), mqtt, clock, loggers, transform)
     {
+    }
+
+    /// <summary>An agent whose local data arrives in time windows, advanced by the host.</summary>
+    public EdgeAgent(EdgeAgentOptions options, EdgeDeviceIdentity identity, IEdgeDataWindows windows, IMqttClientFactory? mqtt = null,
+        TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null)
+    {
+        ArgumentNullException.ThrowIfNull(windows);
         _options = options;
         _identity = identity;
-        _data = data;
+        _windows = windows;
         _mqtt = mqtt ?? new MqttNetClientFactory();
         _clock = clock ?? TimeProvider.System;
         _loggers = loggers ?? NullLoggerFactory.Instance;
@@ -73,13 +91,15 @@ public sealed partial class EdgeAgent
     /// <summary>Raised after every local round (on the agent's thread; keep handlers short).</summary>
     public event Action<EdgeRoundReport>? RoundCompleted;
 
+    /// <summary>Raised with every drift verdict (a new data window judged; on the agent's thread).</summary>
+    public event Action<DriftObservation>? DriftJudged;
+
     /// <summary>Runs until cancelled. Throws only for configuration errors (bad data, unusable state directory).</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var state = Path.GetFullPath(_options.StateDirectory);
         Directory.CreateDirectory(state);
         var federation = _identity.Federation;
-        var verifier = new ModelAnnouncementVerifier(federation, new VerificationKeyRing(_identity.CloudKey));
         var fsync = _options.Outbox.Fsync;
         using var outbox = new UpdateOutbox(new OutboxOptions
         {
@@ -88,72 +108,45 @@ public sealed partial class EdgeAgent
             MaxBytes = _options.Outbox.MaxBytes,
             Fsync = fsync,
         }, _loggers.CreateLogger<UpdateOutbox>(), _clock);
-        var store = new ModelStore(Path.Combine(state, ModelDirectoryName), verifier, fsync, _loggers.CreateLogger<ModelStore>());
-        var errorFeedbackStore = new ErrorFeedbackStore(Path.Combine(state, ErrorFeedbackFileName), fsync, _loggers.CreateLogger<ErrorFeedbackStore>());
         var progressPath = Path.Combine(state, ProgressFileName);
         var progress = AgentProgress.Load(progressPath);
-        var stored = store.TryLoad();
-        if (stored is not null)
-            LogRestoredModel(stored.Version, progress.LastTrainedVersion);
 
         await using var link = new MqttLink(LinkOptions(), _mqtt, _loggers.CreateLogger<MqttLink>(), _clock);
-        var receiver = new ModelReceiver(federation, verifier, link, stored?.Version ?? -1, _loggers.CreateLogger<ModelReceiver>(), Statistics);
+        var streams = new ModelStreams(state, federation, new ModelAnnouncementVerifier(federation, new VerificationKeyRing(_identity.CloudKey)),
+            link, fsync, _loggers, Statistics);
+        var reference = streams.Open(0);
+        if (reference.Latest is { } stored)
+            LogRestoredModel(stored.Version, progress.LastTrainedVersion);
         var maxFrame = _options.Compression.MaxFrameBytes;
         var sender = new OutboxSender(outbox, link, MqttTopics.Update(federation, _identity.DeviceId),
             item => [.. UpdateFramer.Frame(item.Payload.Span, Convert.FromHexString(item.UpdateId), maxFrame).Select(f => (ReadOnlyMemory<byte>)f)],
             _loggers.CreateLogger<OutboxSender>(), _clock);
-        using var trainer = new LocalTrainer(_options.Training, _data.Train, _data.Test, _options.Data.MaxEvaluationSamples, _loggers.CreateLogger<LocalTrainer>());
+        var windows = _windows.Poll();
+        using var trainer = new LocalTrainer(_options.Training, windows.Current.Train, windows.Current.Test, _options.Data.MaxEvaluationSamples, _loggers.CreateLogger<LocalTrainer>());
+        using var drift = _options.Drift.Enabled ? new DeviceDrift(_options.Drift, _identity, state, fsync, _loggers) : null;
         (Outbox, Link, Sender) = (outbox, link, sender);
+        drift?.Monitor.Restore(progress.DriftJudgedWindow, progress.DriftTrainingWindow);
+        if (drift?.Assignment is { } restoredAssignment)
+            await ApplyAssignmentAsync(restoredAssignment, streams, link, cancellationToken).ConfigureAwait(false);
 
+        var events = Channel.CreateUnbounded<AgentEvent>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
         using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         await link.StartAsync(stopping.Token).ConfigureAwait(false);
         var sending = sender.RunAsync(stopping.Token);
-        var receiving = receiver.RunAsync(stopping.Token);
+        var receiving = RouteInboundAsync(link, streams, drift, events.Writer, stopping.Token);
         _started.TrySetResult();
-        LogStarted(_identity.DeviceId, federation, state, _data.Train.Count);
+        LogStarted(_identity.DeviceId, federation, state, windows.Current.Train.Count);
         try
         {
-            var next = stored is not null && stored.Version > progress.LastTrainedVersion ? stored : null;
             while (true)
             {
-                VerifiedModel model;
-                if (next is not null)
+                progress = await TrainDueAsync(streams, drift, trainer, outbox, progress, progressPath, stopping.Token).ConfigureAwait(false);
+                var next = await events.Reader.ReadAsync(stopping.Token).ConfigureAwait(false);
+                do
                 {
-                    model = next;
-                    next = null;
+                    await HandleAsync(next, streams, drift, link, stopping.Token).ConfigureAwait(false);
                 }
-                else
-                {
-                    model = await receiver.Verified.ReadAsync(stopping.Token).ConfigureAwait(false);
-                    Statistics.ModelVerified();
-                    store.Save(model);
-                }
-                if (model.Version <= progress.LastTrainedVersion)
-                    continue;
-                if (outbox.Count >= _options.Outbox.MaxItems)
-                {
-                    Statistics.UpdateRefused();
-                    LogSkippedOutboxFull(model.Version, outbox.Count);
-                    continue;
-                }
-                LocalRoundResult trained;
-                try
-                {
-                    trained = await Task.Run(() => trainer.Train(model, stopping.Token), stopping.Token).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    // A model this device cannot train (wrong input shape, unsupported operator) must not stop
-                    // the agent: the next version may be fine, and the link keeps reporting the device online.
-                    LogTrainingFailed(e, model.Version);
-                    continue;
-                }
-                Statistics.TrainingSessionBuilds = trainer.SessionBuilds;
-                var report = await PublishRoundAsync(model, trained, outbox, errorFeedbackStore, stopping.Token).ConfigureAwait(false);
-                progress = progress with { LastTrainedVersion = model.Version, Rounds = progress.Rounds + 1 };
-                progress.Save(progressPath, fsync);
-                Statistics.RoundCompleted();
-                RoundCompleted?.Invoke(report);
+                while (events.Reader.TryRead(out next));
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -168,13 +161,225 @@ public sealed partial class EdgeAgent
         }
     }
 
-    /// <summary>Compress (with error feedback), sign and queue one round's update.</summary>
-    private async Task<EdgeRoundReport> PublishRoundAsync(VerifiedModel model, LocalRoundResult trained, UpdateOutbox outbox, ErrorFeedbackStore errorFeedbackStore, CancellationToken cancellationToken)
+    /// <summary>
+    /// Trains every followed model stream whose latest verified version was not trained yet: cluster 0 (the federation's
+    /// model, FedDAA's reference, trained by every device on all its training data) and, once the device is assigned,
+    /// the clusters of its assignment, each on the samples that drew it in one FedRC soft assignment per pass. With drift
+    /// monitoring, the window statistics (and a verdict when the window changed) are computed first, once per pass, and
+    /// travel with every update of the pass; the verdict only with the first one queued.
+    /// </summary>
+    private async Task<AgentProgress> TrainDueAsync(ModelStreams streams, DeviceDrift? drift, LocalTrainer trainer, UpdateOutbox outbox,
+        AgentProgress progress, string progressPath, CancellationToken cancellationToken)
+    {
+        var assignment = drift?.Assignment;
+        int[] assigned = assignment is null ? [] : [.. assignment.Clusters.Select(c => c.Cluster).Distinct()];
+        var due = assigned.Prepend(0).Distinct().Select(streams.Find)
+            .Where(s => s?.Latest is { } m && m.Version > progress.LastTrained(s.Cluster) && !_failed.Contains((s.Cluster, m.Version)))
+            .Select(s => s!).ToList();
+        if (due.Count == 0)
+            return progress;
+        // The soft assignment weighs every assigned cluster's loss: planning without one would hand its samples to the
+        // others. Its retained model comes with the subscription; the assigned clusters train once all are here.
+        var missing = assigned.Where(c => streams.Find(c)?.Latest is null).ToArray();
+        if (missing.Length > 0)
+        {
+            LogWaitingForClusterModels(string.Join(", ", missing));
+            due.RemoveAll(s => s.Cluster != 0 || assigned.Contains(0));
+            if (due.Count == 0)
+                return progress;
+        }
+        var windows = _windows.Poll();
+        var reference = streams.Find(0)?.Latest;
+        var data = windows.Current.Train;
+        var (observation, plan) = await Task.Run(() =>
+        {
+            DriftObservation? observed = null;
+            if (drift is not null && reference is not null)
+            {
+                try
+                {
+                    observed = drift.Monitor.Observe(reference, windows, assignment, _clock.GetUtcNow());
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    // Statistics are an add-on to training: a reference model they cannot run on must not stop the rounds.
+                    LogDriftStatisticsFailed(e, reference.Version);
+                }
+            }
+            data = windows.TrainingData(drift?.Monitor.TrainingWindow ?? TrainingWindow.CurrentOnly);
+            ClusterPlan? planned = null;
+            if (assignment is not null && missing.Length == 0 && assigned.Length > 0)
+            {
+                try
+                {
+                    planned = PlanClusters(drift!, assignment, streams, data, windows.Current.Index);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    LogClusterPlanFailed(e, assignment.Epoch);
+                    due.RemoveAll(s => assigned.Contains(s.Cluster));
+                }
+            }
+            return (observed, planned);
+        }, cancellationToken).ConfigureAwait(false);
+        if (drift is not null && drift.Monitor.JudgedWindow != progress.DriftJudgedWindow)
+        {
+            progress = progress with { DriftJudgedWindow = drift.Monitor.JudgedWindow, DriftTrainingWindow = drift.Monitor.TrainingWindow };
+            progress.Save(progressPath, _options.Outbox.Fsync);
+        }
+        if (observation?.Assessment is not null)
+        {
+            Statistics.DriftJudged();
+            DriftJudged?.Invoke(observation);
+        }
+        var test = windows.Current.Test;
+        foreach (var stream in due)
+        {
+            var model = stream.Latest!;
+            if (outbox.Count >= _options.Outbox.MaxItems)
+            {
+                Statistics.UpdateRefused();
+                LogSkippedOutboxFull(model.Version, outbox.Count);
+                continue;
+            }
+            // Cluster 0 not among the assigned clusters is the reference every device trains on all its data.
+            var samples = plan is not null && assigned.Contains(model.Cluster) ? plan.SamplesOf(model.Cluster) : null;
+            if (samples is { Length: 0 })
+            {
+                // No sample drew this cluster: nothing to send for this version.
+                LogNoSamplesForCluster(model.Cluster, model.Version);
+                progress = progress.Trained(model.Cluster, model.Version, counted: false);
+                progress.Save(progressPath, _options.Outbox.Fsync);
+                continue;
+            }
+            LocalRoundResult trained;
+            try
+            {
+                var local = samples is null || samples.Length == data.Count ? data : data.Subset(samples);
+                trained = await Task.Run(() => trainer.Train(model, local, test, cancellationToken), cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A model this device cannot train (wrong input shape, unsupported operator) must not stop
+                // the agent: the next version may be fine, and the link keeps reporting the device online.
+                _failed.Add((model.Cluster, model.Version));
+                LogTrainingFailed(e, model.Cluster, model.Version);
+                continue;
+            }
+            Statistics.TrainingSessionBuilds = trainer.SessionBuilds;
+            var statistics = observation is null ? null : DriftMonitor.ToMessage(observation);
+            if (statistics is not null && plan is not null)
+            {
+                statistics.Clusters.AddRange(plan.Clusters);
+                statistics.ClusterLabelWeights.AddRange(plan.Assignment.LabelHistogram);
+                statistics.AssignmentEpoch = assignment!.Epoch;
+            }
+            var report = drift?.Monitor.PendingReport;
+            var round = await PublishRoundAsync(model, trained, stream, outbox, statistics, report, cancellationToken).ConfigureAwait(false);
+            if (round.UpdateId is not null && report is not null)
+                drift!.Monitor.ReportSent();
+            progress = progress.Trained(model.Cluster, model.Version);
+            progress.Save(progressPath, _options.Outbox.Fsync);
+            Statistics.RoundCompleted();
+            RoundCompleted?.Invoke(round);
+        }
+        return progress;
+    }
+
+    /// <summary>FedRC soft assignment over the assigned clusters (all held), one draw per sample for the whole pass.</summary>
+    private ClusterPlan PlanClusters(DeviceDrift drift, ClusterAssignment assignment, ModelStreams streams, Dataset data, long window)
+    {
+        var held = assignment.Clusters.Select(c => c.Cluster).Distinct().Select(c => streams.Find(c)!.Latest!).ToList();
+        var labels = assignment.LabelCount > 0 ? assignment.LabelCount : drift.Forward.Load(held[0]);
+        // Reproducible per device seed, window and model versions; different from pass to pass.
+        var seed = unchecked((_options.Training.Seed * 1_000_003) + (int)(window * 7_919) + held.Sum(m => (int)m.Version * 31 + m.Cluster));
+        return drift.Planner.Plan(assignment, held, data, labels, new Random(seed));
+    }
+
+    private async Task HandleAsync(AgentEvent next, ModelStreams streams, DeviceDrift? drift, MqttLink link, CancellationToken cancellationToken)
+    {
+        switch (next)
+        {
+            case ModelArrived arrived when streams.Find(arrived.Model.Cluster) is { } stream:
+                Statistics.ModelVerified();
+                if (stream.Latest is null || arrived.Model.Version > stream.Latest.Version)
+                {
+                    stream.Latest = arrived.Model;
+                    stream.Store.Save(arrived.Model);
+                }
+                break;
+            case AssignmentArrived assigned when drift is not null:
+                if (drift.Accept(assigned.Assignment, assigned.Bytes))
+                    await ApplyAssignmentAsync(assigned.Assignment, streams, link, cancellationToken).ConfigureAwait(false);
+                break;
+        }
+    }
+
+    /// <summary>Follows the model streams of <paramref name="assignment"/> (and cluster 0, the reference) and no others.</summary>
+    private async Task ApplyAssignmentAsync(ClusterAssignment assignment, ModelStreams streams, MqttLink link, CancellationToken cancellationToken)
+    {
+        var wanted = assignment.Clusters.Select(c => c.Cluster).Append(0).ToHashSet();
+        foreach (var cluster in wanted.Where(c => streams.Find(c) is null))
+        {
+            streams.Open(cluster);
+            await link.SubscribeAsync(MqttTopics.ClusterModel(_identity.Federation, cluster), cancellationToken).ConfigureAwait(false);
+        }
+        foreach (var stream in streams.All.Where(s => !wanted.Contains(s.Cluster)).ToList())
+        {
+            streams.Close(stream.Cluster);
+            await stream.Receiver.AbandonAsync(cancellationToken).ConfigureAwait(false);
+            await link.UnsubscribeAsync(stream.Receiver.AnnouncementTopic, cancellationToken).ConfigureAwait(false);
+        }
+        LogAssignment(assignment.Epoch, string.Join(", ", assignment.Clusters.Select(c => $"{c.Cluster} (prior {c.Prior:F2})")), assignment.CentreClusters.Count);
+    }
+
+    /// <summary>
+    /// Reads the link's inbound messages: the device's cluster assignment (verified here) and every followed model
+    /// stream's announcements and chunks (verified by its <see cref="ModelReceiver"/>); verified results go to the agent loop.
+    /// </summary>
+    private async Task RouteInboundAsync(MqttLink link, ModelStreams streams, DeviceDrift? drift, ChannelWriter<AgentEvent> events, CancellationToken cancellationToken)
+    {
+        var assignmentTopic = MqttTopics.ClusterAssignment(_identity.Federation, _identity.DeviceId);
+        try
+        {
+            await foreach (var message in link.Inbound.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            {
+                if (message.Topic == assignmentTopic)
+                {
+                    if (drift is null)
+                        continue;
+                    var verified = drift.Verifier.Verify(message.Payload.Span);
+                    if (verified.IsAccepted)
+                    {
+                        events.TryWrite(new AssignmentArrived(verified.Value, message.Payload.ToArray()));
+                    }
+                    else
+                    {
+                        Statistics.ModelMessageRejected();
+                        LogAssignmentRejected(verified.Reason.ToString(), verified.Message ?? "");
+                    }
+                    continue;
+                }
+                if (streams.All.FirstOrDefault(s => s.Receiver.Handles(message.Topic)) is not { } stream)
+                    continue;
+                await stream.Receiver.HandleAsync(message, cancellationToken).ConfigureAwait(false);
+                while (stream.Receiver.Verified.TryRead(out var model))
+                    events.TryWrite(new ModelArrived(model));
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Compress (with the stream's error feedback), sign and queue one round's update.</summary>
+    private async Task<EdgeRoundReport> PublishRoundAsync(VerifiedModel model, LocalRoundResult trained, ModelStream stream, UpdateOutbox outbox,
+        DriftStatistics? statistics, DriftReport? driftReport, CancellationToken cancellationToken)
     {
         if (!double.IsFinite(trained.Loss))
         {
             Statistics.UpdateRefused();
-            return Report(trained, null, 0, 0);
+            return Report(trained, model.Cluster, null, 0, 0);
         }
         var delta = trained.Delta;
         _transform?.Apply(delta, model.Version);
@@ -183,12 +388,12 @@ public sealed partial class EdgeAgent
             : _options.Compression.Codec;
         var codec = UpdateCodecs.Parse(codecSpec);
         var kind = ErrorFeedbackCompressor.ParseKind(_options.Compression.ErrorFeedback);
-        if (_errorFeedback is null || _errorFeedback.Kind != kind || _errorFeedback.Codec.Spec != codec.Spec || _errorFeedback.Dimension != delta.Length)
-            _errorFeedback = errorFeedbackStore.LoadOrCreate(kind, codec, delta.Length, _options.Compression.EControlEta);
+        if (stream.ErrorFeedback is not { } errorFeedback || errorFeedback.Kind != kind || errorFeedback.Codec.Spec != codec.Spec || errorFeedback.Dimension != delta.Length)
+            stream.ErrorFeedback = errorFeedback = stream.ErrorFeedbackStore.LoadOrCreate(kind, codec, delta.Length, _options.Compression.EControlEta);
 
         // If the update cannot be queued, the memory must not count it as sent: keep a copy to roll back to.
-        var before = ErrorFeedbackState.Serialize(_errorFeedback);
-        var payload = _errorFeedback.Compress(delta);
+        var before = ErrorFeedbackState.Serialize(errorFeedback);
+        var payload = errorFeedback.Compress(delta);
         var updateId = UpdateEnvelopeSigner.NewUpdateId();
         var envelope = new UpdateEnvelope
         {
@@ -200,7 +405,10 @@ public sealed partial class EdgeAgent
             Codec = codec.Spec,
             Dimension = delta.Length,
             Payload = ByteString.CopyFrom(payload),
-            ErrorFeedback = _errorFeedback.Name,
+            ErrorFeedback = errorFeedback.Name,
+            Cluster = model.Cluster,
+            Drift = statistics,
+            DriftReport = driftReport,
             Metrics = new TrainingMetrics
             {
                 Loss = trained.Loss,
@@ -217,21 +425,22 @@ public sealed partial class EdgeAgent
         }
         catch (Exception e) when (e is OutboxFullException or IOException)
         {
-            ErrorFeedbackState.TryDeserialize(before, out _errorFeedback);
+            ErrorFeedbackState.TryDeserialize(before, out var restored);
+            stream.ErrorFeedback = restored;
             Statistics.UpdateRefused();
             LogNotQueued(model.Version, e.Message);
-            return Report(trained, null, payload.Length, signed.Length);
+            return Report(trained, model.Cluster, null, payload.Length, signed.Length);
         }
         // Queued first, then the memory: a crash in between leaves the memory one round behind, which re-sends
         // part of one message later instead of losing it.
-        errorFeedbackStore.Save(_errorFeedback);
+        stream.ErrorFeedbackStore.Save(errorFeedback);
         Statistics.UpdateEnqueued();
-        LogRound(model.Version, trained.Loss, trained.Accuracy, trained.Steps, trained.Duration.TotalSeconds, codec.Spec, _errorFeedback.Name, payload.Length, updateIdHex);
-        return Report(trained, updateIdHex, payload.Length, signed.Length);
+        LogRound(model.Cluster, model.Version, trained.Loss, trained.Accuracy, trained.Steps, trained.SampleCount, trained.Duration.TotalSeconds, codec.Spec, errorFeedback.Name, payload.Length, updateIdHex);
+        return Report(trained, model.Cluster, updateIdHex, payload.Length, signed.Length);
     }
 
-    private EdgeRoundReport Report(LocalRoundResult trained, string? updateId, int payloadBytes, int envelopeBytes) =>
-        new(_identity.DeviceId, trained.BaseVersion, updateId, trained.Loss, trained.Accuracy, trained.Steps, trained.Duration, payloadBytes, envelopeBytes);
+    private EdgeRoundReport Report(LocalRoundResult trained, int cluster, string? updateId, int payloadBytes, int envelopeBytes) =>
+        new(_identity.DeviceId, trained.BaseVersion, updateId, trained.Loss, trained.Accuracy, trained.Steps, trained.Duration, payloadBytes, envelopeBytes, cluster);
 
     private MqttLinkOptions LinkOptions()
     {
@@ -255,7 +464,9 @@ public sealed partial class EdgeAgent
             StatusTopic = MqttTopics.Status(federation, _identity.DeviceId),
             OnlinePayload = DeviceStatuses.Create(federation, _identity.DeviceId, DeviceState.Online, time: _clock).ToByteArray(),
             OfflinePayload = DeviceStatuses.LastWill(federation, _identity.DeviceId),
-            Subscriptions = [MqttTopics.Model(federation)],
+            Subscriptions = _options.Drift.Enabled
+                ? [MqttTopics.Model(federation), MqttTopics.ClusterAssignment(federation, _identity.DeviceId)]
+                : [MqttTopics.Model(federation)],
         };
     }
 
@@ -265,15 +476,42 @@ public sealed partial class EdgeAgent
     [LoggerMessage(EventId = 501, Level = LogLevel.Information, Message = "Restored verified model v{Version} from disk (last trained on v{LastTrained})")]
     private partial void LogRestoredModel(long version, long lastTrained);
 
-    [LoggerMessage(EventId = 502, Level = LogLevel.Information, Message = "Round on v{Version}: loss {Loss:F4}, accuracy {Accuracy:P1}, {Steps} steps in {Seconds:F1} s; {Codec}+{ErrorFeedback} payload {PayloadBytes} bytes; update {UpdateId} queued")]
-    private partial void LogRound(long version, double loss, double accuracy, long steps, double seconds, string codec, string errorFeedback, int payloadBytes, string updateId);
+    [LoggerMessage(EventId = 502, Level = LogLevel.Information, Message = "Round on cluster {Cluster} v{Version}: loss {Loss:F4}, accuracy {Accuracy:P1}, {Steps} steps on {Samples} samples in {Seconds:F1} s; {Codec}+{ErrorFeedback} payload {PayloadBytes} bytes; update {UpdateId} queued")]
+    private partial void LogRound(int cluster, long version, double loss, double accuracy, long steps, int samples, double seconds, string codec, string errorFeedback, int payloadBytes, string updateId);
 
     [LoggerMessage(EventId = 503, Level = LogLevel.Warning, Message = "Skipped training on v{Version}: the outbox is full ({Count} updates waiting for the broker)")]
     private partial void LogSkippedOutboxFull(long version, int count);
 
-    [LoggerMessage(EventId = 505, Level = LogLevel.Error, Message = "Training on model v{Version} failed; waiting for the next version")]
-    private partial void LogTrainingFailed(Exception exception, long version);
+    [LoggerMessage(EventId = 505, Level = LogLevel.Error, Message = "Training on cluster {Cluster} model v{Version} failed; waiting for the next version")]
+    private partial void LogTrainingFailed(Exception exception, int cluster, long version);
+
+    [LoggerMessage(EventId = 506, Level = LogLevel.Warning, Message = "Drift statistics with reference model v{Version} failed; training without them")]
+    private partial void LogDriftStatisticsFailed(Exception exception, long version);
+
+    [LoggerMessage(EventId = 507, Level = LogLevel.Information, Message = "No local sample drew cluster {Cluster} for v{Version} (FedRC soft assignment); no update")]
+    private partial void LogNoSamplesForCluster(int cluster, long version);
+
+    [LoggerMessage(EventId = 508, Level = LogLevel.Information, Message = "Cluster assignment epoch {Epoch}: training clusters {Clusters}; {Centres} centres for the drift rule")]
+    private partial void LogAssignment(long epoch, string clusters, int centres);
+
+    [LoggerMessage(EventId = 510, Level = LogLevel.Information, Message = "Waiting for the models of assigned clusters {Clusters} before training")]
+    private partial void LogWaitingForClusterModels(string clusters);
+
+    [LoggerMessage(EventId = 511, Level = LogLevel.Error, Message = "FedRC soft assignment for cluster assignment epoch {Epoch} failed; the assigned clusters wait for the next versions")]
+    private partial void LogClusterPlanFailed(Exception exception, long epoch);
+
+    [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Cluster assignment rejected ({Reason}): {Detail}")]
+    private partial void LogAssignmentRejected(string reason, string detail);
 
     [LoggerMessage(EventId = 504, Level = LogLevel.Error, Message = "Update on v{Version} was not queued and is dropped: {Reason}")]
     private partial void LogNotQueued(long version, string reason);
 }
+
+/// <summary>What the inbound router hands the agent loop.</summary>
+internal abstract record AgentEvent;
+
+/// <summary>A model version verified by one stream's receiver.</summary>
+internal sealed record ModelArrived(Models.VerifiedModel Model) : AgentEvent;
+
+/// <summary>A cluster assignment whose signature and shapes were verified.</summary>
+internal sealed record AssignmentArrived(ClusterAssignment Assignment, byte[] Bytes) : AgentEvent;

@@ -25,6 +25,7 @@ public sealed class EdgeAgentOptions
     public EdgeCompressionOptions Compression { get; set; } = new();
     public EdgeMqttOptions Mqtt { get; set; } = new();
     public EdgeOutboxOptions Outbox { get; set; } = new();
+    public EdgeDriftOptions Drift { get; set; } = new();
 }
 
 /// <summary>The device's local data.</summary>
@@ -46,6 +47,13 @@ public sealed class EdgeDataOptions
 
     /// <summary>Most local test samples used for the accuracy reported with each update (0 = none).</summary>
     public int MaxEvaluationSamples { get; set; } = 1000;
+
+    /// <summary>
+    /// Optional: a directory of time windows <c>window-N.X.npy</c> + <c>window-N.Y.npy</c> (optionally
+    /// <c>window-N.Xtest.npy</c> + <c>window-N.Ytest.npy</c>) instead of <see cref="Source"/>; the newest complete window
+    /// is picked up before each round (see <see cref="Drift.DirectoryDataWindows"/>).
+    /// </summary>
+    public string? WindowDirectory { get; set; }
 }
 
 /// <summary>Local training per round (FedAvg's E epochs of mini-batch SGD).</summary>
@@ -106,4 +114,40 @@ public sealed class EdgeOutboxOptions
 
     /// <summary>fsync each item; turn off only on throw-away state (simulations, tmpfs).</summary>
     public bool Fsync { get; set; } = true;
+}
+
+/// <summary>
+/// FedDAA on the device (arXiv 2506.21054; docs/drift.md, "On the device"): drift statistics and verdicts per data
+/// window, and training of the cluster models the cloud assigns.
+/// </summary>
+public sealed class EdgeDriftOptions
+{
+    /// <summary>
+    /// Computes drift statistics with the federation's model, judges each new data window (real / virtual / label / none),
+    /// sends the statistics and verdicts with the updates, and follows the cloud's cluster assignment. Off: the agent
+    /// trains the federation's model on its data as without FedDAA.
+    /// </summary>
+    public bool Enabled { get; set; }
+
+    /// <summary>Most samples per window in the prototype pass (one forward pass per window and reference model version).</summary>
+    public int MaxStatisticsSamples { get; set; } = 512;
+
+    /// <summary>Label-histogram shift (total variation) above which a window change is label drift (<see cref="FedEdge.Drift.DriftThresholds.LabelShift"/>).</summary>
+    public float LabelShift { get; set; } = 0.2f;
+
+    /// <summary>Mean standardised feature shift above which a window change is virtual drift (<see cref="FedEdge.Drift.DriftThresholds.FeatureShift"/>).</summary>
+    public float FeatureShift { get; set; } = 0.3f;
+
+    /// <summary>A centre change with a feature shift above <see cref="FeatureShift"/> counts as virtual drift (FedEdge's guard; false = the paper's rule).</summary>
+    public bool InputShiftExplainsCentreChange { get; set; } = true;
+
+    /// <summary>ONNX Runtime threads of the forward passes (prototypes, per-sample losses).</summary>
+    public int Threads { get; set; } = 1;
+
+    public FedEdge.Drift.DriftThresholds Thresholds() => new()
+    {
+        LabelShift = LabelShift,
+        FeatureShift = FeatureShift,
+        InputShiftExplainsCentreChange = InputShiftExplainsCentreChange,
+    };
 }

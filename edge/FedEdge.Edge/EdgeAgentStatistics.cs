@@ -8,6 +8,7 @@ public sealed class EdgeAgentStatistics
     private long _updatesRefused;
     private long _modelsVerified;
     private long _modelMessagesRejected;
+    private long _driftVerdicts;
 
     public long Rounds => Interlocked.Read(ref _rounds);
     public long UpdatesEnqueued => Interlocked.Read(ref _updatesEnqueued);
@@ -20,6 +21,9 @@ public sealed class EdgeAgentStatistics
     /// <summary>Model announcements, chunks and assembled models rejected (bad signature, hash, ...).</summary>
     public long ModelMessagesRejected => Interlocked.Read(ref _modelMessagesRejected);
 
+    /// <summary>Data windows judged by the drift monitor (FedDAA).</summary>
+    public long DriftVerdicts => Interlocked.Read(ref _driftVerdicts);
+
     /// <summary>Training sessions built so far; stays at 1 while new versions only change weights.</summary>
     public int TrainingSessionBuilds { get; internal set; }
 
@@ -28,10 +32,12 @@ public sealed class EdgeAgentStatistics
     internal void UpdateRefused() => Interlocked.Increment(ref _updatesRefused);
     internal void ModelVerified() => Interlocked.Increment(ref _modelsVerified);
     internal void ModelMessageRejected() => Interlocked.Increment(ref _modelMessagesRejected);
+    internal void DriftJudged() => Interlocked.Increment(ref _driftVerdicts);
 }
 
 /// <summary>What one local round produced, raised by <see cref="EdgeAgent.RoundCompleted"/>.</summary>
 /// <param name="UpdateId">Hex update id, or null when the update was not queued.</param>
 /// <param name="PayloadBytes">Codec payload size (before envelope and signature).</param>
 /// <param name="EnvelopeBytes">Signed envelope size.</param>
-public sealed record EdgeRoundReport(string DeviceId, long BaseVersion, string? UpdateId, double Loss, double Accuracy, long Steps, TimeSpan TrainingTime, int PayloadBytes, int EnvelopeBytes);
+/// <param name="Cluster">The model stream trained (0 = the federation's model, c &gt; 0 = cluster model c).</param>
+public sealed record EdgeRoundReport(string DeviceId, long BaseVersion, string? UpdateId, double Loss, double Accuracy, long Steps, TimeSpan TrainingTime, int PayloadBytes, int EnvelopeBytes, int Cluster = 0);

@@ -28,22 +28,43 @@ public sealed record RuleParameters
     public double Nu { get; init; } = 0.1;
 }
 
-/// <summary>Builds a rule from its name: mean, median, trimmed-mean, krum, multi-krum, geomed, centered-clip, sign-vote.</summary>
+/// <summary>
+/// Builds a rule from its name: mean, median, trimmed-mean, krum, multi-krum, geomed, centered-clip, sign-vote, or a
+/// robust rule behind nearest-neighbour mixing, "nnm+RULE" (Allouah et al. 2023: NNM with the same f before the rule).
+/// </summary>
 public static class AggregationRuleFactory
 {
-    public static IReadOnlyList<string> Names { get; } =
+    /// <summary>Prefix of the rules preceded by <see cref="NearestNeighborMixingPreAggregator"/>.</summary>
+    public const string MixingPrefix = "nnm+";
+
+    private static readonly string[] BaseNames =
         ["mean", "median", "trimmed-mean", "krum", "multi-krum", "geomed", "centered-clip", "sign-vote"];
+
+    /// <summary>
+    /// Every name <see cref="Create"/> accepts: the base rules, then "nnm+RULE" for the robust ones (mixing before
+    /// the plain mean or the sign vote defends nothing: the mean of mixed rows is a weighted mean of all rows).
+    /// </summary>
+    public static IReadOnlyList<string> Names { get; } =
+        [.. BaseNames, .. BaseNames.Where(n => n is not ("mean" or "sign-vote")).Select(n => MixingPrefix + n)];
 
     /// <param name="count">n, needed for Multi-Krum's default m = n − f.</param>
     public static IAggregationRule Create(string name, RuleParameters parameters, int count)
     {
+        ArgumentNullException.ThrowIfNull(name);
         ArgumentNullException.ThrowIfNull(parameters);
         if (parameters.F < 0)
         {
             throw new ArgumentOutOfRangeException(nameof(parameters), parameters.F, "f must be non-negative.");
         }
 
-        IAggregationRule rule = name switch
+        if (!Names.Contains(name))
+        {
+            throw new ArgumentException($"Unknown rule '{name}'; expected one of: {string.Join(", ", Names)}.", nameof(name));
+        }
+
+        bool mixing = name.StartsWith(MixingPrefix, StringComparison.Ordinal);
+        string baseName = mixing ? name[MixingPrefix.Length..] : name;
+        IAggregationRule rule = baseName switch
         {
             "mean" => new WeightedMeanRule(),
             "median" => new CoordinateWiseMedianRule(),
@@ -56,8 +77,12 @@ public static class AggregationRuleFactory
             _ => throw new ArgumentException($"Unknown rule '{name}'; expected one of: {string.Join(", ", Names)}.", nameof(name)),
         };
 
-        return parameters.BucketSize > 1
-            ? new PreAggregatedRule(new BucketingPreAggregator(parameters.BucketSize, parameters.Seed), rule)
-            : rule;
+        if (parameters.BucketSize > 1)
+        {
+            rule = new PreAggregatedRule(new BucketingPreAggregator(parameters.BucketSize, parameters.Seed), rule);
+        }
+
+        // Mixing first: NNM's guarantee needs the raw rows (each mixed row averages n − f of them).
+        return mixing ? new PreAggregatedRule(new NearestNeighborMixingPreAggregator(parameters.F), rule) : rule;
     }
 }

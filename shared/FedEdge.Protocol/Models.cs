@@ -16,6 +16,12 @@ public sealed class ModelPublishOptions
     /// <summary>Codec specs the cloud suggests, best first (e.g. "sign:block=4096").</summary>
     public IReadOnlyList<string> CodecHints { get; init; } = [];
 
+    /// <summary>
+    /// Cluster model number (FedDAA): 0 is the federation's own model on <see cref="MqttTopics.Model"/>; c &gt; 0 is
+    /// announced on <see cref="MqttTopics.ClusterModel"/> with its chunks under it, and the signed announcement says c.
+    /// </summary>
+    public int Cluster { get; init; }
+
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 
@@ -27,10 +33,18 @@ public sealed record PublishedModel(ModelAnnouncement Announcement, byte[] Annou
     {
         for (int i = 0; i < Chunks.Count; i++)
         {
-            yield return (MqttTopics.ModelChunk(Announcement.Federation, Announcement.ModelVersion, i), Chunks[i]);
+            yield return (ChunkTopic(Announcement.Federation, Announcement.Cluster, Announcement.ModelVersion, i), Chunks[i]);
         }
-        yield return (MqttTopics.Model(Announcement.Federation), AnnouncementBytes);
+        yield return (AnnouncementTopic(Announcement.Federation, Announcement.Cluster), AnnouncementBytes);
     }
+
+    /// <summary>Where the announcement of a federation's model (cluster 0) or of cluster model c &gt; 0 is retained.</summary>
+    public static string AnnouncementTopic(string federation, int cluster) =>
+        cluster == 0 ? MqttTopics.Model(federation) : MqttTopics.ClusterModel(federation, cluster);
+
+    /// <summary>Where chunk <paramref name="index"/> of a version of a federation's model or cluster model is retained.</summary>
+    public static string ChunkTopic(string federation, int cluster, long version, int index) =>
+        cluster == 0 ? MqttTopics.ModelChunk(federation, version, index) : MqttTopics.ClusterModelChunk(federation, cluster, version, index);
 }
 
 /// <summary>Cloud side: splits a model into chunks and signs its announcement with the cloud key.</summary>
@@ -41,6 +55,7 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
         options ??= new ModelPublishOptions();
         ArgumentException.ThrowIfNullOrEmpty(federation);
         ArgumentOutOfRangeException.ThrowIfNegative(version);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.Cluster, nameof(options.Cluster));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ChunkSize, 1024, nameof(options.ChunkSize));
         if (model.IsEmpty)
         {
@@ -58,6 +73,7 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
             CreatedUnixMs = options.Time.GetUtcNow().ToUnixTimeMilliseconds(),
             ModelFormat = options.ModelFormat,
             ParameterCount = options.ParameterCount,
+            Cluster = options.Cluster,
             CloudKeyId = cloudKey.KeyId,
         };
         announcement.CodecHints.Add(options.CodecHints);
@@ -78,8 +94,12 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
     }
 }
 
-/// <summary>Device side: decodes and verifies a retained model announcement (cloud signature, federation, sizes).</summary>
-public sealed class ModelAnnouncementVerifier(string federation, IVerificationKeys cloudKeys, long maxModelBytes = 1L << 30)
+/// <summary>
+/// Device side: decodes and verifies a retained model announcement (cloud signature, federation, sizes). With
+/// <paramref name="cluster"/> set it also requires the signed cluster number to be that one, so an announcement of one
+/// cluster model cannot be passed off on another cluster's topic (0 = the federation's own model).
+/// </summary>
+public sealed class ModelAnnouncementVerifier(string federation, IVerificationKeys cloudKeys, long maxModelBytes = 1L << 30, int? cluster = null)
 {
     public long MaxModelBytes => maxModelBytes;
 
@@ -110,6 +130,10 @@ public sealed class ModelAnnouncementVerifier(string federation, IVerificationKe
         if (reason != RejectReason.None)
         {
             return Reject(reason, $"Model announcement v{a.ModelVersion}: {message}");
+        }
+        if (cluster is int expected && a.Cluster != expected)
+        {
+            return Reject(RejectReason.Inconsistent, $"Model announcement v{a.ModelVersion} is for cluster {a.Cluster}, expected cluster {expected}.");
         }
         if (a.ModelSha256.Length != 32 || a.ModelVersion < 0)
         {

@@ -37,4 +37,19 @@ public static class MqttTopics
 
     /// <summary>Filter matching every drift event of a federation.</summary>
     public static string DriftEventFilter(string federation) => $"{Root}/{federation}/drift/+";
+
+    /// <summary>Retained <c>ModelAnnouncement</c> of cluster model <paramref name="cluster"/> (&gt; 0) of a clustered federation.</summary>
+    public static string ClusterModel(string federation, int cluster) => $"{Root}/{federation}/cluster/{cluster}/model";
+
+    /// <summary>Retained chunks of version <paramref name="version"/> of a cluster model.</summary>
+    public static string ClusterModelChunk(string federation, int cluster, long version, int index) => $"{Root}/{federation}/cluster/{cluster}/model/{version}/{index}";
+
+    /// <summary>Filter matching the announcement and every chunk of one cluster model.</summary>
+    public static string ClusterModelFilter(string federation, int cluster) => $"{Root}/{federation}/cluster/{cluster}/model/#";
+
+    /// <summary>Filter matching every cluster model of a federation (what a device of the federation may read).</summary>
+    public static string AllClusterModelsFilter(string federation) => $"{Root}/{federation}/cluster/+/model/#";
+
+    /// <summary>Retained, cloud-signed <c>ClusterAssignment</c> telling one device its cluster(s).</summary>
+    public static string ClusterAssignment(string federation, string deviceId) => $"{Root}/{federation}/assignment/{deviceId}";
 }

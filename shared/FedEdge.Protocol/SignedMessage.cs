@@ -17,6 +17,7 @@ public static class SignedMessage
 
     public static readonly byte[] ModelAnnouncementDomain = Encoding.UTF8.GetBytes("fededge/v1/model-announcement\0");
     public static readonly byte[] UpdateEnvelopeDomain = Encoding.UTF8.GetBytes("fededge/v1/update-envelope\0");
+    public static readonly byte[] ClusterAssignmentDomain = Encoding.UTF8.GetBytes("fededge/v1/cluster-assignment\0");
 
     private const byte SignatureTag = (SignatureField << 3) | 2;
 

@@ -27,8 +27,9 @@ public sealed class OnnxTrainer : IDisposable
     private readonly float[] _anchor;
     private readonly float[] _scalars = new float[2]; // [learning rate (Adam: η/(1−β₁ᵗ)), Adam 1/√(1−β₂ᵗ)]
     private readonly OrtValue[][] _parameterValues = new OrtValue[Sides][];
-    private readonly OrtValue[][] _stateValues = new OrtValue[Sides][];
+    private readonly OrtValue[] _flatParameterValues = new OrtValue[Sides]; // whole vector (flat step graphs)
     private readonly OrtValue[] _anchorValues;
+    private readonly OrtValue _flatAnchorValue;
     private readonly OrtValue _learningRateValue;
     private readonly OrtValue _adamValue;
     private readonly Dictionary<int, StepRunner> _steps = [];
@@ -71,7 +72,7 @@ public sealed class OnnxTrainer : IDisposable
         }
 
         _anchor = new float[count];
-        var stateLength = StateLength(options, _layout);
+        var stateLength = TrainingGraphBuilder.StateLength(options, _layout);
         for (var side = 0; side < Sides; side++)
         {
             _parameters[side] = side == 0 ? initial : new float[count];
@@ -81,10 +82,11 @@ public sealed class OnnxTrainer : IDisposable
         for (var side = 0; side < Sides; side++)
         {
             _parameterValues[side] = [.. _layout.Tensors.Select(t => Slice(_parameters[side], t.Offset, t.Length, t.Dims))];
-            _stateValues[side] = [.. StateSlots(options, _layout).Select(s => Slice(_state[side], s.Offset, s.Length, s.Dims))];
+            _flatParameterValues[side] = Slice(_parameters[side], 0, count, [count]);
         }
 
         _anchorValues = [.. _layout.Tensors.Select(t => Slice(_anchor, t.Offset, t.Length, t.Dims))];
+        _flatAnchorValue = Slice(_anchor, 0, count, [count]);
         _learningRateValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(_scalars, 0, 1), []);
         _adamValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(_scalars, 1, 1), []);
         if (options.ZerothOrder)
@@ -234,7 +236,7 @@ public sealed class OnnxTrainer : IDisposable
 
         _evaluation?.Dispose();
         _zeroth?.Dispose();
-        foreach (var v in _parameterValues.SelectMany(x => x).Concat(_stateValues.SelectMany(x => x)).Concat(_anchorValues))
+        foreach (var v in _parameterValues.SelectMany(x => x).Concat(_flatParameterValues).Concat(_anchorValues).Append(_flatAnchorValue))
         {
             v.Dispose();
         }
@@ -262,23 +264,42 @@ public sealed class OnnxTrainer : IDisposable
     private static int Next(int side) => (side + 1) % Sides;
 
     /// <summary>Binds parameters, optimizer state and scalars reading <paramref name="side"/> and writing the next side
-    /// (shared by the step and optimizer-only graphs).</summary>
-    internal void BindCommon(OrtIoBinding binding, TrainingGraph graph, int side)
+    /// (shared by the step and optimizer-only graphs). The state views it creates are added to <paramref name="owned"/>,
+    /// which the caller disposes with the binding.</summary>
+    internal void BindCommon(OrtIoBinding binding, TrainingGraph graph, int side, List<OrtValue> owned)
     {
         for (var i = 0; i < _layout.Tensors.Count; i++)
         {
             binding.BindInput(_layout.Tensors[i].Name, _parameterValues[side][i]);
-            binding.BindOutput(graph.NextOutputs[i], _parameterValues[Next(side)][i]);
+            if (graph.NextOutputs.Count > 0)
+            {
+                binding.BindOutput(graph.NextOutputs[i], _parameterValues[Next(side)][i]);
+            }
+
             if (graph.AnchorInputs[i] is { } anchor)
             {
                 binding.BindInput(anchor, _anchorValues[i]);
             }
         }
 
-        for (var i = 0; i < graph.State.Count; i++)
+        if (graph.FlatParametersInput is { } flatInput)
         {
-            binding.BindInput(graph.State[i].Input, _stateValues[side][i]);
-            binding.BindOutput(graph.State[i].Output, _stateValues[Next(side)][i]);
+            binding.BindInput(flatInput, _flatParameterValues[side]);
+            binding.BindOutput(graph.FlatNextOutput!, _flatParameterValues[Next(side)]);
+            if (graph.FlatAnchorInput is { } flatAnchor)
+            {
+                binding.BindInput(flatAnchor, _flatAnchorValue);
+            }
+        }
+
+        foreach (var slot in graph.State)
+        {
+            var input = Slice(_state[side], slot.Offset, slot.Length, slot.Dims);
+            var output = Slice(_state[Next(side)], slot.Offset, slot.Length, slot.Dims);
+            owned.Add(input);
+            owned.Add(output);
+            binding.BindInput(slot.Input, input);
+            binding.BindOutput(slot.Output, output);
         }
 
         binding.BindInput(graph.LearningRateInput, _learningRateValue);
@@ -385,37 +406,18 @@ public sealed class OnnxTrainer : IDisposable
     private static OrtValue Slice(float[] store, int offset, int length, long[] dims) =>
         OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, new Memory<float>(store, offset, length), dims);
 
-    private static List<StateSlot> StateSlots(TrainingOptions options, ModelLayout layout)
-    {
-        var perTensor = options.Optimizer switch { OptimizerKind.Momentum => 1, OptimizerKind.Adam => 2, _ => 0 };
-        var slots = new List<StateSlot>();
-        var offset = 0;
-        foreach (var t in layout.Tensors.Where(t => t.Trainable))
-        {
-            for (var k = 0; k < perTensor; k++)
-            {
-                slots.Add(new StateSlot("", "", t.Dims, offset, t.Length));
-                offset += t.Length;
-            }
-        }
-
-        return slots;
-    }
-
-    private static int StateLength(TrainingOptions options, ModelLayout layout) =>
-        StateSlots(options, layout).Sum(s => s.Length);
-
     /// <summary>One step graph (per batch size) with its session and two prepared bindings.</summary>
     private sealed class StepRunner : IDisposable
     {
         private readonly OrtValue _features;
         private readonly OrtValue _labels;
         private readonly OrtValue _loss;
+        private readonly List<OrtValue> _views = [];
 
         public StepRunner(OnnxTrainer trainer, TrainingGraph graph)
         {
             Graph = graph;
-            if (graph.State.Count != trainer._stateValues[0].Length)
+            if (graph.State.Any(slot => slot.Offset + slot.Length > trainer._state[0].Length))
             {
                 throw new InvalidOperationException("Optimizer state layout mismatch between the graph and the trainer.");
             }
@@ -434,7 +436,7 @@ public sealed class OnnxTrainer : IDisposable
                 binding.BindInput(graph.FeaturesInput, _features);
                 binding.BindInput(graph.LabelsInput, _labels);
                 binding.BindOutput(graph.LossOutput, _loss);
-                trainer.BindCommon(binding, graph, side);
+                trainer.BindCommon(binding, graph, side, _views);
                 Bindings[side] = binding;
             }
         }
@@ -465,6 +467,7 @@ public sealed class OnnxTrainer : IDisposable
             _features.Dispose();
             _labels.Dispose();
             _loss.Dispose();
+            _views.ForEach(v => v.Dispose());
         }
     }
 }

@@ -115,6 +115,24 @@ public class RuleExampleTests
     }
 
     [Fact]
+    public void MixingBeforeTheTrimmedMeanRemovesASignFlipperThatTrimmingAloneKeeps()
+    {
+        // Scaled signs (s = 1): four honest rows and one device sending the flipped sign of the honest majority.
+        // Per coordinate the flipper's −1 is not an extreme (the honest vote is split 3:1), so the trimmed mean (f = 1)
+        // keeps it: (−1 + 1 + 1) / 3 = 1/3 instead of the honest mean 1/2. NNM (f = 1) replaces each row by the mean
+        // of its 4 nearest: every honest row's nearest are the honest rows (squared distances 4 or 8, ties to the
+        // lower index; the flipper is at 8 or 12) → ½·[1, 1, 1]; the flipper's are itself and h1, h2, h3 → [0, 0, 0].
+        // The trimmed mean of those rows drops the 0 and returns the honest mean.
+        var batch = Rows([1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1], [-1, -1, -1]);
+        TestData.AssertClose([1f / 3, 1f / 3, 1f / 3], Run(new TrimmedMeanRule(1), batch), 1e-6);
+        var mixed = new NearestNeighborMixingPreAggregator(1).Apply(batch);
+        Assert.Equal([0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0f, 0f, 0f], mixed.Data.ToArray());
+        var rule = AggregationRuleFactory.Create("nnm+trimmed-mean", new RuleParameters { F = 1 }, 5);
+        Assert.Equal("nnm+trimmed-mean", rule.Name);
+        Assert.Equal([0.5f, 0.5f, 0.5f], Run(rule, batch));
+    }
+
+    [Fact]
     public void BucketingAveragesBucketsOfAPermutation()
     {
         var batch = Rows([1], [2], [3], [4], [5]);
@@ -149,6 +167,9 @@ public class RuleExampleTests
         }
 
         Assert.Equal("bucketing+median", AggregationRuleFactory.Create("median", new RuleParameters { BucketSize = 2 }, 7).Name);
+        Assert.Equal("nnm+bucketing+median", AggregationRuleFactory.Create("nnm+median", new RuleParameters { F = 1, BucketSize = 2 }, 7).Name);
         Assert.Throws<ArgumentException>(() => AggregationRuleFactory.Create("average", new RuleParameters(), 3));
+        Assert.Throws<ArgumentException>(() => AggregationRuleFactory.Create("nnm+mean", new RuleParameters(), 3));
+        Assert.Throws<ArgumentException>(() => AggregationRuleFactory.Create("nnm+", new RuleParameters(), 3));
     }
 }

@@ -26,9 +26,10 @@ public sealed class CloudTestHost : IAsyncDisposable
 
     public int BrokerPort => Options.UsesEmbeddedBroker ? Services.GetRequiredService<EmbeddedBroker>().Port : Options.ExternalBrokerEndpoint().Port;
 
-    public static async Task<CloudTestHost> StartAsync(string dataDirectory, Action<CloudOptions>? configure = null)
+    public static async Task<CloudTestHost> StartAsync(string dataDirectory, Action<CloudOptions>? configure = null, Action<HostApplicationBuilder>? configureHost = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        configureHost?.Invoke(builder);
         builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
         var options = new CloudOptions();
         builder.AddFedEdgeCloud(o =>

@@ -90,6 +90,34 @@ public sealed class MosquittoTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task MosquittoDeliversClusterModelsAndOnlyTheDevicesOwnAssignment_AndDevicesCannotWriteThem()
+    {
+        var service = _cloud.Services.GetRequiredService<ServiceIdentity>();
+        var (cloud, _) = await _cloud.ConnectAsync("cloud-publisher", service.UserName, service.Password);
+        var (device, _) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
+        var delivered = new List<(string Topic, byte Payload)>();
+        device.ApplicationMessageReceivedAsync += e => { lock (delivered) delivered.Add((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.FirstSpan[0])); return Task.CompletedTask; };
+        await device.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
+            .WithTopicFilter(MqttTopics.AllClusterModelsFilter("f1"), MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithTopicFilter(MqttTopics.ClusterAssignment("f1", "dev-1"), MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithTopicFilter("fededge/f1/assignment/+", MqttQualityOfServiceLevel.AtLeastOnce)
+            .WithTopicFilter(MqttTopics.AllClusterModelsFilter("f2"), MqttQualityOfServiceLevel.AtLeastOnce)
+            .Build());
+
+        // The device tries to forge its own assignment and a cluster model: Mosquitto drops both.
+        foreach (var topic in new[] { MqttTopics.ClusterAssignment("f1", "dev-1"), MqttTopics.ClusterModel("f1", 2) })
+            await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([66]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        foreach (var topic in new[] { MqttTopics.ClusterAssignment("f1", "dev-2"), MqttTopics.ClusterModel("f2", 1), MqttTopics.ClusterModelChunk("f1", 2, 0, 0), MqttTopics.ClusterAssignment("f1", "dev-1") })
+            await cloud.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([1]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        await TestModels.WaitUntilAsync(() => { lock (delivered) return Task.FromResult(delivered.Contains((MqttTopics.ClusterAssignment("f1", "dev-1"), (byte)1))); }, "dev-1's own assignment");
+        await Task.Delay(200);
+        lock (delivered)
+            Assert.Equal([(MqttTopics.ClusterAssignment("f1", "dev-1"), (byte)1), (MqttTopics.ClusterModelChunk("f1", 2, 0, 0), (byte)1)], delivered.Distinct().Order());
+        cloud.Dispose();
+        device.Dispose();
+    }
+
+    [Fact]
     public async Task UpdatesFlowThroughMosquitto_AndDevicesReceiveTheSignedModel()
     {
         var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");

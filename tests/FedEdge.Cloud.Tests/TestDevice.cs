@@ -48,7 +48,7 @@ public sealed class TestDevice : IAsyncDisposable
     }
 
     /// <summary>Signed envelope bytes of an fp32 update (optionally signed with another key or claiming another device).</summary>
-    public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null)
+    public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null, Action<UpdateEnvelope>? configure = null)
     {
         var payload = Fp32Codec.Instance.Encode(delta);
         tamperPayload?.Invoke(payload);
@@ -64,6 +64,7 @@ public sealed class TestDevice : IAsyncDisposable
             Metrics = new TrainingMetrics { Loss = 0.5 },
             UpdateId = updateId ?? UpdateEnvelopeSigner.NewUpdateId(),
         };
+        configure?.Invoke(envelope);
         return new UpdateEnvelopeSigner(signer ?? Key).Sign(envelope);
     }
 

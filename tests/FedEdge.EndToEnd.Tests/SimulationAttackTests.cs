@@ -82,4 +82,18 @@ public sealed class SimulationAttackTests
         Assert.Throws<ArgumentException>(() => new SimulationOptions { Broker = "http://x" }.Validate());
         Assert.Throws<ArgumentException>(() => new SimulationOptions { Aggregator = "average" }.Validate());
     }
+
+    [Fact]
+    public void TheRuleToleratesTheAttackerShareAlsoInACleanRun()
+    {
+        // A clean run is the baseline of the attacked runs, so it configures the rule with the same f (docs/learning.md §3).
+        Assert.Equal(4, new SimulationOptions { Devices = 20, Attack = "sign-flip", Attackers = 0.2 }.ByzantineCount);
+        Assert.Equal(4, new SimulationOptions { Devices = 20, Attack = "none", Attackers = 0.2 }.ByzantineCount);
+        Assert.Equal(0, new SimulationOptions { Devices = 20, Attack = "none", Attackers = 0.2 }.AttackerCount);
+        // At most (n − 1)/2, so a tiny clean run keeps an honest majority; an explicit f wins.
+        Assert.Equal(1, new SimulationOptions { Devices = 3, Attack = "none", Attackers = 0.9 }.ByzantineCount);
+        Assert.Equal(2, new SimulationOptions { Devices = 20, Attack = "alie", AssumedByzantine = 2 }.ByzantineCount);
+        Assert.Throws<ArgumentException>(() => new SimulationOptions { Devices = 20, AssumedByzantine = 10 }.Validate());
+        new SimulationOptions { Aggregator = "nnm+trimmed-mean" }.Validate(); // the mixing rules are known names
+    }
 }

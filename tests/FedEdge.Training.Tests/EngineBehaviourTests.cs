@@ -314,6 +314,55 @@ public sealed class EngineBehaviourTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// A model whose managed tensors are all trained gets the flat update (one vector); a tensor the loss never
+    /// reaches forces the per-tensor update. Both must give the same weights with every optimizer stage on
+    /// (Adam, FedProx, clipping, weight decay), and the unreached tensor must stay as it was.
+    /// </summary>
+    [Fact]
+    public void FlatAndPerTensorUpdatesGiveTheSameWeights()
+    {
+        var options = Small(OptimizerKind.Adam) with { LearningRate = 0.01f, WeightDecay = 0.01f, ClipNorm = 0.5f, ProximalMu = 0.1f };
+        var flatModel = ModelZoo.Create("mlp", [1, 4, 4], 3, seed: 5);
+        var perTensorModel = flatModel.Clone();
+        perTensorModel.Graph.Initializer.Add(TensorProtoExtensions.Create("unused", [1f, 2f, 3f], 3));
+        Assert.NotNull(TrainingGraphBuilder.Build(flatModel, options, 16).FlatParametersInput);
+        Assert.Null(TrainingGraphBuilder.Build(perTensorModel, options, 16).FlatParametersInput);
+
+        float[] Trained(ModelProto model)
+        {
+            using var trainer = OnnxTrainer.Create(model, options);
+            var w = new float[trainer.ParameterCount];
+            trainer.CopyParametersTo(w);
+            trainer.SetProximalAnchor(w.Select(v => v + 0.05f).ToArray());
+            var random = new Random(6);
+            for (var step = 0; step < 4; step++)
+            {
+                var x = Enumerable.Range(0, 16 * 16).Select(_ => random.NextSingle() * 2 - 1).ToArray();
+                var y = Enumerable.Range(0, 16).Select(i => (long)((i + step) % 3)).ToArray();
+                Assert.True(float.IsFinite(trainer.TrainStep(x, y)));
+            }
+
+            trainer.CopyParametersTo(w);
+            return w;
+        }
+
+        var flat = Trained(flatModel);
+        var perTensor = Trained(perTensorModel);
+        Assert.Equal([1f, 2f, 3f], perTensor[^3..]);
+        var initial = new float[flat.Length];
+        using (var fresh = OnnxTrainer.Create(flatModel, options))
+        {
+            fresh.CopyParametersTo(initial);
+        }
+
+        Assert.True(flat.Zip(initial).Count(p => p.First != p.Second) > flat.Length / 2, "training changed few weights");
+        for (var i = 0; i < flat.Length; i++)
+        {
+            Assert.True(Math.Abs(flat[i] - perTensor[i]) <= 1e-6 + 1e-5 * Math.Abs(flat[i]), $"[{i}]: flat {flat[i]}, per tensor {perTensor[i]}");
+        }
+    }
+
     [Fact]
     public void BatchNormStatisticsDeduplicatedByTheExporterTrainAsTheirOwnTensors()
     {

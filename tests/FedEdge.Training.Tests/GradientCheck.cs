@@ -56,44 +56,29 @@ internal sealed class GradientCheck
     public string Constant(double[] values, params long[] dims) =>
         Type == DataType.Double ? Builder.Constant(values, dims) : Builder.Constant(values.Select(v => (float)v).ToArray(), dims);
 
+    /// <summary>A checked input with the given values.</summary>
+    public string Input(string name, long[] dims, double[] values)
+    {
+        _values[name] = values;
+        _dims[name] = dims;
+        Inputs.Add(name);
+        return name;
+    }
+
+    /// <summary>The engine's gradient of Σ output·seed with respect to each input (no finite differences).</summary>
+    public List<double[]> Gradients(string output, double[] seed)
+    {
+        var (forwardSession, gradSession, analytic, _) = Prepare(output, seed);
+        forwardSession.Dispose();
+        gradSession.Dispose();
+        return analytic;
+    }
+
     public void Run(string output, double epsilon, double rtol, double atol, int samplesPerInput = 16)
     {
-        var opsets = new[] { new OperatorSetIdProto { Domain = "", Version = 17 } };
-        foreach (var name in Inputs)
-        {
-            _graph.Input.Add(GraphBuilder.TensorInfo(name, Type, [.. _dims[name].Cast<object>()]));
-        }
-
-        if (LowerForTraining)
-        {
-            TrainingLowering.Lower(Builder, seed: 0);
-        }
-
-        var forward = _graph.Clone();
-        forward.Output.Add(new ValueInfoProto { Name = output });
-        var shapes = ValueShapes.Probe(_graph, opsets, Inputs.ToDictionary(n => n, n => new TensorShape(Type, _dims[n])));
-        var yDims = shapes[output].Dims;
-        var r = new double[yDims.Aggregate(1L, (a, d) => a * d)];
-        for (var i = 0; i < r.Length; i++)
-        {
-            r[i] = _random.NextDouble() * 2 - 1;
-        }
-
-        var seedName = Constant(r, yDims);
-        var gradGraph = _graph;
-        var nodes = gradGraph.Node.ToList();
-        var grads = Backpropagation.Run(Builder, nodes, shapes, new Dictionary<string, string> { [output] = seedName }, Inputs);
-        foreach (var name in Inputs)
-        {
-            Assert.True(grads.ContainsKey(name), $"no gradient for {name}");
-            gradGraph.Output.Add(new ValueInfoProto { Name = grads[name] });
-        }
-
-        forward.Initializer.Clear();
-        forward.Initializer.AddRange(gradGraph.Initializer.Where(t => forward.Node.Any(n => n.Input.Contains(t.Name))));
-        using var forwardSession = Session(forward, opsets);
-        using var gradSession = Session(gradGraph, opsets);
-        var analytic = Evaluate(gradSession, [.. Inputs.Select(n => grads[n])]);
+        var (forwardSession, gradSession, analytic, r) = Prepare(output, null);
+        using var forwardOwner = forwardSession;
+        using var gradOwner = gradSession;
         double Loss()
         {
             var y = Evaluate(forwardSession, [output])[0];
@@ -118,6 +103,49 @@ internal sealed class GradientCheck
                     $"d/d{Inputs[k]}[{j}]: engine {a:G9}, finite difference {numeric:G9}");
             }
         }
+    }
+
+    private (InferenceSession Forward, InferenceSession Grad, List<double[]> Analytic, double[] Seed) Prepare(string output, double[]? seed)
+    {
+        var opsets = new[] { new OperatorSetIdProto { Domain = "", Version = 17 } };
+        foreach (var name in Inputs)
+        {
+            _graph.Input.Add(GraphBuilder.TensorInfo(name, Type, [.. _dims[name].Cast<object>()]));
+        }
+
+        if (LowerForTraining)
+        {
+            TrainingLowering.Lower(Builder, seed: 0);
+        }
+
+        var forward = _graph.Clone();
+        forward.Output.Add(new ValueInfoProto { Name = output });
+        var shapes = ValueShapes.Probe(_graph, opsets, Inputs.ToDictionary(n => n, n => new TensorShape(Type, _dims[n])));
+        var yDims = shapes[output].Dims;
+        var r = seed ?? new double[yDims.Aggregate(1L, (a, d) => a * d)];
+        if (seed is null)
+        {
+            for (var i = 0; i < r.Length; i++)
+            {
+                r[i] = _random.NextDouble() * 2 - 1;
+            }
+        }
+
+        var seedName = Constant(r, yDims);
+        var gradGraph = _graph;
+        var nodes = gradGraph.Node.ToList();
+        var grads = Backpropagation.Run(Builder, nodes, shapes, new Dictionary<string, string> { [output] = seedName }, Inputs);
+        foreach (var name in Inputs)
+        {
+            Assert.True(grads.ContainsKey(name), $"no gradient for {name}");
+            gradGraph.Output.Add(new ValueInfoProto { Name = grads[name] });
+        }
+
+        forward.Initializer.Clear();
+        forward.Initializer.AddRange(gradGraph.Initializer.Where(t => forward.Node.Any(n => n.Input.Contains(t.Name))));
+        var forwardSession = Session(forward, opsets);
+        var gradSession = Session(gradGraph, opsets);
+        return (forwardSession, gradSession, Evaluate(gradSession, [.. Inputs.Select(n => grads[n])]), r);
     }
 
     private static InferenceSession Session(GraphProto graph, OperatorSetIdProto[] opsets)

@@ -29,6 +29,7 @@ public class GradientCheckTests
     public static TheoryData<string> FloatCases =>
     [
         "Conv basic", "Conv stride-pad", "Conv dilation-asymmetric", "Conv same-upper", "Conv group-input",
+        "Conv single-channel", "Conv single-channel-stride",
         "MaxPool 2x2", "MaxPool tiled", "MaxPool tiled-remainder", "MaxPool after-relu", "AveragePool 2x2", "AveragePool pads-exclude", "AveragePool pads-include", "GlobalAveragePool", "Erf",
     ];
 
@@ -48,6 +49,50 @@ public class GradientCheckTests
         var check = new GradientCheck(DataType.Float);
         var y = Build(check, name);
         check.Run(y, Eps32, Rtol32, Atol32);
+    }
+
+    /// <summary>
+    /// Exact ties (finite differences cannot see them): like PyTorch, a tiled MaxPool gives each window's gradient
+    /// to its first maximum in row-major order. Values in {0, 1, 2} make most windows tie; a 2×3 kernel over 6×7
+    /// also leaves an uncovered column, whose gradient must be zero.
+    /// </summary>
+    [Fact]
+    public void TiledMaxPoolGivesTiesToTheFirstMaximum()
+    {
+        long[] dims = [2, 3, 6, 7];
+        var random = new Random(7);
+        var x = Enumerable.Range(0, 2 * 3 * 6 * 7).Select(_ => (double)random.Next(3)).ToArray();
+        var c = new GradientCheck(DataType.Float); // ONNX Runtime's Resize and MaxPool are float-only
+        var y = c.Builder.Op("MaxPool", [c.Input("X", dims, x)], Attr("kernel_shape", new long[] { 2, 3 }), Attr("strides", new long[] { 2, 3 }));
+        var seed = Enumerable.Range(1, 2 * 3 * 3 * 2).Select(v => (double)v).ToArray();
+        var grad = c.Gradients(y, seed)[0];
+
+        var expected = new double[x.Length];
+        for (var plane = 0; plane < 6; plane++)
+        {
+            for (var wr = 0; wr < 3; wr++)
+            {
+                for (var wc = 0; wc < 2; wc++)
+                {
+                    var best = -1;
+                    for (var r = wr * 2; r < wr * 2 + 2; r++)
+                    {
+                        for (var col = wc * 3; col < wc * 3 + 3; col++)
+                        {
+                            var i = (plane * 6 + r) * 7 + col;
+                            if (best < 0 || x[i] > x[best])
+                            {
+                                best = i;
+                            }
+                        }
+                    }
+
+                    expected[best] = seed[(plane * 3 + wr) * 2 + wc];
+                }
+            }
+        }
+
+        Assert.Equal(expected, grad);
     }
 
     private static string Build(GradientCheck c, string name)
@@ -188,12 +233,14 @@ public class GradientCheckTests
 
             case "Conv":
                 {
-                    var x = c.Input("X", [2, 3, 7, 7]);
-                    var w = c.Input("W", parts[1] == "group-input" ? [4, 1, 3, 3] : [4, 3, 3, 3]);
+                    // One input channel: the weight gradient splits the batch into image groups (6 images: 2 groups of 3).
+                    var single = parts[1].StartsWith("single-channel", StringComparison.Ordinal);
+                    var x = c.Input("X", single ? [6, 1, 7, 7] : [2, 3, 7, 7]);
+                    var w = c.Input("W", parts[1] == "group-input" || single ? [4, 1, 3, 3] : [4, 3, 3, 3]);
                     var bias = c.Input("B", [4]);
                     AttributeProto[] attrs = parts[1] switch
                     {
-                        "stride-pad" => [Attr("strides", new long[] { 2, 2 }), Attr("pads", new long[] { 1, 1, 1, 1 })],
+                        "stride-pad" or "single-channel-stride" => [Attr("strides", new long[] { 2, 2 }), Attr("pads", new long[] { 1, 1, 1, 1 })],
                         "dilation-asymmetric" => [Attr("dilations", new long[] { 2, 1 }), Attr("pads", new long[] { 0, 1, 1, 0 }), Attr("strides", new long[] { 1, 2 })],
                         "same-upper" => [Attr("auto_pad", "SAME_UPPER"), Attr("strides", new long[] { 2, 2 })],
                         _ => [],

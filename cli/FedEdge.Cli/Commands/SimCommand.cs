@@ -28,10 +28,12 @@ internal static partial class SimCommand
             DefaultValueFactory = _ => d.Aggregator,
         };
         var bucket = new Option<int>("--bucket") { Description = "Bucketing pre-aggregator bucket size s (0 = none).", DefaultValueFactory = _ => d.BucketSize };
+        var serverLr = new Option<double>("--server-lr") { Description = "Server learning rate η_g (x ← x + η_g·aggregate).", DefaultValueFactory = _ => d.ServerLearningRate };
         var tau = new Option<double?>("--tau") { Description = "Radius τ of centered clipping." };
         var attack = new Option<string>("--attack") { Description = string.Join(", ", SimulationAttacks.Names) + ".", DefaultValueFactory = _ => d.Attack };
         attack.AcceptOnlyFromAmong([.. SimulationAttacks.Names]);
-        var attackers = new Option<double>("--attackers") { Description = "Fraction of malicious devices.", DefaultValueFactory = _ => d.Attackers };
+        var attackers = new Option<double>("--attackers") { Description = "Fraction of malicious devices; also the f the robust rule is configured for.", DefaultValueFactory = _ => d.Attackers };
+        var assumeF = new Option<int?>("--assume-f") { Description = "f the rule is configured with (default: the attackers; in a clean run the count --attackers gives)." };
         var mode = new Option<string>("--mode") { Description = "sync (rounds) or async (FedBuff).", DefaultValueFactory = _ => d.Mode };
         mode.AcceptOnlyFromAmong("sync", "async");
         var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round.", DefaultValueFactory = _ => d.LocalEpochs };
@@ -48,6 +50,7 @@ internal static partial class SimCommand
         };
         var brokerPid = new Option<int?>("--broker-pid") { Description = "External broker: send this process (Mosquitto) SIGHUP to reload the files." };
         var roundDeadline = new Option<double?>("--round-deadline") { Description = "Seconds after which a round closes with the updates that arrived (default: 600)." };
+        var giveUp = new Option<double?>("--give-up") { Description = "Stop the run when no new model version was committed for this many seconds (default: 600)." };
         var json = new Option<string>("--json") { Description = "Write the run record as JSON to this file.", DefaultValueFactory = _ => "run.json" };
         var report = new Option<string>("--report") { Description = "Write the HTML report (accuracy, bytes, diagnostics) to this file.", DefaultValueFactory = _ => "run.html" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
@@ -55,8 +58,8 @@ internal static partial class SimCommand
 
         var command = new Command("sim", "Simulate a federation in one process: cloud, broker and N edge agents over loopback MQTT on Fashion-MNIST.")
         {
-            devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, attack, attackers, mode, epochs, maxSteps, optimizer, learningRate,
-            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, json, report, dataDir, scenario,
+            devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, epochs, maxSteps, optimizer, learningRate,
+            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, json, report, dataDir, scenario,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -76,8 +79,10 @@ internal static partial class SimCommand
                 Aggregator = parse.GetValue(aggregator)!,
                 BucketSize = parse.GetValue(bucket),
                 ClippingRadius = parse.GetValue(tau),
+                ServerLearningRate = parse.GetValue(serverLr),
                 Attack = parse.GetValue(attack)!,
                 Attackers = parse.GetValue(attackers),
+                AssumedByzantine = parse.GetValue(assumeF),
                 Mode = parse.GetValue(mode)!,
                 LocalEpochs = parse.GetValue(epochs),
                 MaxStepsPerRound = parse.GetValue(maxSteps),
@@ -89,6 +94,7 @@ internal static partial class SimCommand
                 DataDirectory = parse.GetValue(dataDir),
                 RoundDeadline = parse.GetValue(roundDeadline) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
             };
+            if (parse.GetValue(giveUp) is { } giveUpSeconds) options = options with { RoundTimeout = TimeSpan.FromSeconds(giveUpSeconds) };
             try
             {
                 options.Validate();

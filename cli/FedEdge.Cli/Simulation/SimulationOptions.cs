@@ -23,6 +23,8 @@ public sealed record SimulationOptions
     public int BucketSize { get; init; }
     /// <summary>τ of centered clipping (null = the library's default).</summary>
     public double? ClippingRadius { get; init; }
+    /// <summary>Server learning rate η_g: x ← x + η_g·aggregate (1 = plain FedAvg step).</summary>
+    public double ServerLearningRate { get; init; } = 1.0;
     /// <summary>One of <see cref="SimulationAttacks.Names"/>.</summary>
     public string Attack { get; init; } = "alie";
     /// <summary>Fraction of the devices that are malicious (rounded down; at least one when the fraction is positive).</summary>
@@ -54,6 +56,20 @@ public sealed record SimulationOptions
     /// <summary>How long colluding attackers (ALIE, IPM) wait for the honest updates of a round.</summary>
     public TimeSpan CollusionWait { get; init; } = TimeSpan.FromMinutes(2);
 
+    /// <summary>
+    /// f the robust rule is configured with (null = <see cref="ByzantineCount"/>'s default). An operator sets f from the
+    /// share of devices the federation must tolerate, without knowing whether anyone attacks.
+    /// </summary>
+    public int? AssumedByzantine { get; init; }
+
+    /// <summary>
+    /// f handed to the federation's rule: <see cref="AssumedByzantine"/>, else the attackers present, else (a clean run)
+    /// the count that <see cref="Attackers"/> would give, at most (n − 1)/2. So a clean run uses the same rule as the
+    /// attacked runs it is compared with; with f = 0 the trimmed mean would be the plain mean (docs/learning.md §3).
+    /// </summary>
+    public int ByzantineCount => AssumedByzantine
+        ?? (AttackerCount > 0 ? AttackerCount : Math.Min((int)Math.Floor(Attackers * Devices), (Devices - 1) / 2));
+
     public int AttackerCount =>
         Attack == "none" || Attackers <= 0 ? 0 : Math.Clamp((int)Math.Floor(Attackers * Devices), 1, Devices);
 
@@ -77,8 +93,12 @@ public sealed record SimulationOptions
             throw new ArgumentException($"Unknown --ef '{ErrorFeedback}' (none, ef14, ef21, econtrol).");
         if (!AggregationRuleFactory.Names.Contains(Aggregator))
             throw new ArgumentException($"Unknown --aggregator '{Aggregator}' ({string.Join(", ", AggregationRuleFactory.Names)}).");
+        if (AssumedByzantine is { } assumed && (assumed < 0 || 2 * assumed >= Devices))
+            throw new ArgumentException($"--assume-f must be in [0, devices/2) (got {assumed} for {Devices} devices).");
         if (BucketSize < 0) throw new ArgumentException("--bucket must be ≥ 0.");
+        if (!(ServerLearningRate > 0) || !double.IsFinite(ServerLearningRate)) throw new ArgumentException($"--server-lr must be positive (got {ServerLearningRate}).");
         if (ClippingRadius is { } tau && !(tau > 0)) throw new ArgumentException($"--tau must be positive (got {tau}).");
+        if (RoundTimeout <= TimeSpan.Zero) throw new ArgumentException("--give-up must be positive.");
         if (RoundDeadline is { } deadline && deadline <= TimeSpan.Zero) throw new ArgumentException("--round-deadline must be positive.");
         if (DiagnosticsWindow < 2) throw new ArgumentException("The diagnostics window must hold at least 2 models.");
         if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp")))

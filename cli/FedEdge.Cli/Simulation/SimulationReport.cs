@@ -31,7 +31,8 @@ public static class SimulationReport
     public static string Describe(SimulationOptions o) =>
         $"{o.Devices} devices{(o.AttackerCount > 0 ? $" ({o.AttackerCount} {o.Attack} attackers)" : ", no attackers")}, {o.Model}, {o.Partition}, " +
         $"{o.Codec}{(o.ErrorFeedback == "none" ? "" : " + " + o.ErrorFeedback)}, " +
-        $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.Aggregator}, {o.Mode}, {o.Rounds} rounds";
+        $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.Aggregator}{(o.ByzantineCount != o.AttackerCount ? $" (f = {o.ByzantineCount})" : "")}" +
+        $"{(o.ServerLearningRate != 1.0 ? string.Create(CultureInfo.InvariantCulture, $" (server lr {o.ServerLearningRate})") : "")}, {o.Mode}, {o.Rounds} rounds";
 
     public static string ToHtml(SimulationResult result)
     {

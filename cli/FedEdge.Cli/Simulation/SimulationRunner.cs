@@ -70,12 +70,13 @@ public static class SimulationRunner
             Rule = options.Aggregator,
             Rounds = options.Rounds,
             Mode = options.Mode == "async" ? FederationMode.Async : FederationMode.Sync,
-            ByzantineCount = attackerCount,
+            ByzantineCount = options.ByzantineCount,
             Seed = options.Seed,
             ErrorFeedback = options.ErrorFeedback,
             BufferSize = Math.Max(1, options.Devices / 2),
             RoundDeadline = options.RoundDeadline ?? options.RoundTimeout,
             RuleParameters = ruleParameters,
+            ServerLearningRate = options.ServerLearningRate,
         };
         if (config.Validate() is { } problem) throw new ArgumentException(problem);
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();

@@ -21,6 +21,8 @@ namespace FedEdge.Cloud.Telemetry.Http;
 /// <list type="bullet">
 /// <item><c>GET /healthz</c>: liveness, no key needed.</item>
 /// <item><c>GET /api/federations/{id}</c>: the federation grain's status (404 when never started).</item>
+/// <item><c>GET /api/federations/{id}/clusters</c>: a clustered (FedDAA) federation's clustering (epoch, k, clusters,
+/// assignments, silhouettes) and the status of each live cluster model (404 when the federation is not clustered).</item>
 /// <item><c>GET /api/federations/{id}/drift-events?device=&amp;since=&amp;until=&amp;kind=&amp;after=&amp;limit=</c>: drift history, oldest first.</item>
 /// <item><c>GET /api/devices?federation=</c>: registered devices, without secrets.</item>
 /// </list>
@@ -80,6 +82,19 @@ public sealed class TelemetryHttpApi(
             return status.Phase == FederationPhase.NotStarted
                 ? Problem(StatusCodes.Status404NotFound, $"federation '{id}' has not been started")
                 : Results.Json(status, DriftEventJson.Options);
+        });
+
+        app.MapGet("/api/federations/{id}/clusters", async (string id) =>
+        {
+            if (!Identifiers.IsValid(id)) return Problem(StatusCodes.Status400BadRequest, $"federation id '{id}' is not valid");
+            var grains = services.GetRequiredService<IGrainFactory>();
+            var status = await grains.GetGrain<IFederationGrain>(id).GetStatusAsync();
+            if (status.Config is not { IsClustered: true })
+                return Problem(StatusCodes.Status404NotFound, $"federation '{id}' is not a started clustered federation");
+            var clustering = await grains.GetGrain<IClusterDirectoryGrain>(id).GetStatusAsync();
+            var models = await Task.WhenAll(clustering.Clusters.Where(c => c.IsLive)
+                .Select(c => grains.GetGrain<IFederationGrain>(ModelGrainKey.For(id, c.Cluster)).GetStatusAsync()));
+            return Results.Json(new { clustering, models }, DriftEventJson.Options);
         });
 
         app.MapGet("/api/federations/{id}/drift-events", async (string id, HttpRequest request, CancellationToken cancellationToken) =>

@@ -21,11 +21,16 @@ namespace FedEdge.Cloud.Benchmarks;
 /// <summary>
 /// Measures the cloud's ingest rate of signed sign-codec updates over the embedded broker, against the broker's
 /// own ceiling for the same messages in the same run (delivered to one QoS 1 subscriber without processing).
-/// Runs a throw-away cloud (FedBuff, so every update is accepted) on free loopback ports.
+/// Runs a throw-away cloud (FedBuff, so every update is accepted) on free loopback ports. Both measurements are
+/// taken after <c>warmupPerDevice</c> untimed updates per device through the same path, so that they compare the
+/// steady state of a running service rather than JIT compilation and first-call set-up.
 /// </summary>
 public static class IngestBenchmark
 {
-    public sealed record Result(int Updates, int Dimension, int FrameBytes, double CeilingPerSecond, double IngestPerSecond, bool SynchronousFull)
+    /// <param name="CeilingCpuMs">Process CPU time per message in the broker-only run (all threads, this process hosts both sides).</param>
+    /// <param name="IngestCpuMs">Process CPU time per update in the ingest run: less sensitive to other load on the machine than the rates.</param>
+    public sealed record Result(int Updates, int Dimension, int FrameBytes, double CeilingPerSecond, double IngestPerSecond, bool SynchronousFull,
+        double CeilingCpuMs, double IngestCpuMs)
     {
         public double Fraction => IngestPerSecond / CeilingPerSecond;
 
@@ -37,7 +42,7 @@ public static class IngestBenchmark
     }
 
     public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
-        CancellationToken cancellationToken = default, int? bufferSize = null)
+        CancellationToken cancellationToken = default, int? bufferSize = null, int warmupPerDevice = 2)
     {
         var directory = Path.Combine(Path.GetTempPath(), "fededge-bench-" + Guid.NewGuid().ToString("N"));
         try
@@ -67,7 +72,7 @@ public static class IngestBenchmark
                 var (_, password, privateKey) = registry.Add(id, "bench");
                 using var key = SigningKeyPair.FromPrivateKey(id, privateKey);
                 var frames = new List<byte[]>();
-                for (var u = 0; u < updatesPerDevice; u++)
+                for (var u = 0; u < warmupPerDevice + updatesPerDevice; u++)
                 {
                     for (var j = 0; j < dimension; j++) values[j] = (float)(random.NextDouble() - 0.5);
                     var envelope = new UpdateEnvelope
@@ -85,23 +90,36 @@ public static class IngestBenchmark
                 }
                 clients.Add((await ConnectAsync(port, id, id, password, cancellationToken), MqttTopics.Update("bench", id), frames));
             }
+            var warmup = devices * warmupPerDevice;
             var total = devices * updatesPerDevice;
             var frameBytes = clients[0].Frames[0].Length;
 
             // Ceiling: the same frames through the same broker to one QoS 1 subscriber that does nothing with them.
             var watcher = await ConnectAsync(port, "bench-watcher", service.UserName, service.Password, cancellationToken);
             var received = 0;
+            var warm = new TaskCompletionSource();
             var all = new TaskCompletionSource();
             watcher.ApplicationMessageReceivedAsync += _ =>
             {
-                if (Interlocked.Increment(ref received) == total) all.TrySetResult();
+                var n = Interlocked.Increment(ref received);
+                if (n == warmup) warm.TrySetResult();
+                if (n == warmup + total) all.TrySetResult();
                 return Task.CompletedTask;
             };
             await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/bench/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
+            if (warmup > 0)
+            {
+                await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Take(warmupPerDevice), cancellationToken)));
+                await warm.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
+            }
+            var process = Process.GetCurrentProcess();
+            var cpu = process.TotalProcessorTime;
             var clock = Stopwatch.StartNew();
-            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames, cancellationToken)));
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Skip(warmupPerDevice), cancellationToken)));
             await all.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
             var ceiling = total / clock.Elapsed.TotalSeconds;
+            process.Refresh();
+            var ceilingCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
             await watcher.DisconnectAsync(cancellationToken: cancellationToken);
 
             // Ingest: verified, decoded, buffered by FedBuff and persisted before acknowledgement.
@@ -118,18 +136,21 @@ public static class IngestBenchmark
             }, new Immutable<byte[]>(model));
             var metrics = host.Services.GetRequiredService<IngestionMetrics>();
             clock.Restart();
-            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames, cancellationToken)));
-            while (metrics.Accepted + metrics.RejectedByReason.Values.Sum() < total)
-            {
-                if (clock.Elapsed > TimeSpan.FromMinutes(10)) throw new TimeoutException($"only {metrics.Accepted} of {total} updates ingested");
-                await Task.Delay(5, cancellationToken);
-            }
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Take(warmupPerDevice), cancellationToken)));
+            await WaitForIngestedAsync(metrics, warmup, clock, cancellationToken);
+            process.Refresh();
+            cpu = process.TotalProcessorTime;
+            clock.Restart();
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Skip(warmupPerDevice), cancellationToken)));
+            await WaitForIngestedAsync(metrics, warmup + total, clock, cancellationToken);
             var ingest = total / clock.Elapsed.TotalSeconds;
-            if (metrics.Accepted != total)
-                throw new InvalidOperationException($"{total - metrics.Accepted} update(s) were rejected: {string.Join(", ", metrics.RejectedByReason)}");
+            process.Refresh();
+            var ingestCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
+            if (metrics.Accepted != warmup + total)
+                throw new InvalidOperationException($"{warmup + total - metrics.Accepted} update(s) were rejected: {string.Join(", ", metrics.RejectedByReason)}");
             foreach (var c in clients) c.Client.Dispose();
             await host.StopAsync(cancellationToken);
-            return new Result(total, dimension, frameBytes, ceiling, ingest, synchronousFull);
+            return new Result(total, dimension, frameBytes, ceiling, ingest, synchronousFull, ceilingCpuMs, ingestCpuMs);
         }
         finally
         {
@@ -146,7 +167,16 @@ public static class IngestBenchmark
         return client;
     }
 
-    private static async Task PublishAllAsync(IMqttClient client, string topic, List<byte[]> frames, CancellationToken cancellationToken)
+    private static async Task WaitForIngestedAsync(IngestionMetrics metrics, int count, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        while (metrics.Accepted + metrics.RejectedByReason.Values.Sum() < count)
+        {
+            if (clock.Elapsed > TimeSpan.FromMinutes(10)) throw new TimeoutException($"only {metrics.Accepted} of {count} updates ingested");
+            await Task.Delay(5, cancellationToken);
+        }
+    }
+
+    private static async Task PublishAllAsync(IMqttClient client, string topic, IEnumerable<byte[]> frames, CancellationToken cancellationToken)
     {
         foreach (var frame in frames)
             await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload(frame)

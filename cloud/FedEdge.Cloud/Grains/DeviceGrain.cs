@@ -58,7 +58,7 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
     {
         var result = Recent.Contains(update.UpdateId)
             ? SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already accepted")
-            : await GrainFactory.GetGrain<IFederationGrain>(federation).SubmitAsync(update);
+            : await GrainFactory.GetGrain<IFederationGrain>(ModelGrainKey.For(federation, update.Cluster)).SubmitAsync(update);
         if (result.Accepted)
         {
             RecordAccepted(update.UpdateId, update.Envelope.Length);

@@ -31,6 +31,10 @@ namespace FedEdge.Cloud.Grains;
 /// <item>Async: FedBuff (Nguyen et al. 2022) — each update is weighted 1/√(1+τ) (τ = versions behind), dropped
 /// beyond <see cref="FederationConfig.MaxStaleness"/>; every K updates x ← x + η·Δ̄/K and the version advances.</item>
 /// </list>
+/// The same grain runs a FedDAA cluster model (key <see cref="ModelGrainKey.For"/>(federation, c), c &gt; 0): its own
+/// versions, rounds among the devices the <see cref="ClusterDirectoryGrain"/> made live in it, update log and
+/// publication on the cluster's model topics. The federation's own grain (cluster 0) is then the reference model whose
+/// versions are the clustering clock, and it forwards device liveness to the directory.
 /// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record and the pending list in the grain
 /// state, written together) before Submit returns Accepted; on activation the pending updates are replayed into a
 /// fresh aggregation, so a restart neither loses nor double-counts them. The keys of recently aggregated updates
@@ -92,13 +96,22 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _stateWriter = new CoalescingWriter(() => _state.WriteStateAsync());
     }
 
+    /// <summary>The grain key: the federation id, or the cluster-qualified key of a cluster model.</summary>
     private string Name => this.GetPrimaryKeyString();
+
+    private (string Federation, int Cluster) Model => _model ??= ModelGrainKey.Parse(Name);
+    private (string Federation, int Cluster)? _model;
+
+    private bool IsClusterModel => Model.Cluster > 0;
+
+    /// <summary>The reference model of a clustered federation: its versions drive the cluster directory.</summary>
+    private bool IsClusteringReference => !IsClusterModel && S.Config is { IsClustered: true };
 
     private FederationState S => _state.State;
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        if (S.Config is null) return;
+        if (S.Config is null || S.Retired) return;
         var blob = await _models.GetAsync(S.ModelSha256!, cancellationToken)
             ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
         _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
@@ -120,7 +133,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private async Task<FederationStatus> StartCoreAsync(FederationConfig config, Immutable<byte[]> initialModel)
     {
         ArgumentNullException.ThrowIfNull(config);
-        Identifiers.Require(Name, "federation");
+        Identifiers.Require(Model.Federation, "federation");
         if (config.Validate() is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
         if (!config.Rule.Equals("sign-vote", StringComparison.Ordinal) && !AggregationRuleFactory.Names.Contains(config.Rule))
             throw new ArgumentException($"Federation {Name}: unknown rule '{config.Rule}'; expected one of {string.Join(", ", AggregationRuleFactory.Names)}", nameof(config));
@@ -142,7 +155,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         S.ModelSha256 = sha;
         S.ParameterCount = vector.ParameterCount;
         S.ModelBytes = initialModel.Value.Length;
-        _registry.AddFederation(Name);
+        if (!IsClusterModel) _registry.AddFederation(Name);
         await LoadEstimateAsync(CancellationToken.None);
         RebuildAggregation();
         if (config.Mode == FederationMode.Sync) OpenRound();
@@ -156,6 +169,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         if (await WaitForRoomAsync() is { } busy) return Count(busy);
         // From here to the first await this runs as one turn: the checks and the hand-over to the round are atomic.
+        if (IsClusterModel && (S.Config is null || S.Retired))
+            return Count(SubmitResult.Reject(RejectionReason.UnknownCluster, S.Retired
+                ? $"cluster {Model.Cluster} of federation {Model.Federation} was retired (no devices left)"
+                : $"federation {Model.Federation} has no cluster {Model.Cluster}"));
         if (S.Config is not { } config) return Count(SubmitResult.Reject(RejectionReason.UnknownFederation, $"federation {Name} is not configured"));
         if (S.Finished) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, $"federation {Name} finished at v{S.ModelVersion}"));
         if (update.Delta.Length != S.ParameterCount)
@@ -277,7 +294,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     public async Task SetDeviceLiveAsync(string deviceId, bool live)
     {
+        // Liveness comes from the status topic to the federation's own grain; in a clustered federation the
+        // directory passes it on to the clusters the device is assigned to.
+        if (IsClusteringReference) await Directory.SetDeviceOnlineAsync(deviceId, live);
         if (!(live ? S.Live.Add(deviceId) : S.Live.Remove(deviceId))) return;
+        if (S.Retired) return;
         if (S.Config is { Mode: FederationMode.Sync } && !S.Finished && _round is null) OpenRound();
         await _stateWriter.WriteAsync();
     }
@@ -287,6 +308,43 @@ public sealed class FederationGrain : Grain, IFederationGrain
     public Task<GlobalModel?> GetModelAsync() => Task.FromResult(S.Config is null
         ? null
         : new GlobalModel { Version = S.ModelVersion, Parameters = _parameters.ToArray(), Sha256 = S.ModelSha256! });
+
+    public async Task<Immutable<byte[]>> GetModelBytesAsync()
+    {
+        if (S.Config is null) throw new InvalidOperationException($"Model {Name} is not started");
+        var model = await _models.GetAsync(S.ModelSha256!, CancellationToken.None)
+            ?? throw new InvalidDataException($"Model {Name} v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
+        return new Immutable<byte[]>(model);
+    }
+
+    public Task RetireAsync() => RunExclusiveAsync(async () =>
+    {
+        if (!IsClusterModel) throw new InvalidOperationException($"Federation {Name}: only cluster models are retired");
+        if (S.Config is null || S.Retired) return;
+        S.Retired = true;
+        _deadlineTimer?.Dispose();
+        _deadlineTimer = null;
+        _round = null;
+        _buffer = null;
+        // Pending updates of the open round are dropped with the cluster; their records are deleted.
+        var dropped = S.Pending;
+        S.Pending = [];
+        S.Sampled = [];
+        S.RoundDeadline = null;
+        await _stateWriter.WriteAsync();
+        await Task.WhenAll(dropped.Select(ClearRecordAsync));
+        try
+        {
+            await _publication.WithdrawAsync(Model.Federation, Model.Cluster, S.ModelVersion, _publication.ChunkCount(S.ModelBytes), CancellationToken.None);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning(e, "Model {Model}: withdrawing the retained model failed", Name);
+        }
+        _logger.LogInformation("Cluster {Cluster} of {Federation} retired at v{Version} ({Dropped} pending update(s) dropped)", Model.Cluster, Model.Federation, S.ModelVersion, dropped.Count);
+    });
+
+    private IClusterDirectoryGrain Directory => GrainFactory.GetGrain<IClusterDirectoryGrain>(Model.Federation);
 
     /// <summary>Offers the update to the open round or buffer; returns why it was refused, or null.</summary>
     private string? Take(UpdateSubmission update, int staleness)
@@ -387,7 +445,21 @@ public sealed class FederationGrain : Grain, IFederationGrain
         // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the
         // aggregated records are then deleted together, sharing group commits.
         await PublishAsync(version, model, previousChunks, CancellationToken.None);
+        if (IsClusteringReference) _ = TickClusteringAsync(version);
         await Task.WhenAll(aggregated.Select(ClearRecordAsync));
+    }
+
+    /// <summary>Tells the cluster directory that the reference model advanced (not awaited by the commit).</summary>
+    private async Task TickClusteringAsync(long version)
+    {
+        try
+        {
+            await Directory.OnReferenceVersionAsync(version);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "Federation {Federation}: the cluster directory failed at reference v{Version}", Name, version);
+        }
     }
 
     private async Task ClearRecordAsync(PendingUpdate done)
@@ -415,7 +487,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
     /// <summary>Samples the round's devices; leaves no round open when no device is known yet.</summary>
     private void OpenRound()
     {
-        var available = S.Live.Count > 0
+        // A cluster model samples only the devices the directory made live in it; the federation's own model falls
+        // back to every registered device while none has reported.
+        var available = S.Live.Count > 0 || IsClusterModel
             ? S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
             : _registry.List(Name).Where(d => !d.Revoked).Select(d => new DeviceDescriptor(d.DeviceId)).ToList();
         if (available.Count == 0)
@@ -498,7 +572,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     private async Task OnDeadlineAsync(CancellationToken cancellationToken)
     {
-        if (S.Finished || S.Config is not { Mode: FederationMode.Sync } config) return;
+        if (S.Finished || S.Retired || S.Config is not { Mode: FederationMode.Sync } config) return;
         if (_exclusive is not null || _unsaved.Count > 0)
         {
             // Updates taken into the round are still being made durable (or a version is being committed): look again shortly.
@@ -544,7 +618,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         try
         {
-            await _publication.PublishAsync(Name, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken);
+            await _publication.PublishAsync(Model.Federation, Model.Cluster, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken);
         }
         catch (Exception e)
         {
@@ -579,9 +653,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     private FederationStatus Status() => new()
     {
-        Federation = Name,
+        Federation = Model.Federation,
+        Cluster = Model.Cluster,
         Config = S.Config,
-        Phase = S.Config is null ? FederationPhase.NotStarted : S.Finished ? FederationPhase.Finished : FederationPhase.Collecting,
+        Phase = S.Config is null ? FederationPhase.NotStarted : S.Retired ? FederationPhase.Retired : S.Finished ? FederationPhase.Finished : FederationPhase.Collecting,
         ModelVersion = S.ModelVersion,
         ModelSha256 = S.ModelSha256,
         ParameterCount = S.ParameterCount,

@@ -33,6 +33,8 @@ public sealed class FederationState
     /// <summary>"device/update" keys of the most recently aggregated updates, oldest first (durable de-duplication:
     /// device grains write their own windows lazily).</summary>
     [Id(16)] public List<string> RecentlyAggregated { get; set; } = [];
+    /// <summary>Cluster models only: retired by the cluster directory (no devices left); takes no updates.</summary>
+    [Id(17)] public bool Retired { get; set; }
 }
 
 /// <summary>What the federation remembers of an accepted update; the update itself is a <see cref="StoredUpdate"/>.</summary>

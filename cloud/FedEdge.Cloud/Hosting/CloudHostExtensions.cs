@@ -73,6 +73,7 @@ public static class CloudHostExtensions
         services.AddSingleton<MqttServiceConnection>();
         services.AddHostedService(sp => sp.GetRequiredService<MqttServiceConnection>());
         services.AddSingleton<ModelPublication>();
+        services.AddSingleton<ClusterAssignmentPublication>();
         services.AddSingleton<IngestionMetrics>();
         services.AddSingleton<MqttIngestionBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<MqttIngestionBridge>());

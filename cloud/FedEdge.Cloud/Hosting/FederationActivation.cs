@@ -9,7 +9,8 @@ namespace FedEdge.Cloud.Hosting;
 
 /// <summary>
 /// On start, activates every federation the registry knows, so each republishes its current model (the embedded
-/// broker's retained messages do not survive a restart) and re-arms its round deadline.
+/// broker's retained messages do not survive a restart) and re-arms its round deadline; a clustered (FedDAA)
+/// federation's cluster directory resumes too (its cluster models republish, assignments are republished).
 /// Federations declared in configuration (<see cref="CloudOptions.Federations"/>) are started first if new.
 /// </summary>
 public sealed class FederationActivation(DeviceRegistry registry, IGrainFactory grains, MqttServiceConnection mqtt,
@@ -28,6 +29,8 @@ public sealed class FederationActivation(DeviceRegistry registry, IGrainFactory 
         {
             var status = await grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
             logger.LogInformation("Federation {Federation}: {Phase} at v{Version}, {Pending} pending", federation, status.Phase, status.ModelVersion, status.PendingUpdates);
+            // A clustered federation's cluster models and the devices' retained assignments are republished too.
+            if (status.Config is { IsClustered: true }) await grains.GetGrain<IClusterDirectoryGrain>(federation).ResumeAsync();
         }
     }
 

@@ -4,6 +4,7 @@ using System.Threading.Channels;
 using FedEdge.Aggregation;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Broker;
+using FedEdge.Cloud.Clustering;
 using FedEdge.Cloud.Security;
 using FedEdge.Protocol;
 using FedEdge.Protocol.Messages;
@@ -18,7 +19,10 @@ namespace FedEdge.Cloud.Ingestion;
 /// Takes device messages from MQTT and hands them to the grains. For updates: size limit, registry (unknown,
 /// revoked, wrong federation), chunk reassembly, the protocol's decode-and-verify (Ed25519 signature, topic
 /// device = envelope device, codec, dimension, NaN/∞), de-duplication against the device's accepted ids,
-/// then the federation's own checks (base version, staleness). Every refusal is counted by reason
+/// then the federation's own checks (base version, staleness). In a clustered (FedDAA) federation the update goes to the
+/// cluster model it names (<c>UpdateEnvelope.cluster</c>; an unknown or retired one is refused as
+/// <see cref="RejectionReason.UnknownCluster"/>) and its drift statistics, once checked
+/// (<see cref="DriftStatisticsCheck"/>, else <see cref="RejectionReason.BadDriftStatistics"/>), go to the cluster directory. Every refusal is counted by reason
 /// (<see cref="IngestionMetrics"/>, the device's statistics) and logged, and never reaches the model.
 /// Messages are acknowledged to the broker only after the federation persisted the update, so an update the
 /// cloud did not take is redelivered from its persistent session. <see cref="CloudOptions.IngestionConcurrency"/>
@@ -37,7 +41,8 @@ public sealed class MqttIngestionBridge : BackgroundService
     private readonly UpdateReassembler _reassembler;
     private readonly RegistryVerificationKeys _keys;
     private readonly ConcurrentDictionary<string, UpdateEnvelopeVerifier> _verifiers = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, int> _dimensions = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, (int Dimension, bool Clustered)> _federations = new(StringComparer.Ordinal);
+    private readonly UpdateBufferPool _buffers;
 
     public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
         IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, Telemetry.Drift.IDriftEventSink? drift = null)
@@ -51,6 +56,7 @@ public sealed class MqttIngestionBridge : BackgroundService
         _drift = drift;
         _keys = new RegistryVerificationKeys(registry);
         _reassembler = new UpdateReassembler(new ReassemblyOptions { MaxEnvelopeBytes = _options.MaxUpdateBytes });
+        _buffers = new UpdateBufferPool(_options.IngestionConcurrency);
         _queue = Channel.CreateBounded<MqttApplicationMessageReceivedEventArgs>(new BoundedChannelOptions(1024)
         {
             FullMode = BoundedChannelFullMode.Wait,
@@ -196,11 +202,12 @@ public sealed class MqttIngestionBridge : BackgroundService
         if (framed.Outcome != FrameOutcome.Complete) return; // a chunk stored, or a redelivered one
         var envelope = framed.Envelope;
 
-        if (await DimensionAsync(federation) is not int dimension)
+        if (await FederationAsync(federation) is not { } known)
         {
             await RejectAsync(federation, deviceId, RejectionReason.UnknownFederation, $"federation {federation} is not configured", envelope.Length, countForDevice: true);
             return;
         }
+        var (dimension, clustered) = known;
         var verifier = _verifiers.GetOrAdd(federation, f => new UpdateEnvelopeVerifier(
             new UpdateVerifierOptions { Federation = f, MaxEnvelopeBytes = _options.MaxUpdateBytes }, _keys));
         var verified = verifier.Verify(envelope.Span, deviceId, dimension);
@@ -209,9 +216,16 @@ public sealed class MqttIngestionBridge : BackgroundService
             await RejectAsync(federation, deviceId, Map(verified.Reason), verified.Message ?? verified.Reason.ToString(), envelope.Length, countForDevice: true);
             return;
         }
-        var update = verified.Value;
+        var delta = _buffers.Rent(dimension);
+        // Returned only when the submission completed (accepted or refused): a failed or timed-out grain call may
+        // still be reading the buffer, so it is left to the GC then.
+        await SubmitDecodedAsync(federation, deviceId, envelope, verified.Value, clustered, delta);
+        _buffers.Return(delta);
+    }
+
+    private async Task SubmitDecodedAsync(string federation, string deviceId, ReadOnlyMemory<byte> envelope, VerifiedUpdate update, bool clustered, float[] delta)
+    {
         var updateId = update.UpdateIdHex;
-        var delta = new float[dimension];
         var decoded = update.DecodeInto(delta);
         if (!decoded.IsValid)
         {
@@ -222,6 +236,35 @@ public sealed class MqttIngestionBridge : BackgroundService
         {
             await RejectAsync(federation, deviceId, RejectionReason.NonFinite, $"decoded coordinate {bad} is {delta[bad]}", envelope.Length, countForDevice: true);
             return;
+        }
+
+        // FedDAA: the update names the cluster model it was trained from, and carries the device's drift statistics.
+        var cluster = update.Envelope.Cluster;
+        if (cluster < 0 || (cluster > 0 && !clustered))
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.UnknownCluster, clustered
+                ? $"cluster {cluster} is not a cluster number"
+                : $"federation {federation} is not clustered; cluster {cluster} does not exist", envelope.Length, countForDevice: true);
+            return;
+        }
+        var directory = _grains.GetGrain<IClusterDirectoryGrain>(federation);
+        if (cluster > 0 && !await directory.IsLiveClusterAsync(cluster))
+        {
+            await RejectAsync(federation, deviceId, RejectionReason.UnknownCluster, $"federation {federation} has no live cluster {cluster} (never created, or retired)", envelope.Length, countForDevice: true);
+            return;
+        }
+        if (clustered && update.Envelope.Drift is { } drift)
+        {
+            // Checked before anything is recorded, so bad statistics change nothing; kept before the submission like the
+            // drift report (a stale or replayed update still carries the device's genuine, signed latest statistics).
+            var problem = DriftStatisticsCheck.TryRead(drift, DateTimeOffset.UtcNow, out var statistics, out var shape)
+                ? await directory.ReportStatisticsAsync(deviceId, statistics!)
+                : shape;
+            if (problem is not null)
+            {
+                await RejectAsync(federation, deviceId, RejectionReason.BadDriftStatistics, problem, envelope.Length, countForDevice: true);
+                return;
+            }
         }
 
         // Drift report (FedDAA) recorded before the submission; idempotent per update id, so a redelivery adds nothing.
@@ -235,6 +278,7 @@ public sealed class MqttIngestionBridge : BackgroundService
             Delta = delta,
             Envelope = envelope.ToArray(),
             TrainLoss = update.Envelope.Metrics?.Loss,
+            Cluster = cluster,
         });
         if (!result.Accepted)
         {
@@ -246,12 +290,13 @@ public sealed class MqttIngestionBridge : BackgroundService
         _logger.LogDebug("Accepted {Update} from {Device} on v{Base} ({Bytes} bytes)", updateId, deviceId, update.Envelope.BaseModelVersion, envelope.Length);
     }
 
-    private async Task<int?> DimensionAsync(string federation)
+    /// <summary>The federation's update dimension (shared by its cluster models) and whether it is clustered; null if not started.</summary>
+    private async Task<(int Dimension, bool Clustered)?> FederationAsync(string federation)
     {
-        if (_dimensions.TryGetValue(federation, out var known)) return known;
+        if (_federations.TryGetValue(federation, out var known)) return known;
         var status = await _grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
         if (status.Phase == FederationPhase.NotStarted) return null;
-        return _dimensions[federation] = status.ParameterCount;
+        return _federations[federation] = (status.ParameterCount, status.Config is { IsClustered: true });
     }
 
     private async Task RejectAsync(string federation, string deviceId, RejectionReason reason, string detail, long bytes, bool countForDevice)

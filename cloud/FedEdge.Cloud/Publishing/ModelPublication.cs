@@ -9,9 +9,10 @@ using MQTTnet.Protocol;
 namespace FedEdge.Cloud.Publishing;
 
 /// <summary>
-/// Publishes a federation's global model: chunks, then the announcement (version, SHA-256, cloud signature),
-/// all retained at QoS 1 on the federation's model topics; then clears the previous version's retained chunks
-/// so the broker does not keep every version forever.
+/// Publishes a federation's global model (cluster 0) or one of its FedDAA cluster models (cluster c &gt; 0): chunks,
+/// then the announcement (version, SHA-256, cluster, cloud signature), all retained at QoS 1 on the model's topics
+/// (<see cref="PublishedModel.AnnouncementTopic"/>); then clears the previous version's retained chunks so the broker
+/// does not keep every version forever.
 /// </summary>
 public sealed class ModelPublication : IDisposable
 {
@@ -30,7 +31,11 @@ public sealed class ModelPublication : IDisposable
         _publisher = new ModelPublisher(_key);
     }
 
-    public async Task PublishAsync(string federation, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
+    public Task PublishAsync(string federation, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
+        int? previousChunkCount, CancellationToken cancellationToken) =>
+        PublishAsync(federation, cluster: 0, version, model, parameterCount, codecHint, previousChunkCount, cancellationToken);
+
+    public async Task PublishAsync(string federation, int cluster, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
         int? previousChunkCount, CancellationToken cancellationToken)
     {
         var published = _publisher.Publish(federation, version, model.Span, new ModelPublishOptions
@@ -38,14 +43,28 @@ public sealed class ModelPublication : IDisposable
             ChunkSize = _options.ModelChunkBytes,
             ParameterCount = parameterCount,
             CodecHints = [codecHint],
+            Cluster = cluster,
         });
         foreach (var (topic, payload) in published.Messages())
             await _mqtt.PublishAsync(Retained(topic, payload), cancellationToken);
         if (previousChunkCount is int count && version > 0)
-            for (var i = 0; i < count; i++)
-                await _mqtt.PublishAsync(Retained(MqttTopics.ModelChunk(federation, version - 1, i), []), cancellationToken);
-        _logger.LogInformation("Published model v{Version} of {Federation}: {Bytes} bytes in {Chunks} chunk(s), d = {Dimension}",
-            version, federation, model.Length, published.Chunks.Count, parameterCount);
+            await ClearChunksAsync(federation, cluster, version - 1, count, cancellationToken);
+        _logger.LogInformation("Published model v{Version} of {Federation} cluster {Cluster}: {Bytes} bytes in {Chunks} chunk(s), d = {Dimension}",
+            version, federation, cluster, model.Length, published.Chunks.Count, parameterCount);
+    }
+
+    /// <summary>Deletes a model's retained announcement and the chunks of its current version (a retired cluster model).</summary>
+    public async Task WithdrawAsync(string federation, int cluster, long version, int chunkCount, CancellationToken cancellationToken)
+    {
+        await _mqtt.PublishAsync(Retained(PublishedModel.AnnouncementTopic(federation, cluster), []), cancellationToken);
+        await ClearChunksAsync(federation, cluster, version, chunkCount, cancellationToken);
+        _logger.LogInformation("Withdrew model v{Version} of {Federation} cluster {Cluster}", version, federation, cluster);
+    }
+
+    private async Task ClearChunksAsync(string federation, int cluster, long version, int count, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < count; i++)
+            await _mqtt.PublishAsync(Retained(PublishedModel.ChunkTopic(federation, cluster, version, i), []), cancellationToken);
     }
 
     /// <summary>Chunks a model of this size is cut into (to clear them later).</summary>

@@ -31,7 +31,8 @@ public static class MosquittoConfigWriter
             text.Append('\n').Append("user ").Append(device.DeviceId).Append('\n');
             foreach (var topic in TopicAccessPolicy.PublishTopics(device.Federation, device.DeviceId))
                 text.Append("topic write ").Append(topic).Append('\n');
-            text.Append("topic read ").Append(TopicAccessPolicy.SubscribeFilter(device.Federation)).Append('\n');
+            foreach (var filter in TopicAccessPolicy.ReadFilters(device.Federation, device.DeviceId))
+                text.Append("topic read ").Append(filter).Append('\n');
         }
         return text.ToString();
     }

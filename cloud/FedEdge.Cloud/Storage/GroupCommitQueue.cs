@@ -76,11 +76,15 @@ public sealed class GroupCommitQueue<TItem, TResult> : IDisposable
                 items.Add(next.Item);
             }
             if (batch.Count == 0) continue;
+            var counted = false;
             try
             {
                 var outcomes = _commit(items);
                 if (outcomes.Count != batch.Count)
                     throw new InvalidOperationException($"the commit returned {outcomes.Count} outcomes for {batch.Count} items");
+                // Counted before the writers are released, so a writer that awaited its write sees it counted.
+                Count(batch.Count);
+                counted = true;
                 for (var i = 0; i < batch.Count; i++)
                 {
                     if (outcomes[i].Error is { } error) batch[i].Done.SetException(error);
@@ -89,11 +93,16 @@ public sealed class GroupCommitQueue<TItem, TResult> : IDisposable
             }
             catch (Exception e)
             {
+                if (!counted) Count(batch.Count);
                 foreach (var (_, done) in batch) done.TrySetException(e);
             }
-            Interlocked.Increment(ref _batches);
-            Interlocked.Add(ref _items, batch.Count);
         }
+    }
+
+    private void Count(int items)
+    {
+        Interlocked.Increment(ref _batches);
+        Interlocked.Add(ref _items, items);
     }
 
     /// <summary>Stops taking writes, commits what is queued and waits for the writer to finish.</summary>

@@ -1,3 +1,4 @@
+using FedEdge.Edge.Drift;
 using FedEdge.Edge.Identity;
 using FedEdge.Edge.Mqtt;
 using Microsoft.Extensions.Hosting;
@@ -23,11 +24,15 @@ public sealed partial class EdgeAgentService(IOptions<EdgeAgentOptions> options,
     {
         var settings = options.Value;
         using var identity = EdgeDeviceIdentity.Load(settings.CredentialsPath!);
-        LogLoadingData(settings.Data.Source!, identity.DeviceId);
-        var data = await Task.Run(() => EdgeLocalData.Load(settings.Data), stoppingToken).ConfigureAwait(false);
-        Agent = new EdgeAgent(settings, identity, data, mqtt, clock, loggers);
+        LogLoadingData(settings.Data.WindowDirectory ?? settings.Data.Source!, identity.DeviceId);
+        var windows = await Task.Run(() => OpenData(settings.Data), stoppingToken).ConfigureAwait(false);
+        Agent = new EdgeAgent(settings, identity, windows, mqtt, clock, loggers);
         await Agent.RunAsync(stoppingToken).ConfigureAwait(false);
     }
+
+    /// <summary>A window directory when one is set (new windows picked up while running), else the one static data set.</summary>
+    private static IEdgeDataWindows OpenData(EdgeDataOptions data) =>
+        string.IsNullOrWhiteSpace(data.WindowDirectory) ? new FixedDataWindow(EdgeLocalData.Load(data)) : new DirectoryDataWindows(data.WindowDirectory);
 
     [LoggerMessage(EventId = 600, Level = LogLevel.Information, Message = "Loading local data {Source} for device {DeviceId}")]
     private partial void LogLoadingData(string source, string deviceId);
@@ -43,8 +48,16 @@ public sealed class EdgeAgentOptionsValidator : IValidateOptions<EdgeAgentOption
             errors.Add("Edge:CredentialsPath is not set (pass --credentials device.json).");
         else if (!File.Exists(options.CredentialsPath))
             errors.Add($"Edge:CredentialsPath '{options.CredentialsPath}' does not exist.");
-        if (string.IsNullOrWhiteSpace(options.Data.Source))
-            errors.Add("Edge:Data:Source is not set (pass --data fashion-mnist|npy:X.npy,Y.npy|csv:file.csv).");
+        if (string.IsNullOrWhiteSpace(options.Data.Source) && string.IsNullOrWhiteSpace(options.Data.WindowDirectory))
+            errors.Add("Edge:Data:Source is not set (pass --data fashion-mnist|npy:X.npy,Y.npy|csv:file.csv), nor Edge:Data:WindowDirectory.");
+        else if (!string.IsNullOrWhiteSpace(options.Data.WindowDirectory) && !Directory.Exists(options.Data.WindowDirectory))
+            errors.Add($"Edge:Data:WindowDirectory '{options.Data.WindowDirectory}' does not exist.");
+        if (options.Drift.MaxStatisticsSamples < 1)
+            errors.Add($"Edge:Drift:MaxStatisticsSamples must be at least 1, got {options.Drift.MaxStatisticsSamples}.");
+        if (!(options.Drift.LabelShift is >= 0 and <= 1))
+            errors.Add($"Edge:Drift:LabelShift is a total-variation distance in [0, 1], got {options.Drift.LabelShift}.");
+        if (!(options.Drift.FeatureShift >= 0))
+            errors.Add($"Edge:Drift:FeatureShift must be non-negative, got {options.Drift.FeatureShift}.");
         if (string.IsNullOrWhiteSpace(options.StateDirectory))
             errors.Add("Edge:StateDirectory is empty.");
         if (options.Training.LocalEpochs < 1)

@@ -12,11 +12,14 @@ namespace FedEdge.Edge.Models;
 /// (cloud signature, federation, sizes); only then does the receiver subscribe to that version's chunks, so
 /// a device downloads only the model it will use. The assembled bytes must match the signed SHA-256. Older
 /// or already-known versions are ignored (no rollback by replaying an old announcement). Every rejection is
-/// logged with its reason; a rejected model is never handed on.
+/// logged with its reason; a rejected model is never handed on. One receiver per model stream: the federation's own
+/// model (cluster 0, <see cref="MqttTopics.Model"/>) or one cluster model of a clustered federation (FedDAA,
+/// <see cref="MqttTopics.ClusterModel"/>); an announcement whose signed <c>cluster</c> differs from its topic's is rejected.
 /// </summary>
 public sealed partial class ModelReceiver
 {
     private readonly string _federation;
+    private readonly int _cluster;
     private readonly ModelAnnouncementVerifier _verifier;
     private readonly MqttLink _link;
     private readonly ILogger _logger;
@@ -32,15 +35,38 @@ public sealed partial class ModelReceiver
     private long _rejected;
 
     /// <param name="currentVersion">Version already held (from the <see cref="ModelStore"/>); -1 for none.</param>
-    public ModelReceiver(string federation, ModelAnnouncementVerifier verifier, MqttLink link, long currentVersion = -1, ILogger<ModelReceiver>? logger = null, EdgeAgentStatistics? statistics = null)
+    /// <param name="cluster">The model stream: 0 = the federation's model, c &gt; 0 = cluster model c.</param>
+    public ModelReceiver(string federation, ModelAnnouncementVerifier verifier, MqttLink link, long currentVersion = -1, ILogger<ModelReceiver>? logger = null, EdgeAgentStatistics? statistics = null, int cluster = 0)
     {
+        ArgumentOutOfRangeException.ThrowIfNegative(cluster);
         _statistics = statistics;
         _federation = federation;
+        _cluster = cluster;
         _verifier = verifier;
         _link = link;
         _logger = (ILogger?)logger ?? NullLogger.Instance;
-        _announcementTopic = MqttTopics.Model(federation);
+        _announcementTopic = cluster == 0 ? MqttTopics.Model(federation) : MqttTopics.ClusterModel(federation, cluster);
         CurrentVersion = currentVersion;
+    }
+
+    /// <summary>The model stream this receiver follows (0 = the federation's model).</summary>
+    public int Cluster => _cluster;
+
+    /// <summary>Topic of the retained announcement this receiver follows.</summary>
+    public string AnnouncementTopic => _announcementTopic;
+
+    /// <summary>Whether <paramref name="topic"/> is this stream's announcement or one of its chunks.</summary>
+    public bool Handles(string topic) =>
+        topic == _announcementTopic || (topic.Length > _announcementTopic.Length + 1 && topic.StartsWith(_announcementTopic, StringComparison.Ordinal) && topic[_announcementTopic.Length] == '/');
+
+    /// <summary>Drops the chunk subscription of a download in progress (the stream is no longer followed).</summary>
+    public async Task AbandonAsync(CancellationToken cancellationToken)
+    {
+        if (_assembling is { } assembler)
+        {
+            _assembling = null;
+            await _link.UnsubscribeAsync(ChunkFilterOf(assembler.Announcement.ModelVersion), cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Newest verified version (-1 before the first).</summary>
@@ -55,6 +81,8 @@ public sealed partial class ModelReceiver
     /// <summary>The filter of a version's chunk topics, <c>fededge/{federation}/model/{version}/+</c>.</summary>
     public static string ChunkFilter(string federation, long version) =>
         $"{MqttTopics.Model(federation)}/{version.ToString(CultureInfo.InvariantCulture)}/+";
+
+    private string ChunkFilterOf(long version) => $"{_announcementTopic}/{version.ToString(CultureInfo.InvariantCulture)}/+";
 
     /// <summary>Reads the link's inbound messages until cancelled.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -96,15 +124,22 @@ public sealed partial class ModelReceiver
             return;
         }
         var assembler = started.Value;
+        if (assembler.Announcement.Cluster != _cluster)
+        {
+            // A validly signed announcement replayed onto another stream's topic must not replace that stream's model.
+            CountRejected();
+            LogAnnouncementRejected(nameof(RejectReason.Inconsistent), $"announcement for cluster {assembler.Announcement.Cluster} on the topic of cluster {_cluster}");
+            return;
+        }
         var version = assembler.Announcement.ModelVersion;
         if (version <= CurrentVersion || version == _assembling?.Announcement.ModelVersion)
             return;
         if (_assembling is { } previous)
-            await _link.UnsubscribeAsync(ChunkFilter(_federation, previous.Announcement.ModelVersion), cancellationToken).ConfigureAwait(false);
+            await _link.UnsubscribeAsync(ChunkFilterOf(previous.Announcement.ModelVersion), cancellationToken).ConfigureAwait(false);
         _assembling = assembler;
         _assemblingAnnouncement = payload.ToArray();
         LogDownloading(version, assembler.Announcement.TotalSize, assembler.Announcement.ChunkCount);
-        await _link.SubscribeAsync(ChunkFilter(_federation, version), cancellationToken).ConfigureAwait(false);
+        await _link.SubscribeAsync(ChunkFilterOf(version), cancellationToken).ConfigureAwait(false);
     }
 
     private async Task OnChunkAsync(ModelAssembler assembler, MqttInboundMessage message, CancellationToken cancellationToken)
@@ -119,7 +154,7 @@ public sealed partial class ModelReceiver
         if (outcome != ChunkOutcome.Stored || !assembler.IsComplete)
             return;
         var version = assembler.Announcement.ModelVersion;
-        var filter = ChunkFilter(_federation, version);
+        var filter = ChunkFilterOf(version);
         var completed = assembler.TryComplete();
         if (!completed.IsAccepted)
         {

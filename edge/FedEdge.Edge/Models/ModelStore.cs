@@ -19,9 +19,12 @@ public sealed partial class ModelStore
     private readonly ModelAnnouncementVerifier _verifier;
     private readonly bool _fsync;
     private readonly ILogger _logger;
+    private readonly int _cluster;
 
-    public ModelStore(string directory, ModelAnnouncementVerifier verifier, bool fsync = true, ILogger<ModelStore>? logger = null)
+    /// <param name="cluster">The model stream stored here (0 = the federation's model); a stored announcement of another cluster is not used.</param>
+    public ModelStore(string directory, ModelAnnouncementVerifier verifier, bool fsync = true, ILogger<ModelStore>? logger = null, int cluster = 0)
     {
+        _cluster = cluster;
         _directory = directory;
         _verifier = verifier;
         _fsync = fsync;
@@ -52,6 +55,11 @@ public sealed partial class ModelStore
         if (!announcement.IsAccepted)
         {
             LogStoredRejected(announcementPath, announcement.Reason.ToString(), announcement.Message ?? "");
+            return null;
+        }
+        if (announcement.Value.Cluster != _cluster)
+        {
+            LogStoredRejected(announcementPath, nameof(RejectReason.Inconsistent), $"it announces cluster {announcement.Value.Cluster}, this store holds cluster {_cluster}");
             return null;
         }
         var modelPath = ModelPath(announcement.Value.ModelVersion);

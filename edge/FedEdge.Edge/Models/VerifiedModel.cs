@@ -6,4 +6,7 @@ namespace FedEdge.Edge.Models;
 public sealed record VerifiedModel(ModelAnnouncement Announcement, byte[] AnnouncementBytes, byte[] ModelBytes)
 {
     public long Version => Announcement.ModelVersion;
+
+    /// <summary>The model stream: 0 = the federation's model, c &gt; 0 = cluster model c (FedDAA).</summary>
+    public int Cluster => Announcement.Cluster;
 }

@@ -31,13 +31,11 @@ public sealed partial class LocalTrainer : IDisposable
     private byte[] _graphFingerprint = [];
     private float[] _global = [];
     private float[] _local = [];
+    private int _batch;
 
     public LocalTrainer(EdgeTrainingOptions options, Dataset train, Dataset? test = null, int maxEvaluationSamples = 1000, ILogger<LocalTrainer>? logger = null)
     {
-        if (train.Count == 0)
-            throw new ArgumentException("The device has no training samples.", nameof(train));
-        if (!train.HasLabels)
-            throw new ArgumentException("The device's data set has regression targets; the agent trains classifiers (labels).", nameof(train));
+        CheckTrainingData(train);
         _options = options;
         _train = train;
         _test = test;
@@ -51,25 +49,36 @@ public sealed partial class LocalTrainer : IDisposable
     /// <summary>Times a training session was (re)built; stays 1 while versions only change weights.</summary>
     public int SessionBuilds { get; private set; }
 
-    /// <summary>Trains one round on <paramref name="model"/>; cancellation is checked between steps.</summary>
-    public LocalRoundResult Train(VerifiedModel model, CancellationToken cancellationToken)
+    /// <summary>Trains one round on <paramref name="model"/> with the data given at construction; cancellation is checked between steps.</summary>
+    public LocalRoundResult Train(VerifiedModel model, CancellationToken cancellationToken) => Train(model, _train, _test, cancellationToken);
+
+    /// <summary>
+    /// Trains one round on <paramref name="model"/> with <paramref name="train"/> (a data window, or the samples of one
+    /// cluster) and reports the accuracy on <paramref name="test"/> (else on <paramref name="train"/>). The session is
+    /// rebuilt only when the graph, the parameter layout or the batch size (smaller than configured for a data set
+    /// smaller than one batch) changes.
+    /// </summary>
+    public LocalRoundResult Train(VerifiedModel model, Dataset train, Dataset? test, CancellationToken cancellationToken)
     {
+        CheckTrainingData(train);
         var stopwatch = Stopwatch.StartNew();
         var proto = OnnxModelFile.Parse(model.ModelBytes, $"model v{model.Version}");
         var layout = ModelLayout.Analyze(proto);
-        var fingerprint = GraphFingerprint(proto);
-        if (_trainer is null || !SameParameters(_layout!, layout) || !fingerprint.AsSpan().SequenceEqual(_graphFingerprint))
+        var fingerprint = ModelGraph.Fingerprint(proto);
+        var batch = Math.Min(_options.BatchSize, train.Count);
+        if (_trainer is null || !SameParameters(_layout!, layout) || !fingerprint.AsSpan().SequenceEqual(_graphFingerprint) || batch != _batch)
         {
             _graphFingerprint = fingerprint;
             _trainer?.Dispose();
-            _trainer = OnnxTrainer.Create(proto, TrainingOptionsFor(model.Version));
+            _trainer = OnnxTrainer.Create(proto, TrainingOptionsFor(model.Version, batch));
+            _batch = batch;
             _layout = layout;
             _global = new float[layout.ParameterCount];
             _local = new float[layout.ParameterCount];
             SessionBuilds++;
-            EnsureDataFits(_trainer);
             LogSessionBuilt(model.Version, layout.ParameterCount, _trainer.ExecutionProvider);
         }
+        EnsureDataFits(_trainer, train);
         layout.ReadParameters(proto, _global);
         var trainer = _trainer;
         trainer.SetParameters(_global);
@@ -78,22 +87,22 @@ public sealed partial class LocalTrainer : IDisposable
         if (_options.ProximalMu > 0)
             trainer.SetProximalAnchor(_global);
 
-        var (loss, steps) = RunEpochs(trainer, model.Version, cancellationToken);
+        var (loss, steps) = RunEpochs(trainer, train, model.Version, cancellationToken);
         trainer.CopyParametersTo(_local);
         var delta = new float[_local.Length];
         TensorPrimitives.Subtract(_local, _global, delta);
-        var accuracy = Evaluate(trainer);
-        return new LocalRoundResult(model.Version, delta, _train.Count, loss, accuracy, steps, stopwatch.Elapsed);
+        var accuracy = Evaluate(trainer, test ?? train);
+        return new LocalRoundResult(model.Version, delta, train.Count, loss, accuracy, steps, stopwatch.Elapsed);
     }
 
     public void Dispose() => _trainer?.Dispose();
 
-    private (double Loss, long Steps) RunEpochs(OnnxTrainer trainer, long version, CancellationToken cancellationToken)
+    private (double Loss, long Steps) RunEpochs(OnnxTrainer trainer, Dataset train, long version, CancellationToken cancellationToken)
     {
-        var batch = Math.Min(_options.BatchSize, _train.Count);
-        var x = new float[batch * _train.SampleSize];
+        var batch = _batch;
+        var x = new float[batch * train.SampleSize];
         var y = new long[batch];
-        var order = Enumerable.Range(0, _train.Count).ToArray();
+        var order = Enumerable.Range(0, train.Count).ToArray();
         // A different shuffle per round and device seed, reproducible for a given (seed, version).
         var random = new Random(HashCode.Combine(_options.Seed, version));
         double lossSum = 0;
@@ -106,7 +115,7 @@ public sealed partial class LocalTrainer : IDisposable
             for (var start = 0; start + batch <= order.Length && steps < maxSteps; start += batch)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                _train.CopyBatch(order.AsSpan(start, batch), x, y);
+                train.CopyBatch(order.AsSpan(start, batch), x, y);
                 var loss = trainer.TrainStep(x, y);
                 if (!float.IsFinite(loss))
                 {
@@ -120,9 +129,8 @@ public sealed partial class LocalTrainer : IDisposable
         return (steps == 0 ? double.NaN : lossSum / steps, steps);
     }
 
-    private double Evaluate(OnnxTrainer trainer)
+    private double Evaluate(OnnxTrainer trainer, Dataset data)
     {
-        var data = _test ?? _train;
         var count = Math.Min(_maxEvaluationSamples, data.Count);
         if (count <= 0)
             return double.NaN;
@@ -132,9 +140,9 @@ public sealed partial class LocalTrainer : IDisposable
         return trainer.Evaluate(x, y).Accuracy;
     }
 
-    private TrainingOptions TrainingOptionsFor(long version) => new()
+    private TrainingOptions TrainingOptionsFor(long version, int batch) => new()
     {
-        BatchSize = Math.Min(_options.BatchSize, _train.Count),
+        BatchSize = batch,
         LearningRate = _options.LearningRate,
         Optimizer = _options.Optimizer,
         Momentum = _options.Momentum,
@@ -146,27 +154,23 @@ public sealed partial class LocalTrainer : IDisposable
         Seed = HashCode.Combine(_options.Seed, version),
     };
 
-    private void EnsureDataFits(OnnxTrainer trainer)
+    private static void EnsureDataFits(OnnxTrainer trainer, Dataset train)
     {
         var modelSample = trainer.SampleShape.Aggregate(1, (a, b) => a * b);
-        if (modelSample != _train.SampleSize)
+        if (modelSample != train.SampleSize)
         {
             throw new InvalidOperationException(
-                $"The model takes samples of shape [{string.Join(", ", trainer.SampleShape)}] ({modelSample} values) but the local data has shape [{string.Join(", ", _train.SampleShape)}] ({_train.SampleSize} values).");
+                $"The model takes samples of shape [{string.Join(", ", trainer.SampleShape)}] ({modelSample} values) but the local data has shape [{string.Join(", ", train.SampleShape)}] ({train.SampleSize} values).");
         }
     }
 
-    /// <summary>SHA-256 over the graph's nodes, inputs and outputs: equal fingerprints mean only weights differ.</summary>
-    private static byte[] GraphFingerprint(FedEdge.Onnx.Proto.ModelProto proto)
+    private static void CheckTrainingData(Dataset train)
     {
-        using var hash = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-        foreach (var node in proto.Graph.Node)
-            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(node));
-        foreach (var input in proto.Graph.Input)
-            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(input));
-        foreach (var output in proto.Graph.Output)
-            hash.AppendData(Google.Protobuf.MessageExtensions.ToByteArray(output));
-        return hash.GetHashAndReset();
+        ArgumentNullException.ThrowIfNull(train);
+        if (train.Count == 0)
+            throw new ArgumentException("The device has no training samples.", nameof(train));
+        if (!train.HasLabels)
+            throw new ArgumentException("The device's data set has regression targets; the agent trains classifiers (labels).", nameof(train));
     }
 
     private static bool SameParameters(ModelLayout a, ModelLayout b) =>

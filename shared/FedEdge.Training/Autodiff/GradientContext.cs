@@ -77,6 +77,13 @@ internal sealed class GradientContext(GraphBuilder builder, ValueShapes shapes, 
             }
         }
 
+        if (axes.Count == lead && lead > 0)
+        {
+            // Only leading axes were added (e.g. a bias [n] under [B, n]): drop them in the sum itself, with no
+            // Reshape node after it.
+            return Known(B.Op("ReduceSum", [grad, B.Ints([.. axes])], GraphBuilder.Attr("keepdims", 0L)), ElementType, target);
+        }
+
         var reduced = axes.Count == 0
             ? grad
             : B.Op("ReduceSum", [grad, B.Ints([.. axes])], GraphBuilder.Attr("keepdims", 1L));

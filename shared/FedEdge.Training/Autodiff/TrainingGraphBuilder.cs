@@ -35,18 +35,34 @@ public sealed class TrainingGraph
     /// <summary>Adam only: scalar input 1/√(1 − β₂ᵗ).</summary>
     public string? AdamCorrectionInput { get; internal set; }
 
-    /// <summary>Output holding each managed tensor's value after the step (same order as <see cref="ModelLayout.Tensors"/>).</summary>
+    /// <summary>
+    /// Output holding each managed tensor's value after the step (same order as <see cref="ModelLayout.Tensors"/>);
+    /// empty in flat graphs, which write <see cref="FlatNextOutput"/> instead.
+    /// </summary>
     public IReadOnlyList<string> NextOutputs { get; internal set; } = [];
+
+    /// <summary>
+    /// Flat graphs (every managed tensor is trained): input bound to the whole parameter vector (the same memory
+    /// as the per-tensor inputs), read by the update; null otherwise.
+    /// </summary>
+    public string? FlatParametersInput { get; internal set; }
+
+    /// <summary>Flat graphs: output of the whole parameter vector after the step.</summary>
+    public string? FlatNextOutput { get; internal set; }
+
+    /// <summary>Flat graphs with a proximal term: the FedProx anchor as one vector.</summary>
+    public string? FlatAnchorInput { get; internal set; }
 
     /// <summary>FedProx anchor input of each managed tensor (null where none: no proximal term or a buffer).</summary>
     public IReadOnlyList<string?> AnchorInputs { get; internal set; } = [];
 
+    /// <summary>Optimizer state inputs/outputs; each slot's Offset/Length locate it in the state vector
+    /// (<see cref="TrainingGraphBuilder.StateLength"/>).</summary>
     public IReadOnlyList<StateSlot> State { get; internal set; } = [];
 
     /// <summary>Optimizer-only graphs: the gradient input of each managed tensor (null for buffers).</summary>
     public IReadOnlyList<string?> GradientInputs { get; internal set; } = [];
 
-    public int StateLength => State.Count == 0 ? 0 : State[^1].Offset + State[^1].Length;
 }
 
 /// <summary>Evaluation graph: loss sum and correct count for a batch of any size.</summary>
@@ -114,18 +130,20 @@ public static class TrainingGraphBuilder
         var labels = b.UniqueName("labels");
         b.AddInput(labels, TensorProto.Types.DataType.Int64, batchSize);
         result.LabelsInput = labels;
-        var oneHot = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, 1f], 2)], Attr("axis", -1L));
         string loss, dLogits;
         if (options.Loss == LossKind.CrossEntropy)
         {
+            // With t = −onehot(y)/B (one OneHot node): loss = −mean log softmax(z)[y] = Σ t ⊙ log softmax(z), and
+            // ∂loss/∂z = (softmax(z) − onehot(y)) / B = exp(log softmax(z))/B + t. Two nodes fewer than
+            // GatherElements + ReduceMean + Neg (+ Unsqueeze of the labels).
+            var target = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, -1f / batchSize], 2)], Attr("axis", -1L));
             var logProb = b.Op("LogSoftmax", [logits], Attr("axis", 1L));
-            var picked = b.Op("GatherElements", [logProb, b.Op("Unsqueeze", labels, b.Ints(1))], Attr("axis", 1L));
-            loss = b.Op("Neg", b.Op("ReduceMean", [picked], Attr("keepdims", 0L)));
-            // ∂/∂z of −mean log softmax(z)[y] = (softmax(z) − onehot(y)) / B
-            dLogits = b.Op("Mul", b.Op("Sub", b.Op("Exp", logProb), oneHot), b.Constant([1f / batchSize]));
+            loss = b.Op("ReduceSum", [b.Op("Mul", target, logProb)], Attr("keepdims", 0L));
+            dLogits = b.Op("Add", b.Op("Mul", b.Op("Exp", logProb), b.Constant([1f / batchSize])), target);
         }
         else
         {
+            var oneHot = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, 1f], 2)], Attr("axis", -1L));
             var diff = b.Op("Sub", logits, oneHot);
             loss = b.Op("ReduceMean", [b.Op("Mul", diff, diff)], Attr("keepdims", 0L));
             dLogits = b.Op("Mul", diff, b.Constant([2f / (batchSize * classes)]));
@@ -232,40 +250,85 @@ public static class TrainingGraphBuilder
         return result;
     }
 
+    /// <summary>Optimizer state tensors per trainable value: momentum 1, Adam 2 (m, v), SGD 0.</summary>
+    public static int StateKinds(OptimizerKind optimizer) => optimizer switch { OptimizerKind.Momentum => 1, OptimizerKind.Adam => 2, _ => 0 };
+
+    /// <summary>
+    /// Length of the optimizer state vector: <see cref="StateKinds"/> blocks, each as long as the trainable
+    /// tensors together; a trainable tensor's state sits at the same position in every block (its offset among
+    /// the trainable tensors), so a flat and a per-tensor step graph share one state layout.
+    /// </summary>
+    public static int StateLength(TrainingOptions options, ModelLayout layout) =>
+        StateKinds(options.Optimizer) * layout.Tensors.Where(t => t.Trainable).Sum(t => t.Length);
+
+    /// <summary>One vector the optimizer updates: a single tensor, or (flat graphs) the whole parameter vector.</summary>
+    private sealed record UpdateTarget(string Weight, string Gradient, long[] Dims, int TrainableOffset, string Label, int TensorIndex);
+
     private static void AddOptimizer(GraphBuilder b, TrainingOptions o, ModelLayout layout, IReadOnlyDictionary<string, string> grads,
         List<TrainingLowering.BufferUpdate> bufferUpdates, TrainingGraph result)
     {
         const TensorProto.Types.DataType F = TensorProto.Types.DataType.Float;
         string S(double v) => b.Constant([(float)v]);
-        var g = new Dictionary<string, string>(grads, StringComparer.Ordinal);
-        var anchors = new string?[layout.Tensors.Count];
+        var trainableOffsets = new Dictionary<string, int>(StringComparer.Ordinal);
+        var trainableLength = 0;
+        foreach (var t in layout.Tensors.Where(t => t.Trainable))
+        {
+            trainableOffsets[t.Name] = trainableLength;
+            trainableLength += t.Length;
+        }
+
+        // Flat form when every managed tensor is a trained parameter: the update runs once over the whole vector
+        // (one Concat of the gradients, then a handful of ops) instead of 4–6 small ops per tensor, whose
+        // per-node dispatch dominated the update of the zoo cnn's ten tensors at batch 64.
+        var flat = layout.Tensors.Count > 0 && layout.Tensors.All(t => t.Trainable && grads.ContainsKey(t.Name));
+        var targets = new List<UpdateTarget>();
+        if (flat)
+        {
+            long[] dims = [layout.ParameterCount];
+            result.FlatParametersInput = b.UniqueName("parameters");
+            b.AddInput(result.FlatParametersInput, F, layout.ParameterCount);
+            var pieces = layout.Tensors.Select(t => t.Dims.Length == 1 ? grads[t.Name] : b.Op("Reshape", grads[t.Name], b.Ints(-1))).ToArray();
+            var gradient = pieces.Length == 1 ? pieces[0] : b.Op("Concat", pieces, Attr("axis", 0L));
+            targets.Add(new UpdateTarget(result.FlatParametersInput, gradient, dims, 0, "parameters", -1));
+        }
+        else
+        {
+            targets.AddRange(layout.Tensors.Select((t, i) => (t, i)).Where(p => grads.ContainsKey(p.t.Name))
+                .Select(p => new UpdateTarget(p.t.Name, grads[p.t.Name], p.t.Dims, trainableOffsets[p.t.Name], p.t.Name, p.i)));
+        }
+
+        var g = targets.Select(t => t.Gradient).ToArray();
 
         // 1. FedProx: ∇ μ/2·‖w − w_g‖² = μ·(w − w_g).
+        var anchors = new string?[layout.Tensors.Count];
         if (o.ProximalMu > 0)
         {
-            for (var i = 0; i < layout.Tensors.Count; i++)
+            for (var i = 0; i < targets.Count; i++)
             {
-                var t = layout.Tensors[i];
-                if (!g.TryGetValue(t.Name, out var grad))
+                var anchor = b.UniqueName($"anchor/{targets[i].Label}");
+                b.AddInput(anchor, F, [.. targets[i].Dims.Cast<object>()]);
+                if (flat)
                 {
-                    continue;
+                    result.FlatAnchorInput = anchor;
+                }
+                else
+                {
+                    anchors[targets[i].TensorIndex] = anchor;
                 }
 
-                anchors[i] = b.UniqueName($"anchor/{t.Name}");
-                b.AddInput(anchors[i]!, F, [.. t.Dims.Cast<object>()]);
-                g[t.Name] = b.Op("Add", grad, b.Op("Mul", b.Op("Sub", t.Name, anchors[i]!), S(o.ProximalMu)));
+                g[i] = b.Op("Add", g[i], b.Op("Mul", b.Op("Sub", targets[i].Weight, anchor), S(o.ProximalMu)));
             }
         }
 
         // 2. Global-norm clipping (torch.nn.utils.clip_grad_norm_): g ← g·min(1, max/(‖g‖ + 1e-6)).
-        if (o.ClipNorm > 0 && g.Count > 0)
+        if (o.ClipNorm > 0 && g.Length > 0)
         {
-            var squares = g.Values.Select(v => b.Op("ReduceSumSquare", [v], Attr("keepdims", 0L))).ToArray();
+            var squares = g.Select(v => b.Op("ReduceSumSquare", [v], Attr("keepdims", 0L))).ToArray();
             var norm = b.Op("Sqrt", squares.Length == 1 ? squares[0] : b.Op("Sum", squares));
             var coef = b.Op("Min", S(1), b.Op("Div", S(o.ClipNorm), b.Op("Add", norm, S(1e-6))));
-            foreach (var key in g.Keys.ToList())
+            for (var i = 0; i < g.Length; i++)
             {
-                g[key] = b.Op("Mul", g[key], coef);
+                g[i] = b.Op("Mul", g[i], coef);
             }
         }
 
@@ -277,66 +340,78 @@ public static class TrainingGraphBuilder
             b.AddInput(result.AdamCorrectionInput, F);
         }
 
-        var next = new string[layout.Tensors.Count];
         var state = new List<StateSlot>();
-        var stateOffset = 0;
-        StateSlot NewState(ManagedTensor t, string kind)
+        StateSlot NewState(UpdateTarget t, string kind, int block)
         {
-            var slot = new StateSlot(b.UniqueName($"state/{kind}/{t.Name}"), b.UniqueName($"state_next/{kind}/{t.Name}"), t.Dims, stateOffset, t.Length);
-            stateOffset += t.Length;
+            var length = (int)t.Dims.Aggregate(1L, (x, y) => x * y);
+            var slot = new StateSlot(b.UniqueName($"state/{kind}/{t.Label}"), b.UniqueName($"state_next/{kind}/{t.Label}"), t.Dims,
+                block * trainableLength + t.TrainableOffset, length);
             b.AddInput(slot.Input, F, [.. t.Dims.Cast<object>()]);
             state.Add(slot);
             return slot;
         }
 
-        var updatedBuffers = bufferUpdates.ToDictionary(u => u.Buffer, u => u.Updated, StringComparer.Ordinal);
-        for (var i = 0; i < layout.Tensors.Count; i++)
+        var updated = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i < targets.Count; i++)
         {
-            var t = layout.Tensors[i];
-            string value;
-            if (!g.TryGetValue(t.Name, out var grad))
-            {
-                // Buffers take their updated statistics; parameters the loss does not depend on stay as they are.
-                value = updatedBuffers.TryGetValue(t.Name, out var u) ? u : t.Name;
-            }
-            else
-            {
-                // 3. Weight decay (L2, as torch.optim): g ← g + λ·w.
-                if (o.WeightDecay > 0)
-                {
-                    grad = b.Op("Add", grad, b.Op("Mul", t.Name, S(o.WeightDecay)));
-                }
+            var t = targets[i];
+            var grad = g[i];
 
-                switch (o.Optimizer)
-                {
-                    case OptimizerKind.Sgd:
-                        value = b.Op("Sub", t.Name, b.Op("Mul", grad, result.LearningRateInput));
+            // 3. Weight decay (L2, as torch.optim): g ← g + λ·w.
+            if (o.WeightDecay > 0)
+            {
+                grad = b.Op("Add", grad, b.Op("Mul", t.Weight, S(o.WeightDecay)));
+            }
+
+            switch (o.Optimizer)
+            {
+                case OptimizerKind.Sgd:
+                    updated[t.Weight] = b.Op("Sub", t.Weight, b.Op("Mul", grad, result.LearningRateInput));
+                    break;
+                case OptimizerKind.Momentum:
+                    {
+                        var m = NewState(t, "momentum", 0);
+                        b.AddNode("Add", [b.Op("Mul", m.Input, S(o.Momentum)), grad], [m.Output]);
+                        updated[t.Weight] = b.Op("Sub", t.Weight, b.Op("Mul", m.Output, result.LearningRateInput));
                         break;
-                    case OptimizerKind.Momentum:
-                        {
-                            var m = NewState(t, "momentum");
-                            b.AddNode("Add", [b.Op("Mul", m.Input, S(o.Momentum)), grad], [m.Output]);
-                            value = b.Op("Sub", t.Name, b.Op("Mul", m.Output, result.LearningRateInput));
-                            break;
-                        }
+                    }
 
-                    default:
-                        {
-                            // Adam: m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; w ← w − η/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
-                            var m = NewState(t, "adam_m");
-                            var v = NewState(t, "adam_v");
-                            b.AddNode("Add", [b.Op("Mul", m.Input, S(o.AdamBeta1)), b.Op("Mul", grad, S(1 - o.AdamBeta1))], [m.Output]);
-                            b.AddNode("Add", [b.Op("Mul", v.Input, S(o.AdamBeta2)), b.Op("Mul", b.Op("Mul", grad, grad), S(1 - o.AdamBeta2))], [v.Output]);
-                            var denom = b.Op("Add", b.Op("Mul", b.Op("Sqrt", v.Output), result.AdamCorrectionInput!), S(o.AdamEpsilon));
-                            value = b.Op("Sub", t.Name, b.Op("Mul", b.Op("Div", m.Output, denom), result.LearningRateInput));
-                            break;
-                        }
-                }
+                default:
+                    {
+                        // Adam: m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; w ← w − η/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + ε).
+                        var m = NewState(t, "adam_m", 0);
+                        var v = NewState(t, "adam_v", 1);
+                        b.AddNode("Add", [b.Op("Mul", m.Input, S(o.AdamBeta1)), b.Op("Mul", grad, S(1 - o.AdamBeta1))], [m.Output]);
+                        b.AddNode("Add", [b.Op("Mul", v.Input, S(o.AdamBeta2)), b.Op("Mul", b.Op("Mul", grad, grad), S(1 - o.AdamBeta2))], [v.Output]);
+                        var denom = b.Op("Add", b.Op("Mul", b.Op("Sqrt", v.Output), result.AdamCorrectionInput!), S(o.AdamEpsilon));
+                        updated[t.Weight] = b.Op("Sub", t.Weight, b.Op("Mul", b.Op("Div", m.Output, denom), result.LearningRateInput));
+                        break;
+                    }
+            }
+        }
+
+        if (flat)
+        {
+            result.FlatNextOutput = b.UniqueName("next/parameters");
+            b.AddNode("Identity", [updated[result.FlatParametersInput!]], [result.FlatNextOutput]);
+            b.AddOutput(result.FlatNextOutput, F, layout.ParameterCount);
+            result.NextOutputs = [];
+        }
+        else
+        {
+            // Buffers take their updated statistics; parameters the loss does not depend on stay as they are.
+            var updatedBuffers = bufferUpdates.ToDictionary(u => u.Buffer, u => u.Updated, StringComparer.Ordinal);
+            var next = new string[layout.Tensors.Count];
+            for (var i = 0; i < layout.Tensors.Count; i++)
+            {
+                var t = layout.Tensors[i];
+                var value = updated.TryGetValue(t.Name, out var w) ? w : updatedBuffers.TryGetValue(t.Name, out var u) ? u : t.Name;
+                next[i] = b.UniqueName($"next/{t.Name}");
+                b.AddNode("Identity", [value], [next[i]]);
+                b.AddOutput(next[i], F, [.. t.Dims.Cast<object>()]);
             }
 
-            next[i] = b.UniqueName($"next/{t.Name}");
-            b.AddNode("Identity", [value], [next[i]]);
-            b.AddOutput(next[i], F, [.. t.Dims.Cast<object>()]);
+            result.NextOutputs = next;
         }
 
         foreach (var slot in state)
@@ -344,7 +419,6 @@ public static class TrainingGraphBuilder
             b.AddOutput(slot.Output, F, [.. slot.Dims.Cast<object>()]);
         }
 
-        result.NextOutputs = next;
         result.AnchorInputs = anchors;
         result.State = state;
     }

@@ -23,6 +23,7 @@ internal sealed class ZerothOrderEstimator : IDisposable
     private readonly OrtValue[] _probeValues;
     private readonly bool[] _trainable;
     private readonly RunOptions _runOptions = new();
+    private readonly List<OrtValue> _views = [];
 
     public ZerothOrderEstimator(OnnxTrainer trainer)
     {
@@ -40,7 +41,7 @@ internal sealed class ZerothOrderEstimator : IDisposable
         for (var side = 0; side < OnnxTrainer.SideCount; side++)
         {
             var binding = _session.CreateIoBinding();
-            trainer.BindCommon(binding, graph, side);
+            trainer.BindCommon(binding, graph, side, _views);
             for (var i = 0; i < tensors.Count; i++)
             {
                 if (graph.GradientInputs[i] is { } g)
@@ -121,7 +122,7 @@ internal sealed class ZerothOrderEstimator : IDisposable
 
         _session.Dispose();
         _runOptions.Dispose();
-        foreach (var v in _gradientValues.Concat(_probeValues))
+        foreach (var v in _gradientValues.Concat(_probeValues).Concat(_views))
         {
             v.Dispose();
         }

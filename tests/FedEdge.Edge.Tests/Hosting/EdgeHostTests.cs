@@ -70,21 +70,7 @@ public sealed class EdgeHostTests : IDisposable
         broker.AddUser("cloud", "cloud-secret");
         await broker.StartAsync();
 
-        // The credential file in the format `fededge devices add` writes.
-        var credentials = _dir.Combine("device.json");
-        File.WriteAllText(credentials, JsonSerializer.Serialize(new Dictionary<string, object>
-        {
-            ["version"] = 1,
-            ["deviceId"] = federation.DeviceId,
-            ["federation"] = TestFederation.Name,
-            ["mqttUserName"] = federation.DeviceId,
-            ["mqttPassword"] = "device-secret",
-            ["signingPrivateKey"] = Convert.ToBase64String(federation.DeviceKey.ExportPrivateKey()),
-            ["signingPublicKey"] = federation.DeviceKey.VerificationKey.ToBase64(),
-            ["cloudPublicKey"] = federation.CloudKey.VerificationKey.ToBase64(),
-            ["cloudKeyId"] = "cloud",
-            ["broker"] = broker.Address.ToString(),
-        }));
+        var credentials = WriteCredentials(federation, broker);
         var data = TestFederation.Data(64, seed: 5);
         NpyArray.Write<float>(_dir.Combine("x.npy"), data.Features, [data.Count, TestFederation.Features]);
         NpyArray.Write<long>(_dir.Combine("y.npy"), data.Labels, [data.Count]);
@@ -119,6 +105,79 @@ public sealed class EdgeHostTests : IDisposable
         Assert.Equal("topk", verified.Value.Codec.Id);
         Assert.Equal(64, verified.Value.Envelope.SampleCount);
         Assert.NotNull(host.Services.GetRequiredService<EdgeAgentService>().Agent);
+        await host.StopAsync();
+    }
+
+    /// <summary>The credential file in the format `fededge devices add` writes.</summary>
+    private string WriteCredentials(TestFederation federation, EmbeddedBroker broker)
+    {
+        var credentials = _dir.Combine("device.json");
+        File.WriteAllText(credentials, JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["version"] = 1,
+            ["deviceId"] = federation.DeviceId,
+            ["federation"] = TestFederation.Name,
+            ["mqttUserName"] = federation.DeviceId,
+            ["mqttPassword"] = "device-secret",
+            ["signingPrivateKey"] = Convert.ToBase64String(federation.DeviceKey.ExportPrivateKey()),
+            ["signingPublicKey"] = federation.DeviceKey.VerificationKey.ToBase64(),
+            ["cloudPublicKey"] = federation.CloudKey.VerificationKey.ToBase64(),
+            ["cloudKeyId"] = "cloud",
+            ["broker"] = broker.Address.ToString(),
+        }));
+        return credentials;
+    }
+
+    [Fact]
+    public async Task A_host_with_a_window_directory_and_drift_monitoring_sends_statistics_of_the_newest_window()
+    {
+        using var federation = new TestFederation();
+        await using var broker = new EmbeddedBroker();
+        broker.AddUser(federation.DeviceId, "device-secret");
+        broker.AddUser("cloud", "cloud-secret");
+        await broker.StartAsync();
+        var credentials = WriteCredentials(federation, broker);
+        var windows = Directory.CreateDirectory(_dir.Combine("windows")).FullName;
+        foreach (var (number, seed) in new[] { (1, 5), (2, 6) })
+        {
+            var data = TestFederation.Data(64, seed);
+            NpyArray.Write<float>(Path.Combine(windows, $"window-{number:D4}.X.npy"), data.Features, [data.Count, TestFederation.Features]);
+            NpyArray.Write<long>(Path.Combine(windows, $"window-{number:D4}.Y.npy"), data.Labels, [data.Count]);
+        }
+
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["Edge:CredentialsPath"] = credentials,
+            ["Edge:StateDirectory"] = _dir.Combine("state"),
+            ["Edge:Data:WindowDirectory"] = windows,
+            ["Edge:Drift:Enabled"] = "true",
+            ["Edge:Training:BatchSize"] = "16",
+            ["Edge:Outbox:Fsync"] = "false",
+            ["Edge:Mqtt:ReconnectMinDelay"] = "00:00:00.050",
+        });
+        builder.AddFedEdgeEdge();
+        using var host = builder.Build();
+        await host.StartAsync();
+
+        await using var cloud = new MqttLink(new MqttLinkOptions { Broker = broker.Address, ClientId = "cloud", UserName = "cloud", Password = "cloud-secret" });
+        await cloud.StartAsync();
+        await cloud.WaitUntilConnectedAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        foreach (var (topic, payload) in federation.Publish(1, federation.ModelBytes()).Messages())
+            await cloud.PublishAsync(topic, payload, retain: true);
+
+        var updateTopic = MqttTopics.Update(TestFederation.Name, federation.DeviceId);
+        await Eventually.HoldsAsync(() => broker.Published.Any(p => p.Topic == updateTopic), "an update from the hosted agent", 60);
+        var frame = new UpdateReassembler(new ReassemblyOptions()).Accept(federation.DeviceId, broker.Published.First(p => p.Topic == updateTopic).Payload);
+        var verified = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, federation.DeviceKeys)
+            .Verify(frame.Envelope.Span, federation.DeviceId, federation.ParameterCount);
+        Assert.True(verified.IsAccepted, verified.ToString());
+        var envelope = verified.Value.Envelope;
+        Assert.Equal(2, envelope.Drift.WindowIndex); // the newest window, compared with window 1
+        Assert.NotEmpty(envelope.Drift.PreviousPrototype);
+        Assert.Equal(2, envelope.DriftReport.WindowIndex);
+        Assert.Equal(FedEdge.Protocol.Messages.DriftKind.None, envelope.DriftReport.Kind); // two samples of one distribution
+        Assert.Equal(128, envelope.SampleCount); // no real drift: old and new window
         await host.StopAsync();
     }
 }
