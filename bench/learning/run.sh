@@ -6,6 +6,7 @@
 # attacks-50: the attack table on the README's default setting (20 devices, Dirichlet 0.5, sign + EF14, ≤ 40 local
 # steps, 2,000 test samples) over 50 rounds: clean, then each attack at 20 % with the robust default (RULE, default
 # trimmed-mean; RULE_FLAGS adds flags such as --bucket 2) and with the plain mean; records results/a50-<attack>-<rule>.*
+# (the clean run configures the rule with the f of the attacked runs, 4 of 20: SimulationOptions.ByzantineCount).
 # Environment: ROUNDS (main runs, default 50), ATTACK_ROUNDS (default 50), ATTACK_STEPS (local-step cap of the
 # attack table, default 0 = full local epoch), SEED (default 0), FEDEDGE (the fededge command).
 set -euo pipefail

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Text.Json;
+using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Broker;
 using FedEdge.Cloud.Hosting;
@@ -64,18 +65,28 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
     [Fact]
     public async Task TwoConceptsGetTwoClusterModels_DriftedDevicesReportRealDriftAndMove_AndACloudRestartKeepsTheClustering()
     {
+        Assert.True(MosquittoProcess.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
         var root = Path.Combine(Path.GetTempPath(), "fededge-e2e-daa-" + Guid.NewGuid().ToString("N"));
-        var cloudDirectory = Path.Combine(root, "cloud");
+        var data = new CloudDataDirectory(Path.Combine(root, "cloud"));
+        System.IO.Directory.CreateDirectory(data.Root);
         var brokerPort = FreeTcpPort.Find();
-        var cloud = await StartCloudAsync(cloudDirectory, brokerPort);
         var agents = new List<RunningAgent>();
         using var stop = new CancellationTokenSource();
+        MosquittoProcess? broker = null;
+        IHost? cloud = null;
         try
         {
-            // The fleet: registered before the federation starts (its first round samples the registered devices).
-            var registry = cloud.Services.GetRequiredService<DeviceRegistry>();
-            var cloudKey = new VerificationKey("cloud", cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey);
+            // The fleet, registered before anything connects; Mosquitto authenticates it from the exported files. The
+            // broker outlives the cloud, as in production: updates queued in the cloud's persistent session while the
+            // cloud restarts are delivered to the new one (an embedded broker would lose them with the old process).
+            var registry = new DeviceRegistry(data.RegistryDatabase);
             var credentials = Enumerable.Range(0, Devices).Select(i => registry.Add($"dev-{i}", Federation)).ToList();
+            var passwordFile = Path.Combine(data.Root, "mosquitto.passwd");
+            var aclFile = Path.Combine(data.Root, "mosquitto.acl");
+            MosquittoConfigWriter.Write(registry, ServiceIdentity.LoadOrCreate(data.ServiceCredentials), passwordFile, aclFile);
+            broker = await MosquittoProcess.StartAsync(brokerPort, passwordFile, aclFile, CancellationToken.None);
+            cloud = await StartCloudAsync(data.Root, brokerPort);
+            var cloudKey = new VerificationKey("cloud", cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey);
             var initialModel = ModelZoo.Create("logreg", [Features], Classes, seed: 1).ToByteArray();
             await Grains(cloud).GetGrain<IFederationGrain>(Federation).StartAsync(Config, new Immutable<byte[]>(initialModel));
             for (var i = 0; i < Devices; i++)
@@ -94,14 +105,18 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             for (var i = 0; i < Devices; i++)
                 Assert.Equal(InGroupB(i) ? clusterB : clusterA, first.Assignments[$"dev-{i}"]);
 
-            // (2) The agents verified their signed assignments and train the cluster models: both advance over MQTT,
-            // and the reference model (cluster 0) keeps advancing with them.
+            // Each agent verified its signed assignment (the cloud's key, its own id) and stored it: its group's cluster.
+            await WaitUntilAsync(() => Task.FromResult(agents.All(a => a.Assignment(cloudKey) is { } assigned
+                && assigned.Epoch >= first.Epoch && Primary(assigned) == first.Assignments[a.Id])), "every agent to verify its assignment");
+
+            // (2) The agents train the cluster models: both advance over MQTT, each agent sends updates for its group's
+            // cluster, and the reference model (cluster 0) keeps advancing with them.
             var referenceAtClustering = first.DecidedAtVersion;
             await WaitUntilAsync(async () => await VersionAsync(cloud, clusterA) >= 2 && await VersionAsync(cloud, clusterB) >= 2
-                && await VersionAsync(cloud, 0) >= referenceAtClustering + 2, "both cluster models and the reference to advance two versions",
-                () => DescribeAsync(cloud, 0, clusterA, clusterB));
+                && await VersionAsync(cloud, 0) >= referenceAtClustering + 2
+                && agents.All(a => a.Reports.Any(r => r.Cluster == (InGroupB(a.Index) ? clusterB : clusterA))),
+                "both cluster models and the reference to advance two versions", () => DescribeAsync(cloud, 0, clusterA, clusterB));
             output.WriteLine($"cluster A = {clusterA} v{await VersionAsync(cloud, clusterA)}, cluster B = {clusterB} v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}");
-            Assert.All(agents, a => Assert.Contains(a.Reports, r => r.Cluster == (InGroupB(a.Index) ? clusterB : clusterA)));
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.BadDriftStatistics));
 
@@ -136,22 +151,25 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             Assert.All(realEvents, e => Assert.Equal((1L, clusterA, clusterB), (e.WindowIndex, e.PreviousCentre, e.CurrentCentre)));
 
             // At the next clustering the drifted devices move to B's cluster; both cluster models carry on.
-            var moved = await WaitForAsync(cloud, s => s.Epoch > beforeDrift.Epoch && Drifting.All(i => s.Assignments[$"dev-{i}"] == clusterB),
+            var moved = await WaitForAsync(cloud, s => s.Epoch > beforeDrift.Epoch && Drifting.All(i => s.Assignments.GetValueOrDefault($"dev-{i}") == clusterB),
                 "the drifted devices' move to cluster B");
             output.WriteLine($"epoch {moved.Epoch} at reference v{moved.DecidedAtVersion}: k = {moved.K}, drifted devices in cluster {clusterB}");
             Assert.Equal(2, moved.K);
             Assert.Equal([clusterA, clusterB], moved.Clusters.Where(c => c.IsLive).Select(c => c.Cluster).Order());
             for (var i = 0; i < Devices; i++)
                 Assert.Equal(InGroupB(i) || Drifting.Contains(i) ? clusterB : clusterA, moved.Assignments[$"dev-{i}"]);
+            await WaitUntilAsync(() => Task.FromResult(Drifting.All(i => agents[i].Assignment(cloudKey) is { } assigned
+                && assigned.Epoch >= moved.Epoch && Primary(assigned) == clusterB)), "the drifted agents to verify their move to cluster B");
 
-            // (4) The cloud restarts on the same data directory while the agents keep running (they reconnect).
+            // (4) The cloud restarts on the same data directory while the agents keep running.
             var before = await Directory(cloud).GetStatusAsync();
             var eventsBefore = await store.QueryAsync(new DriftEventQuery { Federation = Federation });
             var versionsBefore = new Dictionary<int, long>();
             foreach (var c in new[] { 0, clusterA, clusterB })
                 versionsBefore[c] = await VersionAsync(cloud, c);
             await StopCloudAsync(cloud);
-            cloud = await StartCloudAsync(cloudDirectory, brokerPort);
+            cloud = null;
+            cloud = await StartCloudAsync(data.Root, brokerPort);
 
             var after = await Directory(cloud).GetStatusAsync();
             output.WriteLine($"restart: epoch {before.Epoch} → {after.Epoch}, versions before {string.Join(", ", versionsBefore.Select(v => $"{v.Key}: v{v.Value}"))}, {eventsBefore.Count} drift events");
@@ -178,23 +196,25 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
 
             // The agents carry on with the same clusters: every model advances two more versions after the restart,
             // with no update refused for an unknown cluster, and each drifted device now trains B's cluster.
-            foreach (var agent in agents)
-                agent.Reports.Clear();
+            bool TrainedBAfterTheRestart(int i) => agents[i].Reports.Any(r => r.Cluster == clusterB && r.BaseVersion > versionsBefore[clusterB]);
             await WaitUntilAsync(async () => await VersionAsync(cloud, clusterA) >= versionsBefore[clusterA] + 2
                 && await VersionAsync(cloud, clusterB) >= versionsBefore[clusterB] + 2
-                && await VersionAsync(cloud, 0) >= versionsBefore[0] + 2, "every model to advance two versions after the restart",
+                && await VersionAsync(cloud, 0) >= versionsBefore[0] + 2
+                && Drifting.All(TrainedBAfterTheRestart), "every model to advance two versions after the restart, the drifted devices training B",
                 () => DescribeAsync(cloud, 0, clusterA, clusterB));
             output.WriteLine($"after the restart: cluster A v{await VersionAsync(cloud, clusterA)}, cluster B v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}");
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
+            foreach (var agent in agents)
+                Assert.Equal(after.Assignments[agent.Id], Primary(agent.Assignment(cloudKey)!));
             Assert.All(agents, a => Assert.All(a.Reports, r => Assert.Contains(r.Cluster, new[] { 0, clusterA, clusterB })));
-            Assert.All(Drifting, i => Assert.Contains(agents[i].Reports, r => r.Cluster == clusterB));
         }
         finally
         {
             await stop.CancelAsync();
             foreach (var agent in agents)
                 await agent.DisposeAsync();
-            await StopCloudAsync(cloud);
+            if (cloud is not null) await StopCloudAsync(cloud);
+            broker?.Dispose();
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             try { System.IO.Directory.Delete(root, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
@@ -228,7 +248,8 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
         builder.AddFedEdgeCloud(o =>
         {
             o.DataDirectory = dataDirectory;
-            o.UseLoopback(brokerPort); // the same port after a restart: the agents reconnect to it
+            o.Broker = $"mqtt://127.0.0.1:{brokerPort}";
+            o.UseLoopback();
             o.SqliteSynchronousFull = false;
         });
         var host = builder.Build();
@@ -248,6 +269,8 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             else host.Dispose();
         }
     }
+
+    private static int Primary(ClusterAssignment assignment) => assignment.Clusters.MaxBy(c => c.Prior)!.Cluster;
 
     private static IGrainFactory Grains(IHost cloud) => cloud.Services.GetRequiredService<IGrainFactory>();
 
@@ -295,10 +318,12 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
     {
         private readonly EdgeDeviceIdentity _identity;
         private readonly Task _run;
+        private readonly string _stateDirectory;
 
-        private RunningAgent(int index, EdgeDeviceIdentity identity, InMemoryDataWindows windows, EdgeAgent agent, CancellationToken cancellationToken)
+        private RunningAgent(int index, EdgeDeviceIdentity identity, InMemoryDataWindows windows, EdgeAgent agent, string stateDirectory, CancellationToken cancellationToken)
         {
             Index = index;
+            _stateDirectory = stateDirectory;
             _identity = identity;
             Windows = windows;
             agent.DriftJudged += Verdicts.Enqueue;
@@ -307,6 +332,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
         }
 
         public int Index { get; }
+        public string Id => $"dev-{Index}";
         public InMemoryDataWindows Windows { get; }
         public ConcurrentQueue<DriftObservation> Verdicts { get; } = new();
         public ConcurrentQueue<EdgeRoundReport> Reports { get; } = new();
@@ -327,7 +353,17 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
                 Drift = { Enabled = true },
             };
             var windows = new InMemoryDataWindows(Window(concept: InGroupB(index), seed: index));
-            return new RunningAgent(index, identity, windows, new EdgeAgent(options, identity, windows), cancellationToken);
+            return new RunningAgent(index, identity, windows, new EdgeAgent(options, identity, windows), options.StateDirectory, cancellationToken);
+        }
+
+        /// <summary>The assignment the agent verified and stored (re-verified here with the cloud's key), or null.</summary>
+        public ClusterAssignment? Assignment(VerificationKey cloudKey)
+        {
+            var path = Path.Combine(_stateDirectory, EdgeAgent.AssignmentFileName);
+            if (!File.Exists(path)) return null;
+            var verified = new ClusterAssignmentVerifier(Federation, Id, new VerificationKeyRing(cloudKey)).Verify(File.ReadAllBytes(path));
+            Assert.True(verified.IsAccepted, $"{Id}: stored assignment {verified.Reason} {verified.Message}");
+            return verified.Value;
         }
 
         public async ValueTask DisposeAsync()

@@ -21,10 +21,11 @@ internal static class BenchE2eCommand
         var warmup = new Option<int>("--warmup") { Description = "Untimed updates per device before each ingest measurement (JIT, first calls).", DefaultValueFactory = _ => 2 };
         var roundDevices = new Option<int>("--round-devices") { Description = "Devices of the round measurement.", DefaultValueFactory = _ => 100 };
         var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after one warm-up round).", DefaultValueFactory = _ => 5 };
+        var buffer = new Option<int>("--buffer") { Description = "FedBuff buffer K of the ingest federation (0 = never aggregate, everything stays pending).", DefaultValueFactory = _ => 100 };
         var normal = new Option<bool>("--sync-normal") { Description = "SQLite synchronous=NORMAL instead of FULL (durable on crash, not on power loss)." };
         var command = new Command("e2e", "Cloud ingest vs broker ceiling, sync-round overhead, bytes per sign update.")
         {
-            d, ingestDevices, updates, warmup, roundDevices, rounds, normal,
+            d, ingestDevices, updates, warmup, buffer, roundDevices, rounds, normal,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -32,7 +33,7 @@ internal static class BenchE2eCommand
             var full = !parse.GetValue(normal);
             Console.WriteLine($"fededge bench e2e: d = {dimension:N0}, sign codec, embedded broker, SQLite synchronous={(full ? "FULL" : "NORMAL")}, {Environment.ProcessorCount} cores");
             var ingest = await IngestBenchmark.RunAsync(parse.GetValue(ingestDevices), parse.GetValue(updates), dimension, full, cancellationToken,
-                bufferSize: int.MaxValue, warmupPerDevice: parse.GetValue(warmup));
+                bufferSize: parse.GetValue(buffer) is > 0 and var k ? k : int.MaxValue, warmupPerDevice: parse.GetValue(warmup));
             var round = await RoundOverheadBenchmark.RunAsync(parse.GetValue(roundDevices), parse.GetValue(rounds), dimension, full, cancellationToken);
 
             var payload = SignCodec.Default.Encode(new float[dimension]).Length;

@@ -33,11 +33,14 @@ internal static class CloudCommand
         var codec = new Option<string?>("--codec") { Description = "Codec hint of --federation: fp32, fp16, topk:0.01, sign." };
         var rounds = new Option<int?>("--rounds") { Description = "Model versions of --federation before it finishes (0 = unbounded)." };
         var mode = new Option<string?>("--mode") { Description = "sync (rounds) or async (FedBuff) for --federation." };
+        var driftClustering = new Option<string?>("--drift-clustering") { Description = "Device clustering of --federation: none (one model) or feddaa (drift-aware cluster models, docs/drift.md)." };
+        var reclusterEvery = new Option<int?>("--recluster-every") { Description = "FedDAA: reference-model versions between clustering decisions (default 10)." };
+        var warmupVersions = new Option<int?>("--warmup-versions") { Description = "FedDAA: reference-model versions before the first clustering (default 10)." };
 
         var command = new Command("cloud", "Run the cloud aggregator: Orleans silo, MQTT broker and ingestion.")
         {
             dataDir, broker, port, bind, storage, clustering, redis, siloPort, gatewayPort, config,
-            federation, model, rule, codec, rounds, mode,
+            federation, model, rule, codec, rounds, mode, driftClustering, reclusterEvery, warmupVersions,
             KeyCommand(),
             BenchIngestCommand(),
         };
@@ -67,6 +70,9 @@ internal static class CloudCommand
                 Flag(rule, $"Federations:{name}:Config:Rule");
                 Flag(codec, $"Federations:{name}:Config:Codec");
                 Flag(rounds, $"Federations:{name}:Config:Rounds");
+                Flag(driftClustering, $"Federations:{name}:Config:Clustering");
+                Flag(reclusterEvery, $"Federations:{name}:Config:ReclusterEvery");
+                Flag(warmupVersions, $"Federations:{name}:Config:WarmupVersions");
                 if (parse.GetValue(mode) is { } m) flags[$"{prefix}:Mode"] = m.Equals("async", StringComparison.OrdinalIgnoreCase) ? "Async" : "Sync";
             }
             builder.Configuration.AddInMemoryCollection(flags);
