@@ -87,7 +87,14 @@ public sealed class TestDevice : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (Client.IsConnected) await Client.DisconnectAsync();
+        try
+        {
+            if (Client.IsConnected) await Client.DisconnectAsync();
+        }
+        catch (MQTTnet.Exceptions.MqttCommunicationException)
+        {
+            // The broker is gone (the fault tests kill it); there is nothing left to disconnect from.
+        }
         Client.Dispose();
         Key.Dispose();
     }

@@ -1,5 +1,7 @@
 using System.Net;
 using FedEdge.Cloud.Security;
+using FedEdge.Protocol;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -13,6 +15,10 @@ namespace FedEdge.Cloud.Broker;
 /// events: a client logs in as the cloud's service identity or as a registered, non-revoked device
 /// (user name = client id = device id, password checked against the registry's hash); a device may
 /// publish and subscribe only as <see cref="TopicAccessPolicy"/> allows. Refusals are logged.
+/// A device's update is ingested (verified and persisted by the cloud) inside the publish interceptor, before the
+/// broker sends the PUBACK: the agent deletes an update from its outbox on the PUBACK, and this broker's queues and
+/// sessions live in the cloud's process, so an update acknowledged but not yet ingested would be lost if the process
+/// stopped. An update the cloud could not process gets a non-permanent error reason, and the agent sends it again.
 /// </summary>
 public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
 {
@@ -23,12 +29,16 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     private readonly DeviceRegistry _registry;
     private readonly ServiceIdentity _service;
     private readonly ILogger<EmbeddedBroker> _logger;
+    private readonly IServiceProvider _services;
+    private IBrokerUpdateIngress? _ingress;
     private MqttServer? _server;
     private Timer? _revocationSweep;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _connectedDevices = new(StringComparer.Ordinal);
 
-    public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger)
+    public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger,
+        IServiceProvider services)
     {
+        _services = services;
         _options = options.Value;
         _registry = registry;
         _service = service;
@@ -159,14 +169,37 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     /// <remarks>Last wills pass through here too when the broker dispatches them, so a forged will is dropped.</remarks>
     private Task InterceptPublishAsync(InterceptingPublishEventArgs args)
     {
-        if (args.SessionItems is null || args.SessionItems.Contains(ServiceKey)) return Task.CompletedTask;
-        if (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MayPublish(device, args.ApplicationMessage.Topic))
-            return Task.CompletedTask;
+        if (args.SessionItems is null) return Task.CompletedTask;
+        // Whatever is published on an update topic, by a device or by a service client relaying one, is ingested
+        // (and checked: registry, signature, device) before the PUBACK.
+        if (args.SessionItems.Contains(ServiceKey)
+            || (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MayPublish(device, args.ApplicationMessage.Topic)))
+            return IsUpdate(args.ApplicationMessage.Topic) ? IngestAsync(args) : Task.CompletedTask;
         Interlocked.Increment(ref _refusedPublications);
         args.ProcessPublish = false;
         args.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
         _logger.LogWarning("Broker refused publication by {ClientId} to {Topic}", args.ClientId, args.ApplicationMessage.Topic);
         return Task.CompletedTask;
+    }
+
+    private static bool IsUpdate(string topic) => topic.Split('/') is [MqttTopics.Root, _, "update", _];
+
+    private async Task IngestAsync(InterceptingPublishEventArgs args)
+    {
+        _ingress ??= _services.GetService<IBrokerUpdateIngress>();
+        if (_ingress is null) return; // no cloud ingestion in this host: route it like any message
+        try
+        {
+            await _ingress.IngestAsync(args.ApplicationMessage, args.CancellationToken);
+        }
+        catch (Exception e)
+        {
+            // Not taken: the device keeps the update in its outbox and sends it again (a non-permanent reason).
+            args.ProcessPublish = false;
+            args.Response.ReasonCode = MqttPubAckReasonCode.ImplementationSpecificError;
+            args.Response.ReasonString = "the cloud could not process the update now; send it again";
+            _logger.LogWarning(e, "Update from {ClientId} on {Topic} not ingested; refused for redelivery", args.ClientId, args.ApplicationMessage.Topic);
+        }
     }
 
     private Task InterceptSubscriptionAsync(InterceptingSubscriptionEventArgs args)

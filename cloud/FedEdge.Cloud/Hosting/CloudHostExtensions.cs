@@ -77,6 +77,7 @@ public static class CloudHostExtensions
         services.AddSingleton<IngestionMetrics>();
         services.AddSingleton<MqttIngestionBridge>();
         services.AddHostedService(sp => sp.GetRequiredService<MqttIngestionBridge>());
+        services.AddSingleton<IBrokerUpdateIngress>(sp => sp.GetRequiredService<MqttIngestionBridge>());
         services.AddHostedService<FederationActivation>();
         builder.AddFedEdgeTelemetry(new(data.Root, options.SqliteSynchronousFull, (sp, federation) => [.. sp.GetRequiredService<DeviceRegistry>().List(federation).Select(d => new Telemetry.Http.DeviceSummary(d.DeviceId, d.Federation, d.Revoked, d.CreatedAt))],
             (sp, message, cancellationToken) => sp.GetRequiredService<MqttServiceConnection>().PublishAsync(message, cancellationToken))); // drift history, HTTP API, Event Hubs

@@ -28,7 +28,7 @@ namespace FedEdge.Cloud.Ingestion;
 /// cloud did not take is redelivered from its persistent session. <see cref="CloudOptions.IngestionConcurrency"/>
 /// workers process in parallel, so that concurrent updates share storage commits.
 /// </summary>
-public sealed class MqttIngestionBridge : BackgroundService
+public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngress
 {
     private readonly MqttServiceConnection _mqtt;
     private readonly DeviceRegistry _registry;
@@ -61,7 +61,9 @@ public sealed class MqttIngestionBridge : BackgroundService
         {
             FullMode = BoundedChannelFullMode.Wait,
         });
-        mqtt.Subscribe($"{MqttTopics.Root}/+/update/+");
+        // The embedded broker hands updates over before its PUBACK (IBrokerUpdateIngress); an external broker
+        // delivers them to this subscription, and its persistent session holds them while the cloud is down.
+        if (!_options.UsesEmbeddedBroker) mqtt.Subscribe($"{MqttTopics.Root}/+/update/+");
         mqtt.Subscribe($"{MqttTopics.Root}/+/status/+");
         mqtt.MessageReceived += EnqueueAsync;
     }
@@ -129,6 +131,8 @@ public sealed class MqttIngestionBridge : BackgroundService
         {
         }
     }
+
+    Task IBrokerUpdateIngress.IngestAsync(MqttApplicationMessage message, CancellationToken cancellationToken) => HandleAsync(message);
 
     /// <summary>Processes one message from an update or status topic (public for the benchmark and tests).</summary>
     public Task HandleAsync(MqttApplicationMessage message)
