@@ -44,127 +44,100 @@ public static class IngestBenchmark
     public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
         CancellationToken cancellationToken = default, int? bufferSize = null, int warmupPerDevice = 2)
     {
-        var directory = Path.Combine(Path.GetTempPath(), "fededge-bench-" + Guid.NewGuid().ToString("N"));
-        try
-        {
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-            builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Error);
-            builder.AddFedEdgeCloud(o =>
-            {
-                o.DataDirectory = directory;
-                o.UseLoopback();
-                o.SqliteSynchronousFull = synchronousFull;
-            });
-            using var host = builder.Build();
-            await host.StartAsync(cancellationToken);
-            var registry = host.Services.GetRequiredService<DeviceRegistry>();
-            var port = host.Services.GetRequiredService<EmbeddedBroker>().Port;
-            var service = host.Services.GetRequiredService<ServiceIdentity>();
+        await using var cloud = await BenchmarkCloud.StartAsync(synchronousFull, cancellationToken);
+        var registry = cloud.Services.GetRequiredService<DeviceRegistry>();
+        var service = cloud.Services.GetRequiredService<ServiceIdentity>();
 
-            // A d-parameter linear model: d = inputs·1 + 1 ⇒ inputs = d − 1 (logreg with one class output).
-            var model = Training.Zoo.ModelZoo.Create("logreg", [dimension - 1], classes: 1, seed: 1).ToByteArray();
-            var clients = new List<(IMqttClient Client, string Topic, List<byte[]> Frames)>();
-            var random = new Random(1);
-            var values = new float[dimension];
-            for (var i = 0; i < devices; i++)
+        // A d-parameter linear model: d = inputs·1 + 1 ⇒ inputs = d − 1 (logreg with one class output).
+        var model = Training.Zoo.ModelZoo.Create("logreg", [dimension - 1], classes: 1, seed: 1).ToByteArray();
+        var clients = new List<(IMqttClient Client, string Topic, List<byte[]> Frames)>();
+        var random = new Random(1);
+        var values = new float[dimension];
+        for (var i = 0; i < devices; i++)
+        {
+            var id = $"bench-{i:D3}";
+            var (_, password, privateKey) = registry.Add(id, "bench");
+            using var key = SigningKeyPair.FromPrivateKey(id, privateKey);
+            var frames = new List<byte[]>();
+            for (var u = 0; u < warmupPerDevice + updatesPerDevice; u++)
             {
-                var id = $"bench-{i:D3}";
-                var (_, password, privateKey) = registry.Add(id, "bench");
-                using var key = SigningKeyPair.FromPrivateKey(id, privateKey);
-                var frames = new List<byte[]>();
-                for (var u = 0; u < warmupPerDevice + updatesPerDevice; u++)
+                for (var j = 0; j < dimension; j++) values[j] = (float)(random.NextDouble() - 0.5);
+                var envelope = new UpdateEnvelope
                 {
-                    for (var j = 0; j < dimension; j++) values[j] = (float)(random.NextDouble() - 0.5);
-                    var envelope = new UpdateEnvelope
-                    {
-                        Federation = "bench",
-                        DeviceId = id,
-                        BaseModelVersion = 0,
-                        SampleCount = 1,
-                        Codec = SignCodec.Default.Spec,
-                        Dimension = dimension,
-                        Payload = ByteString.CopyFrom(SignCodec.Default.Encode(values)),
-                    };
-                    var signed = new UpdateEnvelopeSigner(key).Sign(envelope);
-                    frames.Add(UpdateFramer.Frame(signed, envelope.UpdateId.Span, int.MaxValue).Single());
-                }
-                clients.Add((await ConnectAsync(port, id, id, password, cancellationToken), MqttTopics.Update("bench", id), frames));
+                    Federation = "bench",
+                    DeviceId = id,
+                    BaseModelVersion = 0,
+                    SampleCount = 1,
+                    Codec = SignCodec.Default.Spec,
+                    Dimension = dimension,
+                    Payload = ByteString.CopyFrom(SignCodec.Default.Encode(values)),
+                };
+                var signed = new UpdateEnvelopeSigner(key).Sign(envelope);
+                frames.Add(UpdateFramer.Frame(signed, envelope.UpdateId.Span, int.MaxValue).Single());
             }
-            var warmup = devices * warmupPerDevice;
-            var total = devices * updatesPerDevice;
-            var frameBytes = clients[0].Frames[0].Length;
-
-            // Ceiling: the same frames through the same broker to one QoS 1 subscriber that does nothing with them.
-            var watcher = await ConnectAsync(port, "bench-watcher", service.UserName, service.Password, cancellationToken);
-            var received = 0;
-            var warm = new TaskCompletionSource();
-            var all = new TaskCompletionSource();
-            watcher.ApplicationMessageReceivedAsync += _ =>
-            {
-                var n = Interlocked.Increment(ref received);
-                if (n == warmup) warm.TrySetResult();
-                if (n == warmup + total) all.TrySetResult();
-                return Task.CompletedTask;
-            };
-            await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/bench/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
-            if (warmup > 0)
-            {
-                await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Take(warmupPerDevice), cancellationToken)));
-                await warm.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
-            }
-            var process = Process.GetCurrentProcess();
-            var cpu = process.TotalProcessorTime;
-            var clock = Stopwatch.StartNew();
-            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Skip(warmupPerDevice), cancellationToken)));
-            await all.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
-            var ceiling = total / clock.Elapsed.TotalSeconds;
-            process.Refresh();
-            var ceilingCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
-            await watcher.DisconnectAsync(cancellationToken: cancellationToken);
-
-            // Ingest: verified, decoded, buffered by FedBuff and persisted before acknowledgement.
-            var federation = host.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>("bench");
-            await federation.StartAsync(new FederationConfig
-            {
-                Model = "logreg",
-                Codec = SignCodec.Default.Spec,
-                Rule = "mean",
-                Rounds = 0,
-                Mode = FederationMode.Async,
-                BufferSize = bufferSize ?? devices,
-                MaxStaleness = int.MaxValue,
-            }, new Immutable<byte[]>(model));
-            var metrics = host.Services.GetRequiredService<IngestionMetrics>();
-            clock.Restart();
-            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Take(warmupPerDevice), cancellationToken)));
-            await WaitForIngestedAsync(metrics, warmup, clock, cancellationToken);
-            process.Refresh();
-            cpu = process.TotalProcessorTime;
-            clock.Restart();
-            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Skip(warmupPerDevice), cancellationToken)));
-            await WaitForIngestedAsync(metrics, warmup + total, clock, cancellationToken);
-            var ingest = total / clock.Elapsed.TotalSeconds;
-            process.Refresh();
-            var ingestCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
-            if (metrics.Accepted != warmup + total)
-                throw new InvalidOperationException($"{warmup + total - metrics.Accepted} update(s) were rejected: {string.Join(", ", metrics.RejectedByReason)}");
-            foreach (var c in clients) c.Client.Dispose();
-            await host.StopAsync(cancellationToken);
-            return new Result(total, dimension, frameBytes, ceiling, ingest, synchronousFull, ceilingCpuMs, ingestCpuMs);
+            clients.Add((await cloud.ConnectAsync(id, id, password, cancellationToken), MqttTopics.Update("bench", id), frames));
         }
-        finally
+        var warmup = devices * warmupPerDevice;
+        var total = devices * updatesPerDevice;
+        var frameBytes = clients[0].Frames[0].Length;
+
+        // Ceiling: the same frames through the same broker to one QoS 1 subscriber that does nothing with them.
+        var watcher = await cloud.ConnectAsync("bench-watcher", service.UserName, service.Password, cancellationToken);
+        var received = 0;
+        var warm = new TaskCompletionSource();
+        var all = new TaskCompletionSource();
+        watcher.ApplicationMessageReceivedAsync += _ =>
         {
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            try { Directory.Delete(directory, recursive: true); } catch (IOException) { }
+            var n = Interlocked.Increment(ref received);
+            if (n == warmup) warm.TrySetResult();
+            if (n == warmup + total) all.TrySetResult();
+            return Task.CompletedTask;
+        };
+        await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/bench/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
+        if (warmup > 0)
+        {
+            await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Take(warmupPerDevice), cancellationToken)));
+            await warm.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
         }
-    }
+        var process = Process.GetCurrentProcess();
+        var cpu = process.TotalProcessorTime;
+        var clock = Stopwatch.StartNew();
+        await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic.Replace("/update/", "/telemetry/"), c.Frames.Skip(warmupPerDevice), cancellationToken)));
+        await all.Task.WaitAsync(TimeSpan.FromMinutes(5), cancellationToken);
+        var ceiling = total / clock.Elapsed.TotalSeconds;
+        process.Refresh();
+        var ceilingCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
+        await watcher.DisconnectAsync(cancellationToken: cancellationToken);
 
-    private static async Task<IMqttClient> ConnectAsync(int port, string clientId, string user, string password, CancellationToken cancellationToken)
-    {
-        var client = new MqttClientFactory().CreateMqttClient();
-        await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId(clientId)
-            .WithCredentials(user, password).WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).Build(), cancellationToken);
-        return client;
+        // Ingest: verified, decoded, buffered by FedBuff and persisted before acknowledgement.
+        var federation = cloud.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>("bench");
+        await federation.StartAsync(new FederationConfig
+        {
+            Model = "logreg",
+            Codec = SignCodec.Default.Spec,
+            Rule = "mean",
+            Rounds = 0,
+            Mode = FederationMode.Async,
+            BufferSize = bufferSize ?? devices,
+            MaxStaleness = int.MaxValue,
+        }, new Immutable<byte[]>(model));
+        var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
+        clock.Restart();
+        await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Take(warmupPerDevice), cancellationToken)));
+        await WaitForIngestedAsync(metrics, warmup, clock, cancellationToken);
+        process.Refresh();
+        cpu = process.TotalProcessorTime;
+        clock.Restart();
+        await Task.WhenAll(clients.Select(c => PublishAllAsync(c.Client, c.Topic, c.Frames.Skip(warmupPerDevice), cancellationToken)));
+        await WaitForIngestedAsync(metrics, warmup + total, clock, cancellationToken);
+        var ingest = total / clock.Elapsed.TotalSeconds;
+        process.Refresh();
+        var ingestCpuMs = (process.TotalProcessorTime - cpu).TotalMilliseconds / total;
+        if (metrics.Accepted != warmup + total)
+            throw new InvalidOperationException($"{warmup + total - metrics.Accepted} update(s) were rejected: {string.Join(", ", metrics.RejectedByReason)}");
+        foreach (var c in clients) c.Client.Dispose();
+        await cloud.StopAsync(cancellationToken);
+        return new Result(total, dimension, frameBytes, ceiling, ingest, synchronousFull, ceilingCpuMs, ingestCpuMs);
     }
 
     private static async Task WaitForIngestedAsync(IngestionMetrics metrics, int count, Stopwatch clock, CancellationToken cancellationToken)

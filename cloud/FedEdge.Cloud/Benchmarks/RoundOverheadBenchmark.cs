@@ -49,23 +49,12 @@ public static class RoundOverheadBenchmark
         ArgumentOutOfRangeException.ThrowIfLessThan(devices, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(rounds, 1);
         const string federationName = "bench-round";
-        var directory = Path.Combine(Path.GetTempPath(), "fededge-bench-" + Guid.NewGuid().ToString("N"));
         var clients = new List<IMqttClient>();
+        await using var cloud = await BenchmarkCloud.StartAsync(synchronousFull, cancellationToken);
         try
         {
-            var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-            builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Error);
-            builder.AddFedEdgeCloud(o =>
-            {
-                o.DataDirectory = directory;
-                o.UseLoopback();
-                o.SqliteSynchronousFull = synchronousFull;
-            });
-            using var host = builder.Build();
-            await host.StartAsync(cancellationToken);
-            var registry = host.Services.GetRequiredService<DeviceRegistry>();
-            var port = host.Services.GetRequiredService<EmbeddedBroker>().Port;
-            var cloudKey = host.Services.GetRequiredService<CloudSigningKey>().PublicKey;
+            var registry = cloud.Services.GetRequiredService<DeviceRegistry>();
+            var cloudKey = cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey;
             var total = rounds + 1;
             var clock = Stopwatch.StartNew();
             var announced = new ConcurrentDictionary<long, double>();
@@ -75,7 +64,7 @@ public static class RoundOverheadBenchmark
             var failure = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
 
             var model = Training.Zoo.ModelZoo.Create("logreg", [dimension - 1], classes: 1, seed: 1).ToByteArray();
-            var federation = host.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>(federationName);
+            var federation = cloud.Services.GetRequiredService<IGrainFactory>().GetGrain<IFederationGrain>(federationName);
             var random = new Random(7);
             var values = new float[dimension];
             var keys = new List<(string Id, string Password, SigningKeyPair Key, byte[] Payload)>();
@@ -101,9 +90,8 @@ public static class RoundOverheadBenchmark
             foreach (var (id, password, key, payload) in keys)
             {
                 var verifier = new ModelAnnouncementVerifier(federationName, new VerificationKeyRing(new VerificationKey("cloud", cloudKey)));
-                var client = new MqttClientFactory().CreateMqttClient();
                 var latest = -1L;
-                client.ApplicationMessageReceivedAsync += e =>
+                var client = await cloud.ConnectAsync(id, id, password, cancellationToken, c => c.ApplicationMessageReceivedAsync += e =>
                 {
                     var now = clock.Elapsed.TotalMilliseconds;
                     var started = ModelAssembler.Start(e.ApplicationMessage.Payload.ToArray(), verifier);
@@ -134,7 +122,7 @@ public static class RoundOverheadBenchmark
                             };
                             var signed = new UpdateEnvelopeSigner(key).Sign(envelope);
                             var frame = UpdateFramer.Frame(signed, envelope.UpdateId.Span, int.MaxValue).Single();
-                            await client.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update(federationName, id)).WithPayload(frame)
+                            await c.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update(federationName, id)).WithPayload(frame)
                                 .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
                             var acked = clock.Elapsed.TotalMilliseconds;
                             lastAck.AddOrUpdate(version, acked, (_, previous) => Math.Max(previous, acked));
@@ -146,9 +134,7 @@ public static class RoundOverheadBenchmark
                         }
                     }, cancellationToken);
                     return Task.CompletedTask;
-                };
-                await client.ConnectAsync(new MqttClientOptionsBuilder().WithTcpServer("127.0.0.1", port).WithClientId(id)
-                    .WithCredentials(id, password).WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500).Build(), cancellationToken);
+                });
                 await client.SubscribeAsync(new MqttClientSubscribeOptionsBuilder()
                     .WithTopicFilter(MqttTopics.Model(federationName), MqttQualityOfServiceLevel.AtLeastOnce).Build(), cancellationToken);
                 clients.Add(client);
@@ -171,14 +157,12 @@ public static class RoundOverheadBenchmark
             foreach (var (_, _, key, _) in keys) key.Dispose();
             // The last publication still clears the previous version's retained chunks after its announcement.
             await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
-            await host.StopAsync(cancellationToken);
+            await cloud.StopAsync(cancellationToken);
             return new Result(devices, dimension, rounds, overhead.ToArray(), round.ToArray());
         }
         finally
         {
             foreach (var client in clients) client.Dispose();
-            Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
-            try { Directory.Delete(directory, recursive: true); } catch (IOException) { }
         }
     }
 }

@@ -11,36 +11,14 @@ using FedEdge.Protocol.Messages;
 namespace FedEdge.Edge.Tests.Agent;
 
 /// <summary>The whole agent against the embedded broker, with the test playing the cloud.</summary>
-public sealed class EdgeAgentTests : IAsyncLifetime
+public sealed class EdgeAgentTests : AgentOverBrokerTest
 {
-    private readonly TestFederation _federation = new();
-    private readonly EmbeddedBroker _broker = new();
-    private readonly TempDirectory _dir = new();
     private readonly CapturingTransform _captured = new();
-    private MqttLink? _cloud;
-
-    public async Task InitializeAsync()
-    {
-        _broker.AddUser(_federation.DeviceId, "device-secret");
-        _broker.AddUser("cloud", "cloud-secret");
-        await _broker.StartAsync();
-        _cloud = new MqttLink(new MqttLinkOptions { Broker = _broker.Address, ClientId = "cloud", UserName = "cloud", Password = "cloud-secret" });
-        await _cloud.StartAsync();
-        await _cloud.WaitUntilConnectedAsync().WaitAsync(TimeSpan.FromSeconds(10));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _cloud!.DisposeAsync();
-        await _broker.DisposeAsync();
-        _federation.Dispose();
-        _dir.Dispose();
-    }
 
     private EdgeAgentOptions Options(string? codec = null, int maxFrameBytes = 256 * 1024) => new()
     {
-        StateDirectory = _dir.Combine("state"),
-        Broker = _broker.Address.ToString(),
+        StateDirectory = Dir.Combine("state"),
+        Broker = Broker.Address.ToString(),
         Training = new EdgeTrainingOptions { LocalEpochs = 2, BatchSize = 16, LearningRate = 0.1f, Threads = 1, Seed = 3 },
         Compression = new EdgeCompressionOptions { Codec = codec, ErrorFeedback = "ef14", MaxFrameBytes = maxFrameBytes },
         Mqtt = new EdgeMqttOptions { ReconnectMinDelay = TimeSpan.FromMilliseconds(50), ReconnectMaxDelay = TimeSpan.FromMilliseconds(500), KeepAlive = TimeSpan.FromSeconds(5) },
@@ -49,7 +27,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
 
     private (EdgeAgent Agent, Task Running, CancellationTokenSource Stop) StartAgent(EdgeAgentOptions options)
     {
-        var agent = new EdgeAgent(options, _federation.Identity(), new EdgeLocalData(TestFederation.Data(128, seed: 1), TestFederation.Data(64, seed: 2)), transform: _captured);
+        var agent = new EdgeAgent(options, Federation.Identity(), new EdgeLocalData(TestFederation.Data(128, seed: 1), TestFederation.Data(64, seed: 2)), transform: _captured);
         var stop = new CancellationTokenSource();
         return (agent, agent.RunAsync(stop.Token), stop);
     }
@@ -57,32 +35,32 @@ public sealed class EdgeAgentTests : IAsyncLifetime
     private async Task PublishModelAsync(PublishedModel published)
     {
         foreach (var (topic, payload) in published.Messages())
-            await _cloud!.PublishAsync(topic, payload, retain: true);
+            await Cloud.PublishAsync(topic, payload, retain: true);
     }
 
     /// <summary>What the cloud would accept from the device's update topic: reassembled and verified envelopes.</summary>
     private List<VerifiedUpdate> AcceptedUpdates()
     {
-        var topic = MqttTopics.Update(TestFederation.Name, _federation.DeviceId);
+        var topic = MqttTopics.Update(TestFederation.Name, Federation.DeviceId);
         var reassembler = new UpdateReassembler(new ReassemblyOptions());
-        var verifier = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, _federation.DeviceKeys);
+        var verifier = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, Federation.DeviceKeys);
         var accepted = new List<VerifiedUpdate>();
-        foreach (var (_, t, payload, _) in _broker.Published)
+        foreach (var (_, t, payload, _) in Broker.Published)
         {
             if (t != topic)
                 continue;
-            var frame = reassembler.Accept(_federation.DeviceId, payload);
+            var frame = reassembler.Accept(Federation.DeviceId, payload);
             Assert.NotEqual(FrameOutcome.Rejected, frame.Outcome);
             if (frame.Outcome != FrameOutcome.Complete)
                 continue;
-            var verified = verifier.Verify(frame.Envelope.Span, _federation.DeviceId, _federation.ParameterCount);
+            var verified = verifier.Verify(frame.Envelope.Span, Federation.DeviceId, Federation.ParameterCount);
             Assert.True(verified.IsAccepted, verified.ToString());
             accepted.Add(verified.Value);
         }
         return accepted;
     }
 
-    private int UpdateFrames() => _broker.Published.Count(p => p.Topic == MqttTopics.Update(TestFederation.Name, _federation.DeviceId));
+    private int UpdateFrames() => Broker.Published.Count(p => p.Topic == MqttTopics.Update(TestFederation.Name, Federation.DeviceId));
 
     private static float[] Decode(VerifiedUpdate update)
     {
@@ -95,7 +73,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
     public async Task Trains_on_each_verified_version_and_sends_signed_compressed_updates_then_resumes_after_restart()
     {
         // v1: the cloud hints sign; the device uses the hint with error feedback.
-        await PublishModelAsync(_federation.Publish(1, _federation.ModelBytes(), codecHints: "sign"));
+        await PublishModelAsync(Federation.Publish(1, Federation.ModelBytes(), codecHints: "sign"));
         var (agent, running, stop) = StartAgent(Options());
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 1, "update on v1", 60);
 
@@ -117,7 +95,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
 
         // v2 changes only weights and asks for fp32: no new session; a 10 KB envelope is chunked.
         var framesBefore = UpdateFrames();
-        await PublishModelAsync(_federation.Publish(2, _federation.ModelBytes(shift: 0.01f), codecHints: "fp32"));
+        await PublishModelAsync(Federation.Publish(2, Federation.ModelBytes(shift: 0.01f), codecHints: "fp32"));
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 2, "update on v2", 60);
         var second = AcceptedUpdates()[1];
         Assert.Equal(2, second.Envelope.BaseModelVersion);
@@ -127,8 +105,8 @@ public sealed class EdgeAgentTests : IAsyncLifetime
 
         await stop.CancelAsync();
         await running;
-        var status = await _broker.Server.GetRetainedMessageAsync(MqttTopics.Status(TestFederation.Name, _federation.DeviceId));
-        var decoded = DeviceStatuses.Decode(status.Payload.ToArray(), TestFederation.Name, _federation.DeviceId);
+        var status = await Broker.Server.GetRetainedMessageAsync(MqttTopics.Status(TestFederation.Name, Federation.DeviceId));
+        var decoded = DeviceStatuses.Decode(status.Payload.ToArray(), TestFederation.Name, Federation.DeviceId);
         Assert.Equal(DeviceState.Offline, decoded.GetValueOrThrow().State);
         Assert.True(File.Exists(Path.Combine(Options().StateDirectory, EdgeAgent.ErrorFeedbackFileName)));
 
@@ -138,7 +116,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
         await restarted.Link!.WaitUntilConnectedAsync().WaitAsync(TimeSpan.FromSeconds(10));
         await Task.Delay(500);
         Assert.Equal(0, restarted.Statistics.Rounds);
-        await PublishModelAsync(_federation.Publish(3, _federation.ModelBytes(shift: 0.02f)));
+        await PublishModelAsync(Federation.Publish(3, Federation.ModelBytes(shift: 0.02f)));
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 3, "update on v3", 60);
         Assert.Equal(3, AcceptedUpdates()[2].Envelope.BaseModelVersion);
         Assert.Equal(3, AcceptedUpdates().Select(u => u.UpdateIdHex).Distinct().Count());
@@ -149,7 +127,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
     [Fact]
     public async Task Large_updates_are_chunked_and_reassemble_to_the_signed_envelope()
     {
-        await PublishModelAsync(_federation.Publish(1, _federation.ModelBytes()));
+        await PublishModelAsync(Federation.Publish(1, Federation.ModelBytes()));
         var (_, running, stop) = StartAgent(Options(codec: "fp32", maxFrameBytes: 2048));
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 1, "chunked update on v1", 60);
         Assert.True(UpdateFrames() >= 5, $"expected a chunked update, saw {UpdateFrames()} frames");
@@ -162,12 +140,12 @@ public sealed class EdgeAgentTests : IAsyncLifetime
     public async Task Trains_and_queues_while_the_broker_is_down_and_sends_once_it_is_back()
     {
         // The device already holds a verified v1 on disk (from an earlier run) and has not trained on it.
-        var published = _federation.Publish(1, _federation.ModelBytes());
-        var verifier = new ModelAnnouncementVerifier(TestFederation.Name, new VerificationKeyRing(_federation.CloudKey.VerificationKey));
+        var published = Federation.Publish(1, Federation.ModelBytes());
+        var verifier = new ModelAnnouncementVerifier(TestFederation.Name, new VerificationKeyRing(Federation.CloudKey.VerificationKey));
         new ModelStore(Path.Combine(Options().StateDirectory, EdgeAgent.ModelDirectoryName), verifier, fsync: false)
-            .Save(new VerifiedModel(published.Announcement, published.AnnouncementBytes, _federation.ModelBytes()));
-        await _cloud!.StopAsync();
-        await _broker.StopAsync();
+            .Save(new VerifiedModel(published.Announcement, published.AnnouncementBytes, Federation.ModelBytes()));
+        await Cloud.StopAsync();
+        await Broker.StopAsync();
 
         var (agent, running, stop) = StartAgent(Options(codec: "sign"));
         await agent.Started;
@@ -175,7 +153,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
         Assert.False(agent.Link!.IsConnected);
         Assert.Equal(1, agent.Outbox!.Count);
 
-        await _broker.StartAsync();
+        await Broker.StartAsync();
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 1 && agent.Outbox.Count == 0, "queued update delivered after reconnect", 30);
         Assert.Equal(1, AcceptedUpdates()[0].Envelope.BaseModelVersion);
         await stop.CancelAsync();
@@ -186,7 +164,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
     public async Task A_model_signed_by_an_impostor_is_never_trained_on()
     {
         using var impostor = FedEdge.Protocol.SigningKeyPair.Generate("cloud");
-        await PublishModelAsync(_federation.Publish(1, _federation.ModelBytes(), impostor));
+        await PublishModelAsync(Federation.Publish(1, Federation.ModelBytes(), impostor));
         var (agent, running, stop) = StartAgent(Options());
         await Eventually.HoldsAsync(() => agent.Statistics.ModelMessagesRejected >= 1, "announcement rejected");
         await Task.Delay(300);
@@ -194,7 +172,7 @@ public sealed class EdgeAgentTests : IAsyncLifetime
         Assert.Empty(AcceptedUpdates());
 
         // The genuine v1 replaces the retained announcement and is used.
-        await PublishModelAsync(_federation.Publish(1, _federation.ModelBytes()));
+        await PublishModelAsync(Federation.Publish(1, Federation.ModelBytes()));
         await Eventually.HoldsAsync(() => AcceptedUpdates().Count == 1, "update on the genuine v1", 60);
         await stop.CancelAsync();
         await running;

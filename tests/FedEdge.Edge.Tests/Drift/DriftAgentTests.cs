@@ -9,35 +9,12 @@ using FedEdge.Protocol.Messages;
 namespace FedEdge.Edge.Tests.Drift;
 
 /// <summary>The agent with FedDAA on, against the embedded broker, the test playing the cloud.</summary>
-public sealed class DriftAgentTests : IAsyncLifetime
+public sealed class DriftAgentTests : AgentOverBrokerTest
 {
-    private readonly TestFederation _federation = new();
-    private readonly EmbeddedBroker _broker = new();
-    private readonly TempDirectory _dir = new();
-    private MqttLink? _cloud;
-
-    public async Task InitializeAsync()
-    {
-        _broker.AddUser(_federation.DeviceId, "device-secret");
-        _broker.AddUser("cloud", "cloud-secret");
-        await _broker.StartAsync();
-        _cloud = new MqttLink(new MqttLinkOptions { Broker = _broker.Address, ClientId = "cloud", UserName = "cloud", Password = "cloud-secret" });
-        await _cloud.StartAsync();
-        await _cloud.WaitUntilConnectedAsync().WaitAsync(TimeSpan.FromSeconds(10));
-    }
-
-    public async Task DisposeAsync()
-    {
-        await _cloud!.DisposeAsync();
-        await _broker.DisposeAsync();
-        _federation.Dispose();
-        _dir.Dispose();
-    }
-
     private EdgeAgentOptions Options(bool drift = true) => new()
     {
-        StateDirectory = _dir.Combine("state"),
-        Broker = _broker.Address.ToString(),
+        StateDirectory = Dir.Combine("state"),
+        Broker = Broker.Address.ToString(),
         Training = new EdgeTrainingOptions { LocalEpochs = 1, BatchSize = 16, LearningRate = 0.1f, Threads = 1, Seed = 3 },
         Compression = new EdgeCompressionOptions { Codec = "fp32", ErrorFeedback = "ef14" },
         Mqtt = new EdgeMqttOptions { ReconnectMinDelay = TimeSpan.FromMilliseconds(50), ReconnectMaxDelay = TimeSpan.FromMilliseconds(500), KeepAlive = TimeSpan.FromSeconds(5) },
@@ -47,45 +24,45 @@ public sealed class DriftAgentTests : IAsyncLifetime
 
     private (EdgeAgent Agent, Task Running, CancellationTokenSource Stop) StartAgent(EdgeAgentOptions options, IEdgeDataWindows windows)
     {
-        var agent = new EdgeAgent(options, _federation.Identity(), windows);
+        var agent = new EdgeAgent(options, Federation.Identity(), windows);
         var stop = new CancellationTokenSource();
         return (agent, agent.RunAsync(stop.Token), stop);
     }
 
     private async Task PublishModelAsync(long version, byte[] bytes, int cluster = 0, int announcedCluster = -1)
     {
-        var published = new ModelPublisher(_federation.CloudKey).Publish(TestFederation.Name, version, bytes, new ModelPublishOptions
+        var published = new ModelPublisher(Federation.CloudKey).Publish(TestFederation.Name, version, bytes, new ModelPublishOptions
         {
             ChunkSize = 1024,
-            ParameterCount = _federation.ParameterCount,
+            ParameterCount = Federation.ParameterCount,
             Cluster = announcedCluster < 0 ? cluster : announcedCluster,
         });
         foreach (var (topic, payload) in published.Messages())
         {
             // A replay onto another cluster's topic: the same signed bytes, the topic of `cluster`.
             var target = announcedCluster < 0 ? topic : topic.Replace($"/cluster/{announcedCluster}/", $"/cluster/{cluster}/", StringComparison.Ordinal);
-            await _cloud!.PublishAsync(target, payload, retain: true);
+            await Cloud.PublishAsync(target, payload, retain: true);
         }
     }
 
     private async Task PublishAssignmentAsync(ClusterAssignment assignment, SigningKeyPair? signer = null) =>
-        await _cloud!.PublishAsync(MqttTopics.ClusterAssignment(TestFederation.Name, _federation.DeviceId),
-            new ClusterAssignmentSigner(signer ?? _federation.CloudKey).Sign(assignment), retain: true);
+        await Cloud.PublishAsync(MqttTopics.ClusterAssignment(TestFederation.Name, Federation.DeviceId),
+            new ClusterAssignmentSigner(signer ?? Federation.CloudKey).Sign(assignment), retain: true);
 
     private List<UpdateEnvelope> Updates()
     {
-        var topic = MqttTopics.Update(TestFederation.Name, _federation.DeviceId);
+        var topic = MqttTopics.Update(TestFederation.Name, Federation.DeviceId);
         var reassembler = new UpdateReassembler(new ReassemblyOptions());
-        var verifier = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, _federation.DeviceKeys);
+        var verifier = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, Federation.DeviceKeys);
         var accepted = new List<UpdateEnvelope>();
-        foreach (var (_, t, payload, _) in _broker.Published)
+        foreach (var (_, t, payload, _) in Broker.Published)
         {
             if (t != topic)
                 continue;
-            var frame = reassembler.Accept(_federation.DeviceId, payload);
+            var frame = reassembler.Accept(Federation.DeviceId, payload);
             if (frame.Outcome != FrameOutcome.Complete)
                 continue;
-            var verified = verifier.Verify(frame.Envelope.Span, _federation.DeviceId, _federation.ParameterCount);
+            var verified = verifier.Verify(frame.Envelope.Span, Federation.DeviceId, Federation.ParameterCount);
             Assert.True(verified.IsAccepted, verified.ToString());
             accepted.Add(verified.Value.Envelope);
         }
@@ -97,7 +74,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
     {
         var first = TestFederation.Data(128, seed: 1);
         var windows = new InMemoryDataWindows(first);
-        await PublishModelAsync(1, _federation.ModelBytes());
+        await PublishModelAsync(1, Federation.ModelBytes());
         var (agent, running, stop) = StartAgent(Options(), windows);
         await Eventually.HoldsAsync(() => Updates().Count == 1, "update on v1", 60);
 
@@ -108,7 +85,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
         Assert.Equal(0, u1.Drift.WindowIndex);
         Assert.Equal(128, u1.Drift.SampleCount);
         Assert.Equal(TestFederation.Classes * TestFederation.Classes, u1.Drift.Prototype.Count);
-        Assert.Equal(DriftTestData.PrototypeOf(_federation.ModelBytes(), first), u1.Drift.Prototype.ToArray(), new ToleranceComparer(1e-4f));
+        Assert.Equal(DriftTestData.PrototypeOf(Federation.ModelBytes(), first), u1.Drift.Prototype.ToArray(), new ToleranceComparer(1e-4f));
         Assert.Empty(u1.Drift.PreviousPrototype);
         Assert.Equal(first.ClassCounts().Select(c => (float)c), u1.Drift.LabelHistogram);
         Assert.Empty(u1.Drift.Clusters);
@@ -117,7 +94,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
         // Label drift: mostly label 0 now. The verdict travels once; training keeps the old window (128 + new samples).
         var second = DriftTestData.LabelMix(TestFederation.Data(300, seed: 2), [0]);
         windows.Advance(second);
-        await PublishModelAsync(2, _federation.ModelBytes(0.01f));
+        await PublishModelAsync(2, Federation.ModelBytes(0.01f));
         await Eventually.HoldsAsync(() => Updates().Count == 2, "update on v2", 60);
         var u2 = Updates()[1];
         Assert.Equal(DriftKind.Label, u2.DriftReport.Kind);
@@ -129,7 +106,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
         Assert.Equal(TestFederation.Classes * TestFederation.Classes, u2.Drift.PreviousPrototype.Count);
         Assert.Equal(1, agent.Statistics.DriftVerdicts);
 
-        await PublishModelAsync(3, _federation.ModelBytes(0.02f));
+        await PublishModelAsync(3, Federation.ModelBytes(0.02f));
         await Eventually.HoldsAsync(() => Updates().Count == 3, "update on v3", 60);
         Assert.Null(Updates()[2].DriftReport);
         Assert.Equal(1, Updates()[2].Drift.WindowIndex);
@@ -138,7 +115,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
 
         // A restart on the same windows neither judges window 1 again nor forgets to keep the old window.
         (agent, running, stop) = StartAgent(Options(), windows);
-        await PublishModelAsync(4, _federation.ModelBytes(0.03f));
+        await PublishModelAsync(4, Federation.ModelBytes(0.03f));
         await Eventually.HoldsAsync(() => Updates().Count == 4, "update on v4 after the restart", 60);
         Assert.Null(Updates()[3].DriftReport);
         Assert.Equal(128 + second.Count, Updates()[3].SampleCount);
@@ -150,7 +127,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
     [Fact]
     public async Task Real_drift_against_the_assigned_centres_is_reported_and_the_old_window_dropped()
     {
-        var reference = DriftTestData.Trained(_federation.ModelBytes(), TestFederation.Data(600, seed: 40));
+        var reference = DriftTestData.Trained(Federation.ModelBytes(), TestFederation.Data(600, seed: 40));
         var old = TestFederation.Data(128, seed: 1);
         var windows = new InMemoryDataWindows(old);
         // Centres: cluster 3 = the device's concept, cluster 7 = the relabelled one; the device trains cluster 0 only.
@@ -181,11 +158,11 @@ public sealed class DriftAgentTests : IAsyncLifetime
     public async Task Without_drift_monitoring_windows_train_on_the_current_data_and_updates_carry_no_statistics()
     {
         var windows = new InMemoryDataWindows(TestFederation.Data(64, seed: 1));
-        await PublishModelAsync(1, _federation.ModelBytes());
+        await PublishModelAsync(1, Federation.ModelBytes());
         var (_, running, stop) = StartAgent(Options(drift: false), windows);
         await Eventually.HoldsAsync(() => Updates().Count == 1, "update on v1", 60);
         windows.Advance(TestFederation.Data(80, seed: 2));
-        await PublishModelAsync(2, _federation.ModelBytes(0.01f));
+        await PublishModelAsync(2, Federation.ModelBytes(0.01f));
         await Eventually.HoldsAsync(() => Updates().Count == 2, "update on v2", 60);
         Assert.All(Updates(), u => Assert.Null(u.Drift));
         Assert.All(Updates(), u => Assert.Null(u.DriftReport));
@@ -199,14 +176,14 @@ public sealed class DriftAgentTests : IAsyncLifetime
     {
         // Cluster 1 knows the device's concept, cluster 2 the relabelled one; cluster 0 is the reference.
         var training = TestFederation.Data(600, seed: 40);
-        var concept = DriftTestData.Trained(_federation.ModelBytes(), training);
-        var relabelled = DriftTestData.Trained(_federation.ModelBytes(), DriftTestData.Relabelled(training));
+        var concept = DriftTestData.Trained(Federation.ModelBytes(), training);
+        var relabelled = DriftTestData.Trained(Federation.ModelBytes(), DriftTestData.Relabelled(training));
         var data = TestFederation.Data(128, seed: 1);
-        await PublishModelAsync(1, _federation.ModelBytes());
+        await PublishModelAsync(1, Federation.ModelBytes());
         await PublishModelAsync(4, concept, cluster: 1);
         await PublishModelAsync(6, relabelled, cluster: 2);
         var assignment = DriftTestData.Assignment(1, [(1, 0.5f), (2, 0.5f)],
-            [(1, DriftTestData.PrototypeOf(_federation.ModelBytes(), data)), (2, DriftTestData.PrototypeOf(_federation.ModelBytes(), DriftTestData.Relabelled(data)))]);
+            [(1, DriftTestData.PrototypeOf(Federation.ModelBytes(), data)), (2, DriftTestData.PrototypeOf(Federation.ModelBytes(), DriftTestData.Relabelled(data)))]);
         await PublishAssignmentAsync(assignment);
 
         var (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(data));
@@ -231,8 +208,8 @@ public sealed class DriftAgentTests : IAsyncLifetime
         // A new version of cluster 1 alone trains cluster 1 again, with its own error-feedback memory.
         await PublishModelAsync(5, concept, cluster: 1);
         await Eventually.HoldsAsync(() => Updates().Count(u => u.Cluster == 1) == 2, "second update of cluster 1", 60);
-        var clusterMemory = File.ReadAllBytes(Path.Combine(_dir.Combine("state"), "error-feedback-cluster-1.bin"));
-        var referenceMemory = File.ReadAllBytes(Path.Combine(_dir.Combine("state"), EdgeAgent.ErrorFeedbackFileName));
+        var clusterMemory = File.ReadAllBytes(Path.Combine(Dir.Combine("state"), "error-feedback-cluster-1.bin"));
+        var referenceMemory = File.ReadAllBytes(Path.Combine(Dir.Combine("state"), EdgeAgent.ErrorFeedbackFileName));
         Assert.NotEqual(referenceMemory, clusterMemory);
         await stop.CancelAsync();
         await running;
@@ -251,7 +228,7 @@ public sealed class DriftAgentTests : IAsyncLifetime
     public async Task Forged_assignments_and_cluster_models_replayed_onto_another_topic_are_rejected()
     {
         using var impostor = SigningKeyPair.Generate("cloud");
-        await PublishModelAsync(1, _federation.ModelBytes());
+        await PublishModelAsync(1, Federation.ModelBytes());
         await PublishAssignmentAsync(DriftTestData.Assignment(1, [(1, 1f)], []), impostor);
         var (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(TestFederation.Data(64, seed: 1)));
         await Eventually.HoldsAsync(() => Updates().Count == 1, "update on v1", 60);
@@ -261,9 +238,9 @@ public sealed class DriftAgentTests : IAsyncLifetime
         // Genuine assignment to cluster 2; cluster 1's signed model replayed onto cluster 2's topic is not trained.
         var rejected = agent.Statistics.ModelMessagesRejected;
         await PublishAssignmentAsync(DriftTestData.Assignment(2, [(2, 1f)], []));
-        await PublishModelAsync(7, _federation.ModelBytes(0.5f), cluster: 2, announcedCluster: 1);
+        await PublishModelAsync(7, Federation.ModelBytes(0.5f), cluster: 2, announcedCluster: 1);
         await Eventually.HoldsAsync(() => agent.Statistics.ModelMessagesRejected > rejected, "replayed announcement rejected");
-        await PublishModelAsync(8, _federation.ModelBytes(0.1f), cluster: 2);
+        await PublishModelAsync(8, Federation.ModelBytes(0.1f), cluster: 2);
         await Eventually.HoldsAsync(() => Updates().Any(u => u.Cluster == 2), "update of cluster 2", 60);
         Assert.Equal(8, Updates().Single(u => u.Cluster == 2).BaseModelVersion);
         Assert.Equal(64, Updates().Single(u => u.Cluster == 2).SampleCount); // one cluster: every sample

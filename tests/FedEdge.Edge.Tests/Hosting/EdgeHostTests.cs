@@ -65,29 +65,51 @@ public sealed class EdgeHostTests : IDisposable
     public async Task A_host_configured_from_settings_runs_the_agent_from_a_credential_file_and_npy_data()
     {
         using var federation = new TestFederation();
-        await using var broker = new EmbeddedBroker();
-        broker.AddUser(federation.DeviceId, "device-secret");
-        broker.AddUser("cloud", "cloud-secret");
-        await broker.StartAsync();
-
-        var credentials = WriteCredentials(federation, broker);
+        await using var broker = await StartBrokerAsync(federation);
         var data = TestFederation.Data(64, seed: 5);
         NpyArray.Write<float>(_dir.Combine("x.npy"), data.Features, [data.Count, TestFederation.Features]);
         NpyArray.Write<long>(_dir.Combine("y.npy"), data.Labels, [data.Count]);
 
+        var (host, update) = await FirstUpdateOfHostAsync(federation, broker, new()
+        {
+            ["Edge:Data:Source"] = $"npy:{_dir.Combine("x.npy")},{_dir.Combine("y.npy")}",
+            ["Edge:Compression:Codec"] = "topk:0.1",
+        });
+        using (host)
+        {
+            Assert.Equal("topk", update.Codec.Id);
+            Assert.Equal(64, update.Envelope.SampleCount);
+            Assert.NotNull(host.Services.GetRequiredService<EdgeAgentService>().Agent);
+            await host.StopAsync();
+        }
+    }
+
+    private static async Task<EmbeddedBroker> StartBrokerAsync(TestFederation federation)
+    {
+        var broker = new EmbeddedBroker();
+        broker.AddUser(federation.DeviceId, "device-secret");
+        broker.AddUser("cloud", "cloud-secret");
+        await broker.StartAsync();
+        return broker;
+    }
+
+    /// <summary>
+    /// Starts a host from the credential file and these settings (plus the test defaults), publishes model v1 as the
+    /// cloud would, and returns the running host and the first update it sent, verified against the device key.
+    /// </summary>
+    private async Task<(IHost Host, VerifiedUpdate Update)> FirstUpdateOfHostAsync(TestFederation federation, EmbeddedBroker broker, Dictionary<string, string?> settings)
+    {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
-            ["Edge:CredentialsPath"] = credentials,
+            ["Edge:CredentialsPath"] = WriteCredentials(federation, broker),
             ["Edge:StateDirectory"] = _dir.Combine("state"),
-            ["Edge:Data:Source"] = $"npy:{_dir.Combine("x.npy")},{_dir.Combine("y.npy")}",
             ["Edge:Training:BatchSize"] = "16",
-            ["Edge:Compression:Codec"] = "topk:0.1",
             ["Edge:Outbox:Fsync"] = "false",
             ["Edge:Mqtt:ReconnectMinDelay"] = "00:00:00.050",
-        });
+        }.Concat(settings));
         builder.AddFedEdgeEdge();
-        using var host = builder.Build();
+        var host = builder.Build();
         await host.StartAsync();
 
         await using var cloud = new MqttLink(new MqttLinkOptions { Broker = broker.Address, ClientId = "cloud", UserName = "cloud", Password = "cloud-secret" });
@@ -102,10 +124,7 @@ public sealed class EdgeHostTests : IDisposable
         var verified = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, federation.DeviceKeys)
             .Verify(frame.Envelope.Span, federation.DeviceId, federation.ParameterCount);
         Assert.True(verified.IsAccepted, verified.ToString());
-        Assert.Equal("topk", verified.Value.Codec.Id);
-        Assert.Equal(64, verified.Value.Envelope.SampleCount);
-        Assert.NotNull(host.Services.GetRequiredService<EdgeAgentService>().Agent);
-        await host.StopAsync();
+        return (host, verified.Value);
     }
 
     /// <summary>The credential file in the format `fededge devices add` writes.</summary>
@@ -132,11 +151,7 @@ public sealed class EdgeHostTests : IDisposable
     public async Task A_host_with_a_window_directory_and_drift_monitoring_sends_statistics_of_the_newest_window()
     {
         using var federation = new TestFederation();
-        await using var broker = new EmbeddedBroker();
-        broker.AddUser(federation.DeviceId, "device-secret");
-        broker.AddUser("cloud", "cloud-secret");
-        await broker.StartAsync();
-        var credentials = WriteCredentials(federation, broker);
+        await using var broker = await StartBrokerAsync(federation);
         var windows = Directory.CreateDirectory(_dir.Combine("windows")).FullName;
         foreach (var (number, seed) in new[] { (1, 5), (2, 6) })
         {
@@ -145,39 +160,20 @@ public sealed class EdgeHostTests : IDisposable
             NpyArray.Write<long>(Path.Combine(windows, $"window-{number:D4}.Y.npy"), data.Labels, [data.Count]);
         }
 
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        var (host, update) = await FirstUpdateOfHostAsync(federation, broker, new()
         {
-            ["Edge:CredentialsPath"] = credentials,
-            ["Edge:StateDirectory"] = _dir.Combine("state"),
             ["Edge:Data:WindowDirectory"] = windows,
             ["Edge:Drift:Enabled"] = "true",
-            ["Edge:Training:BatchSize"] = "16",
-            ["Edge:Outbox:Fsync"] = "false",
-            ["Edge:Mqtt:ReconnectMinDelay"] = "00:00:00.050",
         });
-        builder.AddFedEdgeEdge();
-        using var host = builder.Build();
-        await host.StartAsync();
-
-        await using var cloud = new MqttLink(new MqttLinkOptions { Broker = broker.Address, ClientId = "cloud", UserName = "cloud", Password = "cloud-secret" });
-        await cloud.StartAsync();
-        await cloud.WaitUntilConnectedAsync().WaitAsync(TimeSpan.FromSeconds(10));
-        foreach (var (topic, payload) in federation.Publish(1, federation.ModelBytes()).Messages())
-            await cloud.PublishAsync(topic, payload, retain: true);
-
-        var updateTopic = MqttTopics.Update(TestFederation.Name, federation.DeviceId);
-        await Eventually.HoldsAsync(() => broker.Published.Any(p => p.Topic == updateTopic), "an update from the hosted agent", 60);
-        var frame = new UpdateReassembler(new ReassemblyOptions()).Accept(federation.DeviceId, broker.Published.First(p => p.Topic == updateTopic).Payload);
-        var verified = new UpdateEnvelopeVerifier(new UpdateVerifierOptions { Federation = TestFederation.Name }, federation.DeviceKeys)
-            .Verify(frame.Envelope.Span, federation.DeviceId, federation.ParameterCount);
-        Assert.True(verified.IsAccepted, verified.ToString());
-        var envelope = verified.Value.Envelope;
-        Assert.Equal(2, envelope.Drift.WindowIndex); // the newest window, compared with window 1
-        Assert.NotEmpty(envelope.Drift.PreviousPrototype);
-        Assert.Equal(2, envelope.DriftReport.WindowIndex);
-        Assert.Equal(FedEdge.Protocol.Messages.DriftKind.None, envelope.DriftReport.Kind); // two samples of one distribution
-        Assert.Equal(128, envelope.SampleCount); // no real drift: old and new window
-        await host.StopAsync();
+        using (host)
+        {
+            var envelope = update.Envelope;
+            Assert.Equal(2, envelope.Drift.WindowIndex); // the newest window, compared with window 1
+            Assert.NotEmpty(envelope.Drift.PreviousPrototype);
+            Assert.Equal(2, envelope.DriftReport.WindowIndex);
+            Assert.Equal(FedEdge.Protocol.Messages.DriftKind.None, envelope.DriftReport.Kind); // two samples of one distribution
+            Assert.Equal(128, envelope.SampleCount); // no real drift: old and new window
+            await host.StopAsync();
+        }
     }
 }
