@@ -174,7 +174,8 @@ public sealed partial class EdgeAgent
         var assignment = drift?.Assignment;
         int[] assigned = assignment is null ? [] : [.. assignment.Clusters.Select(c => c.Cluster).Distinct()];
         var due = assigned.Prepend(0).Distinct().Select(streams.Find)
-            .Where(s => s?.Latest is { } m && m.Version > progress.LastTrained(s.Cluster) && !_failed.Contains((s.Cluster, m.Version)))
+            .Where(s => s?.Latest is { } m && !_failed.Contains((s.Cluster, m.Version))
+                && (m.Version > progress.LastTrained(s.Cluster) || DeclinedInOlderEpoch(progress, s.Cluster, m.Version, assignment)))
             .Select(s => s!).ToList();
         if (due.Count == 0)
             return progress;
@@ -246,9 +247,18 @@ public sealed partial class EdgeAgent
             var samples = plan is not null && assigned.Contains(model.Cluster) ? plan.SamplesOf(model.Cluster) : null;
             if (samples is { Length: 0 })
             {
-                // No sample drew this cluster: nothing to send for this version.
-                LogNoSamplesForCluster(model.Cluster, model.Version);
-                progress = progress.Trained(model.Cluster, model.Version, counted: false);
+                // No sample drew this cluster: nothing to train, but the cloud counts this device in the cluster's round,
+                // so it gets a signed decline and need not wait for its deadline (once per version: the cloud's round
+                // takes one answer per device, so a re-plan in a newer epoch that again draws nothing sends nothing).
+                // (Cluster 0, the reference, is never declined: the cloud does not assign it as a cluster.)
+                if (model.Version > progress.LastTrained(model.Cluster) && model.Cluster > 0)
+                {
+                    LogNoSamplesForCluster(model.Cluster, model.Version);
+                    await PublishDeclineAsync(model, outbox, ClusterStatistics(observation, plan, assignment), cancellationToken).ConfigureAwait(false);
+                }
+                progress = model.Cluster > 0
+                    ? progress.Declined(model.Cluster, model.Version, assignment!.Epoch)
+                    : progress.Trained(model.Cluster, model.Version, counted: false);
                 progress.Save(progressPath, _options.Outbox.Fsync);
                 continue;
             }
@@ -267,13 +277,7 @@ public sealed partial class EdgeAgent
                 continue;
             }
             Statistics.TrainingSessionBuilds = trainer.SessionBuilds;
-            var statistics = observation is null ? null : DriftMonitor.ToMessage(observation);
-            if (statistics is not null && plan is not null)
-            {
-                statistics.Clusters.AddRange(plan.Clusters);
-                statistics.ClusterLabelWeights.AddRange(plan.Assignment.LabelHistogram);
-                statistics.AssignmentEpoch = assignment!.Epoch;
-            }
+            var statistics = ClusterStatistics(observation, plan, assignment);
             var report = drift?.Monitor.PendingReport;
             var round = await PublishRoundAsync(model, trained, stream, outbox, statistics, report, cancellationToken).ConfigureAwait(false);
             if (round.UpdateId is not null && report is not null)
@@ -284,6 +288,26 @@ public sealed partial class EdgeAgent
             RoundCompleted?.Invoke(round);
         }
         return progress;
+    }
+
+    /// <summary>
+    /// A cluster version the device declined under an older assignment epoch: the new epoch's priors may now draw
+    /// samples for it, and an update replaces the decline in the cloud's round (the round waits for it otherwise).
+    /// </summary>
+    private static bool DeclinedInOlderEpoch(AgentProgress progress, int cluster, long version, ClusterAssignment? assignment) =>
+        assignment is not null && version == progress.LastTrained(cluster) && progress.DeclinedInEpoch(cluster) is long epoch && epoch < assignment.Epoch;
+
+    /// <summary>The window's drift statistics with the pass's FedRC cluster × label weights (null without drift monitoring).</summary>
+    private static DriftStatistics? ClusterStatistics(DriftObservation? observation, ClusterPlan? plan, ClusterAssignment? assignment)
+    {
+        var statistics = observation is null ? null : DriftMonitor.ToMessage(observation);
+        if (statistics is not null && plan is not null)
+        {
+            statistics.Clusters.AddRange(plan.Clusters);
+            statistics.ClusterLabelWeights.AddRange(plan.Assignment.LabelHistogram);
+            statistics.AssignmentEpoch = assignment!.Epoch;
+        }
+        return statistics;
     }
 
     /// <summary>FedRC soft assignment over the assigned clusters (all held), one draw per sample for the whole pass.</summary>
@@ -383,10 +407,7 @@ public sealed partial class EdgeAgent
         }
         var delta = trained.Delta;
         _transform?.Apply(delta, model.Version);
-        var codecSpec = string.IsNullOrWhiteSpace(_options.Compression.Codec)
-            ? model.Announcement.CodecHints.FirstOrDefault() ?? "fp32"
-            : _options.Compression.Codec;
-        var codec = UpdateCodecs.Parse(codecSpec);
+        var codec = UpdateCodecs.Parse(CodecSpec(model));
         var kind = ErrorFeedbackCompressor.ParseKind(_options.Compression.ErrorFeedback);
         if (stream.ErrorFeedback is not { } errorFeedback || errorFeedback.Kind != kind || errorFeedback.Codec.Spec != codec.Spec || errorFeedback.Dimension != delta.Length)
             stream.ErrorFeedback = errorFeedback = stream.ErrorFeedbackStore.LoadOrCreate(kind, codec, delta.Length, _options.Compression.EControlEta);
@@ -439,6 +460,37 @@ public sealed partial class EdgeAgent
         return Report(trained, model.Cluster, updateIdHex, payload.Length, signed.Length);
     }
 
+    /// <summary>The configured codec, else the cloud's first hint for the model, else fp32.</summary>
+    private string CodecSpec(VerifiedModel model) => string.IsNullOrWhiteSpace(_options.Compression.Codec)
+        ? model.Announcement.CodecHints.FirstOrDefault() ?? "fp32"
+        : _options.Compression.Codec;
+
+    /// <summary>
+    /// Signs and queues a decline of a cluster model version (<see cref="UpdateDeclines"/>): same outbox, topic and
+    /// de-duplication as an update; it carries the window's drift statistics (its FedRC weights count towards P_c(y)).
+    /// </summary>
+    private async Task PublishDeclineAsync(VerifiedModel model, UpdateOutbox outbox, DriftStatistics? statistics, CancellationToken cancellationToken)
+    {
+        var envelope = UpdateDeclines.Create(_identity.Federation, _identity.DeviceId, model.Cluster, model.Version, CodecSpec(model), model.Announcement.ParameterCount);
+        envelope.UpdateId = UpdateEnvelopeSigner.NewUpdateId();
+        envelope.Drift = statistics;
+        var signed = _signer.Sign(envelope, _clock);
+        var updateIdHex = Convert.ToHexString(envelope.UpdateId.Span);
+        try
+        {
+            await outbox.EnqueueAsync(updateIdHex, signed, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OutboxFullException or IOException)
+        {
+            // Without it the cloud's round waits for its deadline, as it would for a silent device.
+            Statistics.UpdateRefused();
+            LogNotQueued(model.Version, e.Message);
+            return;
+        }
+        Statistics.DeclineEnqueued();
+        LogDeclined(model.Cluster, model.Version, updateIdHex);
+    }
+
     private EdgeRoundReport Report(LocalRoundResult trained, int cluster, string? updateId, int payloadBytes, int envelopeBytes) =>
         new(_identity.DeviceId, trained.BaseVersion, updateId, trained.Loss, trained.Accuracy, trained.Steps, trained.Duration, payloadBytes, envelopeBytes, cluster);
 
@@ -488,7 +540,7 @@ public sealed partial class EdgeAgent
     [LoggerMessage(EventId = 506, Level = LogLevel.Warning, Message = "Drift statistics with reference model v{Version} failed; training without them")]
     private partial void LogDriftStatisticsFailed(Exception exception, long version);
 
-    [LoggerMessage(EventId = 507, Level = LogLevel.Information, Message = "No local sample drew cluster {Cluster} for v{Version} (FedRC soft assignment); no update")]
+    [LoggerMessage(EventId = 507, Level = LogLevel.Information, Message = "No local sample drew cluster {Cluster} for v{Version} (FedRC soft assignment); declining it")]
     private partial void LogNoSamplesForCluster(int cluster, long version);
 
     [LoggerMessage(EventId = 508, Level = LogLevel.Information, Message = "Cluster assignment epoch {Epoch}: training clusters {Clusters}; {Centres} centres for the drift rule")]
@@ -502,6 +554,9 @@ public sealed partial class EdgeAgent
 
     [LoggerMessage(EventId = 509, Level = LogLevel.Warning, Message = "Cluster assignment rejected ({Reason}): {Detail}")]
     private partial void LogAssignmentRejected(string reason, string detail);
+
+    [LoggerMessage(EventId = 512, Level = LogLevel.Debug, Message = "Decline of cluster {Cluster} v{Version} queued as {UpdateId}")]
+    private partial void LogDeclined(int cluster, long version, string updateId);
 
     [LoggerMessage(EventId = 504, Level = LogLevel.Error, Message = "Update on v{Version} was not queued and is dropped: {Reason}")]
     private partial void LogNotQueued(long version, string reason);

@@ -9,6 +9,7 @@ public sealed class EdgeAgentStatistics
     private long _modelsVerified;
     private long _modelMessagesRejected;
     private long _driftVerdicts;
+    private long _declinesEnqueued;
 
     public long Rounds => Interlocked.Read(ref _rounds);
     public long UpdatesEnqueued => Interlocked.Read(ref _updatesEnqueued);
@@ -20,6 +21,9 @@ public sealed class EdgeAgentStatistics
 
     /// <summary>Model announcements, chunks and assembled models rejected (bad signature, hash, ...).</summary>
     public long ModelMessagesRejected => Interlocked.Read(ref _modelMessagesRejected);
+
+    /// <summary>Declines queued: cluster model versions none of the local samples drew (FedDAA, <see cref="FedEdge.Protocol.UpdateDeclines"/>).</summary>
+    public long DeclinesEnqueued => Interlocked.Read(ref _declinesEnqueued);
 
     /// <summary>Data windows judged by the drift monitor (FedDAA).</summary>
     public long DriftVerdicts => Interlocked.Read(ref _driftVerdicts);
@@ -33,6 +37,7 @@ public sealed class EdgeAgentStatistics
     internal void ModelVerified() => Interlocked.Increment(ref _modelsVerified);
     internal void ModelMessageRejected() => Interlocked.Increment(ref _modelMessagesRejected);
     internal void DriftJudged() => Interlocked.Increment(ref _driftVerdicts);
+    internal void DeclineEnqueued() => Interlocked.Increment(ref _declinesEnqueued);
 }
 
 /// <summary>What one local round produced, raised by <see cref="EdgeAgent.RoundCompleted"/>.</summary>

@@ -22,6 +22,12 @@ public sealed class ModelPublishOptions
     /// </summary>
     public int Cluster { get; init; }
 
+    /// <summary>
+    /// FedDAA: the cluster's label distribution P_c(y) for this version (cluster &gt; 0 only; empty = unknown). Finite,
+    /// non-negative, summing to 1 (±<see cref="LabelDistributions.SumTolerance"/>); signed with the announcement.
+    /// </summary>
+    public IReadOnlyList<float> LabelDistribution { get; init; } = [];
+
     public TimeProvider Time { get; init; } = TimeProvider.System;
 }
 
@@ -57,6 +63,10 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
         ArgumentOutOfRangeException.ThrowIfNegative(version);
         ArgumentOutOfRangeException.ThrowIfNegative(options.Cluster, nameof(options.Cluster));
         ArgumentOutOfRangeException.ThrowIfLessThan(options.ChunkSize, 1024, nameof(options.ChunkSize));
+        if (LabelDistributions.Check(options.LabelDistribution, options.Cluster) is { } problem)
+        {
+            throw new ArgumentException($"Model v{version} of cluster {options.Cluster}: {problem}.", nameof(options));
+        }
         if (model.IsEmpty)
         {
             throw new ArgumentException("The model is empty.", nameof(model));
@@ -77,6 +87,7 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
             CloudKeyId = cloudKey.KeyId,
         };
         announcement.CodecHints.Add(options.CodecHints);
+        announcement.LabelDistribution.Add(options.LabelDistribution);
         byte[] signed = SignedMessage.Sign(announcement.ToByteArray(), SignedMessage.ModelAnnouncementDomain, cloudKey);
         var chunks = new byte[count][];
         for (int i = 0; i < count; i++)
@@ -138,6 +149,10 @@ public sealed class ModelAnnouncementVerifier(string federation, IVerificationKe
         if (a.ModelSha256.Length != 32 || a.ModelVersion < 0)
         {
             return Reject(RejectReason.Malformed, $"Model announcement v{a.ModelVersion} lacks a 32-byte SHA-256 or has a negative version.");
+        }
+        if (LabelDistributions.Check(a.LabelDistribution, a.Cluster) is { } labels)
+        {
+            return Reject(RejectReason.Malformed, $"Model announcement v{a.ModelVersion} of cluster {a.Cluster}: {labels}.");
         }
         if (a.TotalSize > maxModelBytes)
         {
@@ -246,5 +261,44 @@ public sealed class ModelAssembler
             return Decoded<byte[]>.Reject(RejectReason.HashMismatch, $"Model v{Announcement.ModelVersion}: SHA-256 of the assembled bytes does not match the signed announcement.");
         }
         return Decoded<byte[]>.Accept(_buffer);
+    }
+}
+
+/// <summary>The rule for a label distribution P_c(y) carried by a signed cloud message (model announcement).</summary>
+public static class LabelDistributions
+{
+    /// <summary>How far the sum of P_c(y) may be from 1 (float rounding of R terms).</summary>
+    public const float SumTolerance = 1e-3f;
+
+    /// <summary>Largest R accepted.</summary>
+    public const int MaxLabels = 65_536;
+
+    /// <summary>Null when <paramref name="distribution"/> is empty or a valid P_c(y) of cluster <paramref name="cluster"/> &gt; 0; else what is wrong.</summary>
+    public static string? Check(IReadOnlyList<float> distribution, int cluster)
+    {
+        ArgumentNullException.ThrowIfNull(distribution);
+        if (distribution.Count == 0)
+        {
+            return null;
+        }
+        if (cluster <= 0)
+        {
+            return "a label distribution belongs to a cluster model (cluster > 0)";
+        }
+        if (distribution.Count > MaxLabels)
+        {
+            return $"label distribution has {distribution.Count} labels, more than {MaxLabels}";
+        }
+        double sum = 0;
+        for (int r = 0; r < distribution.Count; r++)
+        {
+            float p = distribution[r];
+            if (!float.IsFinite(p) || p < 0)
+            {
+                return $"label distribution entry {r} is {p}; entries are finite and non-negative";
+            }
+            sum += p;
+        }
+        return Math.Abs(sum - 1) > SumTolerance ? $"label distribution sums to {sum}, not 1" : null;
     }
 }

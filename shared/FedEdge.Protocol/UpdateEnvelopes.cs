@@ -61,8 +61,22 @@ public sealed class VerifiedUpdate(UpdateEnvelope envelope, IUpdateCodec codec, 
 
     public ReadOnlySpan<byte> Payload => Envelope.Payload.Span;
 
-    /// <summary>Decodes the payload into <paramref name="destination"/> (length <see cref="Dimension"/>).</summary>
-    public PayloadCheck DecodeInto(Span<float> destination) => Codec.Decode(Payload, destination);
+    /// <summary>A verified decline (<see cref="UpdateDeclines"/>): counts towards a round's quorum, is never aggregated.</summary>
+    public bool IsDecline => UpdateDeclines.IsDecline(Envelope);
+
+    /// <summary>
+    /// Decodes the payload into <paramref name="destination"/> (length <see cref="Dimension"/>). A decline has no
+    /// payload: the destination is zeroed, so a consumer that forgets <see cref="IsDecline"/> sees Δ = 0, not stale data.
+    /// </summary>
+    public PayloadCheck DecodeInto(Span<float> destination)
+    {
+        if (IsDecline)
+        {
+            destination.Clear();
+            return PayloadCheck.Valid;
+        }
+        return Codec.Decode(Payload, destination);
+    }
 
     public override string ToString() => $"update {UpdateIdHex} from {DeviceId} on v{Envelope.BaseModelVersion} ({Codec.Spec}, d={Dimension})";
 }
@@ -70,7 +84,8 @@ public sealed class VerifiedUpdate(UpdateEnvelope envelope, IUpdateCodec codec, 
 /// <summary>
 /// Cloud side: decodes and verifies a signed envelope. Checks, in order: size, protobuf structure,
 /// required fields, federation, device (against the transport identity), key, Ed25519 signature,
-/// metrics finiteness, codec spec, payload structure, dimension and finiteness.
+/// metrics finiteness, codec spec, payload structure, dimension and finiteness. An envelope with an empty payload or
+/// zero samples must be an exact decline (<see cref="UpdateDeclines.Check"/>), else it is refused as Malformed.
 /// </summary>
 public sealed class UpdateEnvelopeVerifier(UpdateVerifierOptions options, IVerificationKeys deviceKeys)
 {
@@ -142,7 +157,14 @@ public sealed class UpdateEnvelopeVerifier(UpdateVerifierOptions options, IVerif
             return Reject(RejectReason.DimensionMismatch, $"Device '{envelope.DeviceId}': dimension {dimension}, model has {expected}.");
         }
         ReadOnlySpan<byte> payload = envelope.Payload.Span;
-        if (payload.IsEmpty || payload[0] != codec.Tag)
+        if (payload.IsEmpty || envelope.SampleCount == 0)
+        {
+            // The one exception to "an update has a payload": a decline, checked exactly.
+            return UpdateDeclines.Check(envelope) is { } problem
+                ? Reject(RejectReason.Malformed, $"Device '{envelope.DeviceId}': {problem}")
+                : Decoded<VerifiedUpdate>.Accept(new VerifiedUpdate(envelope, codec, dimension));
+        }
+        if (payload[0] != codec.Tag)
         {
             return Reject(RejectReason.UnknownCodec, $"Device '{envelope.DeviceId}': payload is not a '{codec.Spec}' payload.");
         }

@@ -52,8 +52,10 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
         Rule = "mean",
         Rounds = 0,
         Mode = FederationMode.Sync,
-        // A device sends a cluster no update when none of its samples drew that cluster: such rounds close at the deadline.
-        RoundDeadline = TimeSpan.FromSeconds(3),
+        // Longer than the test's patience (90 s): every round must close on its quorum. A device none of whose samples
+        // drew a cluster declines that version (a signed, empty update), which counts towards the quorum; without
+        // declines each cluster round would wait for this deadline and the test would time out.
+        RoundDeadline = TimeSpan.FromMinutes(2),
         MinUpdates = 1,
         Seed = 5,
         Clustering = "feddaa",
@@ -116,8 +118,9 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
                 && await VersionAsync(cloud, 0) >= referenceAtClustering + 2
                 && agents.All(a => a.Reports.Any(r => r.Cluster == (InGroupB(a.Index) ? clusterB : clusterA))),
                 "both cluster models and the reference to advance two versions", () => DescribeAsync(cloud, 0, clusterA, clusterB));
-            output.WriteLine($"cluster A = {clusterA} v{await VersionAsync(cloud, clusterA)}, cluster B = {clusterB} v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}");
+            output.WriteLine($"cluster A = {clusterA} v{await VersionAsync(cloud, clusterA)}, cluster B = {clusterB} v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}, {agents.Sum(a => a.Statistics.DeclinesEnqueued)} declines");
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
+            Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.Malformed));
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.BadDriftStatistics));
 
             // (3) A new window on every device: devices 0 and 1 (group A) now hold concept B, the others a fresh sample of
@@ -202,8 +205,11 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
                 && await VersionAsync(cloud, 0) >= versionsBefore[0] + 2
                 && Drifting.All(TrainedBAfterTheRestart), "every model to advance two versions after the restart, the drifted devices training B",
                 () => DescribeAsync(cloud, 0, clusterA, clusterB));
-            output.WriteLine($"after the restart: cluster A v{await VersionAsync(cloud, clusterA)}, cluster B v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}");
+            output.WriteLine($"after the restart: cluster A v{await VersionAsync(cloud, clusterA)}, cluster B v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}, {agents.Sum(a => a.Statistics.DeclinesEnqueued)} declines");
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
+            Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.Malformed));
+            // Once the cluster models differ, devices decline the cluster of the other concept: the path the deadline above relies on.
+            Assert.True(agents.Sum(a => a.Statistics.DeclinesEnqueued) > 0, "no cluster version was declined");
             foreach (var agent in agents)
                 Assert.Equal(after.Assignments[agent.Id], Primary(agent.Assignment(cloudKey)!));
             Assert.All(agents, a => Assert.All(a.Reports, r => Assert.Contains(r.Cluster, new[] { 0, clusterA, clusterB })));
@@ -328,6 +334,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             Windows = windows;
             agent.DriftJudged += Verdicts.Enqueue;
             agent.RoundCompleted += Reports.Enqueue;
+            Statistics = agent.Statistics;
             _run = Task.Run(() => agent.RunAsync(cancellationToken), CancellationToken.None);
         }
 
@@ -336,6 +343,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
         public InMemoryDataWindows Windows { get; }
         public ConcurrentQueue<DriftObservation> Verdicts { get; } = new();
         public ConcurrentQueue<EdgeRoundReport> Reports { get; } = new();
+        public EdgeAgentStatistics Statistics { get; }
 
         public static RunningAgent Start(int index, string password, byte[] privateKey, VerificationKey cloudKey, int brokerPort, string root, CancellationToken cancellationToken)
         {

@@ -111,10 +111,13 @@ public sealed class EngineBehaviourTests : IDisposable
         Assert.Contains("opset 11", e.Message);
     }
 
-    [Fact]
-    public void ANonFiniteLossRollsBackToTheLastWeightsWithAFiniteLoss()
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)] // the batch split across two threads
+    public void ANonFiniteLossRollsBackToTheLastWeightsWithAFiniteLoss(int threads)
     {
-        using var trainer = OnnxTrainer.Create(ModelZoo.Create("mlp", [6], 3, seed: 2), Small(OptimizerKind.Momentum));
+        using var trainer = OnnxTrainer.Create(ModelZoo.Create("mlp", [6], 3, seed: 2), Small(OptimizerKind.Momentum) with { Threads = threads, BatchSplit = BatchSplitMode.Always });
+        Assert.Equal(threads, trainer.ShardsFor(16));
         var (x, y) = SyntheticData.Blobs(16, 6, 3, seed: 5);
         var w0 = new float[trainer.ParameterCount];
         trainer.CopyParametersTo(w0);

@@ -33,6 +33,11 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         "mixed opset=17 optimizer=momentum lr=0.05 prox-mu=0.1 clip=2",
         "mixed opset=17 optimizer=adam lr=0.01 weight-decay=0.01",
         "lenet opset=17 optimizer=momentum lr=0.05 data=fashion-mnist batch=64 steps=4",
+        // The batch split across threads (one gradient graph per shard, summed by one update graph); the cnn has
+        // BatchNorm, whose batch statistics couple the samples, so it must keep the single graph.
+        "cnn opset=17 optimizer=adam lr=0.005 weight-decay=0.0001 clip=1 batch=32 threads=2",
+        "mixed opset=17 optimizer=adam lr=0.01 clip=2 prox-mu=0.1 batch=24 threads=3",
+        "lenet opset=17 optimizer=momentum lr=0.05 data=fashion-mnist batch=64 steps=4 threads=2",
     ];
 
     [PyTorchTheory]
@@ -57,11 +62,13 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
             ClipNorm = settings.Float("clip"),
             ProximalMu = settings.Float("prox-mu"),
             Loss = settings.Get("loss") == "mse" ? LossKind.MeanSquaredError : LossKind.CrossEntropy,
-            Threads = 1,
+            Threads = settings.Int("threads", 1),
+            BatchSplit = BatchSplitMode.Always,
         };
 
         var model = OnnxModelFile.Load(dir.File("model.onnx"));
         using var trainer = OnnxTrainer.Create(model, options);
+        Assert.Equal(dir.Buffers.Length == 0 ? options.Threads : 1, trainer.ShardsFor(batch));
         var initial = new float[trainer.ParameterCount];
         trainer.CopyParametersTo(initial);
         if (options.ProximalMu > 0)

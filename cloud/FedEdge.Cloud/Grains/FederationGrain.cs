@@ -4,6 +4,7 @@ using FedEdge.Aggregation.Asynchronous;
 using FedEdge.Aggregation.ServerOptimizers;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Clustering;
 using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Ingestion;
 using FedEdge.Cloud.Models;
@@ -35,11 +36,12 @@ namespace FedEdge.Cloud.Grains;
 /// versions, rounds among the devices the <see cref="ClusterDirectoryGrain"/> made live in it, update log and
 /// publication on the cluster's model topics. The federation's own grain (cluster 0) is then the reference model whose
 /// versions are the clustering clock, and it forwards device liveness to the directory.
-/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record and the pending list in the grain
-/// state, written together) before Submit returns Accepted; on activation the pending updates are replayed into a
-/// fresh aggregation, so a restart neither loses nor double-counts them. The keys of recently aggregated updates
-/// stay in the state, so a redelivery after a restart is refused as a replay even where the device grain's
-/// (lazily written) window has not caught up.
+/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record and the pending list in the hot
+/// <see cref="FederationState"/>, written together) before Submit returns Accepted; on activation the pending updates
+/// are replayed into a fresh aggregation, so a restart neither loses nor double-counts them. The round history and
+/// the keys of recently aggregated updates live in a second, cold record (<see cref="FederationHistory"/>) written only
+/// when a version is committed, before the hot state; the keys make a redelivery after a restart a replay even
+/// where the device grain's (lazily written) window has not caught up.
 /// <para>
 /// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and
 /// the hand-over to the round run in one synchronous turn; the envelope records of concurrent submissions share a
@@ -51,11 +53,8 @@ namespace FedEdge.Cloud.Grains;
 [Reentrant]
 public sealed class FederationGrain : Grain, IFederationGrain
 {
-    private const int HistoryLimit = 1000;
-    /// <summary>Aggregated update keys remembered for de-duplication (device grains keep their own window too).</summary>
-    private const int AggregatedWindow = 1024;
-
     private readonly IPersistentState<FederationState> _state;
+    private readonly IPersistentState<FederationHistoryState> _historyState;
     private readonly IGrainStorage _storage;
     private readonly FileSystemModelStore _models;
     private readonly ModelPublication _publication;
@@ -63,8 +62,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly ILogger<FederationGrain> _logger;
 
     private OnnxParameterVector? _vector;
-    private HashSet<string>? _aggregated;
+    private FederationHistory? _history;
     private float[] _parameters = [];
+    /// <summary>Sync cluster rounds: sampled devices that declined the open round (counted towards its quorum, never aggregated).</summary>
+    private readonly HashSet<string> _declined = new(StringComparer.Ordinal);
+    /// <summary>Sync: devices whose update the open round took (a device answers a round once).</summary>
+    private readonly HashSet<string> _contributed = new(StringComparer.Ordinal);
+    /// <summary>Cluster models: FedRC label weights of the updates taken since the last version, and the P_c(y) announced.</summary>
+    private readonly ClusterLabelWeightSum _labelWeights = new();
+    private float[] _labelDistribution = [];
     private IFederatedStrategy? _strategy;
     private IRoundAggregation? _round;
     private FedBuffBuffer? _buffer;
@@ -76,11 +82,14 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private Task? _exclusive;
     /// <summary>Updates taken into the round/buffer whose records or state are not yet durable.</summary>
     private readonly HashSet<(string Device, string Update)> _unsaved = [];
+    /// <summary>The storage records of pending updates, which know their ETags: deleting one after its version needs no read.</summary>
+    private readonly Dictionary<(string Device, string Update), StorageRecord<StoredUpdate>> _records = [];
     /// <summary>Completed (and replaced) whenever a version is committed.</summary>
     private TaskCompletionSource _versionCommitted = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public FederationGrain(
         [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
+        [PersistentState("federation-history", CloudHostExtensions.StorageName)] IPersistentState<FederationHistoryState> history,
         IServiceProvider services,
         FileSystemModelStore models,
         ModelPublication publication,
@@ -88,6 +97,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         ILogger<FederationGrain> logger)
     {
         _state = state;
+        _historyState = history;
         _storage = services.GetRequiredKeyedService<IGrainStorage>(CloudHostExtensions.StorageName);
         _models = models;
         _publication = publication;
@@ -109,8 +119,20 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     private FederationState S => _state.State;
 
+    private FederationHistory History => _history ??= new FederationHistory(_historyState.State);
+
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
+        if (History.MigrateFrom(S, _historyState.RecordExists))
+        {
+            // A state stored before the hot/cold split: the cold record first, so no step loses the window.
+            await _historyState.WriteStateAsync(cancellationToken);
+            await _stateWriter.WriteAsync();
+            _logger.LogInformation("Federation {Federation}: moved its history and de-duplication window to their own record", Name);
+        }
+        if (History.Reconcile(S.ModelVersion, S.Pending))
+            _logger.LogWarning("Federation {Federation}: the commit of v{Version} stopped before its state was written; its {Pending} update(s) are aggregated again",
+                Name, S.ModelVersion + 1, S.Pending.Count);
         if (S.Config is null || S.Retired) return;
         var blob = await _models.GetAsync(S.ModelSha256!, cancellationToken)
             ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
@@ -187,9 +209,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var key = (update.DeviceId, update.UpdateId);
         if (_unsaved.Contains(key) || S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
-        if (Aggregated.Contains(AggregatedKey(update.DeviceId, update.UpdateId)))
+        if (History.WasAggregated(update.DeviceId, update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already aggregated"));
 
+        // FedBuff has no round to close: a decline changes nothing (accepted so the device does not resend it).
+        if (config.Mode == FederationMode.Async && ClusterDeclines.IsDecline(update)) return SubmitResult.Ok;
         if (Take(update, (int)staleness) is { } refusal) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, refusal));
         _unsaved.Add(key);
 
@@ -204,7 +228,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             // A device that just delivered an update is live, even if its status message has not been processed
             // yet; otherwise the next round, opened right after this one, could leave it out of the sample.
             S.Live.Add(update.DeviceId);
-            await Task.WhenAll(UpdateRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope }), _stateWriter.WriteAsync());
+            await Task.WhenAll(PendingRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope }), _stateWriter.WriteAsync());
         }
         catch
         {
@@ -217,7 +241,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             _unsaved.Remove(key);
         }
 
-        if (_exclusive is null && _unsaved.Count == 0 && (config.Mode == FederationMode.Sync ? _round?.AcceptedCount >= S.Quorum : _buffer!.IsFull))
+        if (_exclusive is null && _unsaved.Count == 0 && (config.Mode == FederationMode.Sync ? RoundAnswered(config) : _buffer!.IsFull))
         {
             try
             {
@@ -349,16 +373,40 @@ public sealed class FederationGrain : Grain, IFederationGrain
     /// <summary>Offers the update to the open round or buffer; returns why it was refused, or null.</summary>
     private string? Take(UpdateSubmission update, int staleness)
     {
+        var refusal = TakeUpdateOrDecline(update, staleness);
+        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope, Model.Cluster);
+        return refusal;
+    }
+
+    /// <summary>
+    /// Sync: the quorum counts updates and declines (every sampled device answered), but a version needs at least
+    /// <see cref="FederationConfig.MinUpdates"/> real updates; with fewer the round waits for its deadline as before.
+    /// </summary>
+    private bool RoundAnswered(FederationConfig config) =>
+        _round is { } round && round.AcceptedCount + _declined.Count >= S.Quorum && round.AcceptedCount >= config.MinUpdates;
+
+    private string? TakeUpdateOrDecline(UpdateSubmission update, int staleness)
+    {
         if (S.Config!.Mode == FederationMode.Async)
             return _buffer!.TryAdd(update.Delta, staleness) ? null : $"staleness {staleness} above the cut-off";
 
         if (_round is null) OpenRound();
         if (_round is null) return "no round is open (no device available)";
+        if (ClusterDeclines.IsDecline(update))
+        {
+            if (!S.Sampled.Contains(update.DeviceId)) return $"device {update.DeviceId} is not sampled in round {S.ModelVersion + 1}";
+            if (_contributed.Contains(update.DeviceId) || !_declined.Add(update.DeviceId)) return $"device {update.DeviceId} already answered round {S.ModelVersion + 1}";
+            return null;
+        }
         var contribution = _strategy!.Contribution == ContributionKind.PackedSigns
             ? DeviceContribution.Signs(update.DeviceId, PackSigns(update.Delta), update.BaseVersion)
             : DeviceContribution.Update(update.DeviceId, update.Delta, Math.Max(1, update.SampleCount), update.BaseVersion);
         var result = _round.Submit(contribution);
-        return result.Accepted ? null : result.Reason;
+        if (!result.Accepted) return result.Reason;
+        // An update after the device's own decline (it re-planned) replaces the decline.
+        _contributed.Add(update.DeviceId);
+        _declined.Remove(update.DeviceId);
+        return null;
     }
 
     private async Task AggregateAsync()
@@ -391,44 +439,52 @@ public sealed class FederationGrain : Grain, IFederationGrain
         await CommitVersionAsync(next, estimate);
     }
 
+    /// <summary>
+    /// Commits version v+1: the blobs into the model store, then the cold record (its summary and the aggregated keys),
+    /// then the hot state (new version and SHA-256, empty pending list). The hot state is changed only once the cold
+    /// record is durable, so no write of it (a coalesced one from a liveness change included) can persist v+1 first;
+    /// <see cref="FederationHistory"/> explains why this order, and how a crash between the two writes is undone.
+    /// </summary>
     private async Task CommitVersionAsync(float[] next, float[]? estimate)
     {
         var config = S.Config!;
-        if (estimate is not null)
-            S.EstimateSha256 = await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
+        var estimateSha = estimate is null
+            ? S.EstimateSha256
+            : await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
         var model = _vector!.Write(next);
         var sha = await _models.PutAsync(model);
         var aggregated = S.Pending;
+        // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
+        var labels = IsClusterModel ? _labelDistribution = _labelWeights.TakeDistribution() ?? _labelDistribution : [];
         var previousChunks = _publication.ChunkCount(S.ModelBytes);
         var now = DateTimeOffset.UtcNow;
-        var losses = aggregated.Where(p => p.TrainLoss is not null).Select(p => p.TrainLoss!.Value).ToArray();
-        S.History.Add(new RoundSummary
+        try
         {
-            Version = S.ModelVersion + 1,
-            Updates = aggregated.Count,
-            BytesUp = aggregated.Sum(p => (long)p.Bytes),
-            MeanTrainLoss = losses.Length > 0 ? losses.Average() : null,
-            CompletedAt = now,
-            Duration = now - (S.RoundOpenedAt ?? aggregated.FirstOrDefault()?.ReceivedAt ?? now),
-            MeanStaleness = aggregated.Count > 0 ? aggregated.Average(p => (double)(S.ModelVersion - p.BaseVersion)) : 0,
-        });
-        if (S.History.Count > HistoryLimit) S.History.RemoveRange(0, S.History.Count - HistoryLimit);
-        foreach (var p in aggregated) RememberAggregated(AggregatedKey(p.DeviceId, p.UpdateId));
-        S.ModelVersion++;
-        S.ModelSha256 = sha;
-        S.ModelBytes = model.Length;
-        S.Pending = [];
-        S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
-        _parameters = next;
-        if (estimate is not null) _estimate!.Load(estimate);
-        _deadlineTimer?.Dispose();
-        _deadlineTimer = null;
-        RebuildAggregation();
-        S.Sampled = [];
-        S.RoundDeadline = null;
-        if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
-        else if (!S.Finished) OpenRound();
-        await _stateWriter.WriteAsync();
+            History.RecordVersion(FederationHistory.Summarize(S.ModelVersion + 1, aggregated, S.RoundOpenedAt, now), aggregated);
+            await _historyState.WriteStateAsync();
+            S.EstimateSha256 = estimateSha;
+            S.ModelVersion++;
+            S.ModelSha256 = sha;
+            S.ModelBytes = model.Length;
+            S.Pending = [];
+            S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
+            _parameters = next;
+            if (estimate is not null) _estimate!.Load(estimate);
+            _deadlineTimer?.Dispose();
+            _deadlineTimer = null;
+            RebuildAggregation();
+            S.Sampled = [];
+            S.RoundDeadline = null;
+            if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
+            else if (!S.Finished) OpenRound();
+            await _stateWriter.WriteAsync();
+        }
+        catch
+        {
+            // Memory is ahead of storage (the round was consumed): reload and replay from what is durable.
+            DeactivateOnIdle();
+            throw;
+        }
         var committed = _versionCommitted;
         _versionCommitted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         committed.SetResult();
@@ -436,15 +492,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
         // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
         // publications are chained so that versions reach the broker in order.
-        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, model, previousChunks);
+        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, model, previousChunks, labels);
     }
 
-    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, byte[] model, int previousChunks)
+    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, byte[] model, int previousChunks, float[] labels)
     {
         await previous;
         // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the
         // aggregated records are then deleted together, sharing group commits.
-        await PublishAsync(version, model, previousChunks, CancellationToken.None);
+        await PublishAsync(version, model, previousChunks, CancellationToken.None, labels);
         if (IsClusteringReference) _ = TickClusteringAsync(version);
         await Task.WhenAll(aggregated.Select(ClearRecordAsync));
     }
@@ -466,7 +522,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         try
         {
-            await UpdateRecord(done).ClearAsync();
+            await (_records.Remove((done.DeviceId, done.UpdateId), out var record) ? record : UpdateRecord(done)).ClearAsync();
         }
         catch (Exception e)
         {
@@ -513,6 +569,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var config = S.Config!;
         _round = null;
         _buffer = null;
+        _declined.Clear();
+        _contributed.Clear();
         if (config.Mode == FederationMode.Async)
         {
             _buffer = new FedBuffBuffer(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
@@ -529,10 +587,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var kept = new List<PendingUpdate>();
         foreach (var pending in S.Pending)
         {
-            var stored = await UpdateRecord(pending).ReadAsync();
+            var stored = await PendingRecord(pending).ReadAsync();
             float[]? delta = null;
             string? problem = stored is null ? "its record is missing" : null;
-            if (stored is not null && !UpdateDecoding.TryDecode(stored.Envelope, S.ParameterCount, out delta, out problem)) delta = null;
+            if (stored is not null && !ClusterDeclines.TryDecodeStored(stored.Envelope, S.ParameterCount, out delta, out problem)) delta = null;
             if (delta is not null)
             {
                 var update = new UpdateSubmission
@@ -554,6 +612,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
                 _logger.LogWarning("Federation {Federation}: pending update {Update} of {Device} was not fully persisted; dropped", Name, pending.UpdateId, pending.DeviceId);
             }
             else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
+            if (problem is not null) _records.Remove((pending.DeviceId, pending.UpdateId));
         }
         S.Pending = kept;
     }
@@ -614,11 +673,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
         await PublishAsync(S.ModelVersion, model, previousChunkCount, cancellationToken);
     }
 
-    private async Task PublishAsync(long version, byte[] model, int? previousChunkCount, CancellationToken cancellationToken)
+    private async Task PublishAsync(long version, byte[] model, int? previousChunkCount, CancellationToken cancellationToken, float[]? labels = null)
     {
         try
         {
-            await _publication.PublishAsync(Model.Federation, Model.Cluster, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken);
+            await _publication.PublishAsync(Model.Federation, Model.Cluster, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken, labels ?? _labelDistribution);
         }
         catch (Exception e)
         {
@@ -633,23 +692,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
         return result;
     }
 
-    /// <summary>Keys of recently aggregated updates (persisted), so a redelivery after a restart is not counted again.</summary>
-    private HashSet<string> Aggregated => _aggregated ??= new HashSet<string>(S.RecentlyAggregated, StringComparer.Ordinal);
-
-    private void RememberAggregated(string key)
-    {
-        if (!Aggregated.Add(key)) return;
-        S.RecentlyAggregated.Add(key);
-        if (S.RecentlyAggregated.Count <= AggregatedWindow) return;
-        var excess = S.RecentlyAggregated.Count - AggregatedWindow;
-        foreach (var old in S.RecentlyAggregated.Take(excess)) Aggregated.Remove(old);
-        S.RecentlyAggregated.RemoveRange(0, excess);
-    }
-
-    private static string AggregatedKey(string deviceId, string updateId) => deviceId + "/" + updateId;
-
     private StorageRecord<StoredUpdate> UpdateRecord(PendingUpdate update) =>
         new(_storage, "update", GrainId.Create("fededge-update", $"{Name}/{update.DeviceId}/{update.UpdateId}"));
+
+    /// <summary>A pending update's record, kept until it is deleted after its version (or dropped).</summary>
+    private StorageRecord<StoredUpdate> PendingRecord(PendingUpdate update) => _records[(update.DeviceId, update.UpdateId)] = UpdateRecord(update);
 
     private FederationStatus Status() => new()
     {
@@ -666,7 +713,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         AcceptedTotal = S.AcceptedTotal,
         RejectedTotal = new Dictionary<RejectionReason, long>(S.RejectedTotal),
         RoundDeadline = S.RoundDeadline,
-        History = S.History.ToArray(),
+        History = History.RoundsThrough(S.ModelVersion),
     };
 
     private static IFederatedStrategy CreateStrategy(FederationConfig config, int count)

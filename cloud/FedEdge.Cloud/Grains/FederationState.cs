@@ -3,9 +3,11 @@ using FedEdge.Cloud.Abstractions;
 namespace FedEdge.Cloud.Grains;
 
 /// <summary>
-/// A federation's persisted state. Small on purpose: the global parameters live in the model store (by SHA-256)
-/// and each accepted update in its own storage record (<see cref="StoredUpdate"/>), so a write per accepted update
-/// costs O(pending) bytes, not O(n·d).
+/// A federation's hot persisted state: what changes with every accepted update (pending list, counters, liveness)
+/// plus what that must be consistent with (configuration, current version and SHA-256, the open round). Written
+/// on every accepted update, so kept small: the global parameters live in the model store (by SHA-256), each
+/// accepted update in its own storage record (<see cref="StoredUpdate"/>), and what changes only when a version
+/// is committed (round history, de-duplication window) in <see cref="FederationHistoryState"/>.
 /// </summary>
 [GenerateSerializer]
 public sealed class FederationState
@@ -27,14 +29,33 @@ public sealed class FederationState
     [Id(11)] public HashSet<string> Live { get; set; } = [];
     [Id(12)] public long AcceptedTotal { get; set; }
     [Id(13)] public Dictionary<RejectionReason, long> RejectedTotal { get; set; } = [];
-    [Id(14)] public List<RoundSummary> History { get; set; } = [];
+    /// <summary>Layout before the hot/cold split: the round history, now in <see cref="FederationHistoryState"/>.
+    /// Read once on activation to migrate, then null.</summary>
+    [Id(14)] public List<RoundSummary>? LegacyHistory { get; set; }
     /// <summary>EF21/EControl: SHA-256 in the model store of the server estimate g (float32 little-endian), if any.</summary>
     [Id(15)] public string? EstimateSha256 { get; set; }
-    /// <summary>"device/update" keys of the most recently aggregated updates, oldest first (durable de-duplication:
-    /// device grains write their own windows lazily).</summary>
-    [Id(16)] public List<string> RecentlyAggregated { get; set; } = [];
+    /// <summary>Layout before the hot/cold split: the de-duplication window, now in <see cref="FederationHistoryState"/>.
+    /// Read once on activation to migrate, then null.</summary>
+    [Id(16)] public List<string>? LegacyRecentlyAggregated { get; set; }
     /// <summary>Cluster models only: retired by the cluster directory (no devices left); takes no updates.</summary>
     [Id(17)] public bool Retired { get; set; }
+}
+
+/// <summary>
+/// A federation's cold persisted state: changed only when a version is committed, so written once per version, not
+/// once per update. Written <em>before</em> the hot state of the same commit (see <see cref="FederationHistory"/>).
+/// </summary>
+[GenerateSerializer]
+public sealed class FederationHistoryState
+{
+    /// <summary>The version whose commit wrote this record last; ahead of the hot state's version only after a crash
+    /// between the two writes of a commit.</summary>
+    [Id(0)] public long ModelVersion { get; set; }
+    /// <summary>Completed aggregations, oldest first (at most <see cref="FederationHistory.RoundLimit"/>).</summary>
+    [Id(1)] public List<RoundSummary> Rounds { get; set; } = [];
+    /// <summary>"device/update" keys of the most recently aggregated updates, oldest first (durable de-duplication:
+    /// device grains write their own windows lazily).</summary>
+    [Id(2)] public List<string> RecentlyAggregated { get; set; } = [];
 }
 
 /// <summary>What the federation remembers of an accepted update; the update itself is a <see cref="StoredUpdate"/>.</summary>

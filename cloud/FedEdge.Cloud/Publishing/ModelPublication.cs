@@ -10,7 +10,7 @@ namespace FedEdge.Cloud.Publishing;
 
 /// <summary>
 /// Publishes a federation's global model (cluster 0) or one of its FedDAA cluster models (cluster c &gt; 0): chunks,
-/// then the announcement (version, SHA-256, cluster, cloud signature), all retained at QoS 1 on the model's topics
+/// then the announcement (version, SHA-256, cluster, a cluster model's P_c(y), cloud signature), all retained at QoS 1 on the model's topics
 /// (<see cref="PublishedModel.AnnouncementTopic"/>); then clears the previous version's retained chunks so the broker
 /// does not keep every version forever.
 /// </summary>
@@ -35,8 +35,9 @@ public sealed class ModelPublication : IDisposable
         int? previousChunkCount, CancellationToken cancellationToken) =>
         PublishAsync(federation, cluster: 0, version, model, parameterCount, codecHint, previousChunkCount, cancellationToken);
 
+    /// <param name="labelDistribution">Cluster models: P_c(y) of this version, signed with the announcement (null or empty: unknown).</param>
     public async Task PublishAsync(string federation, int cluster, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
-        int? previousChunkCount, CancellationToken cancellationToken)
+        int? previousChunkCount, CancellationToken cancellationToken, IReadOnlyList<float>? labelDistribution = null)
     {
         var published = _publisher.Publish(federation, version, model.Span, new ModelPublishOptions
         {
@@ -44,6 +45,7 @@ public sealed class ModelPublication : IDisposable
             ParameterCount = parameterCount,
             CodecHints = [codecHint],
             Cluster = cluster,
+            LabelDistribution = labelDistribution ?? [],
         });
         foreach (var (topic, payload) in published.Messages())
             await _mqtt.PublishAsync(Retained(topic, payload), cancellationToken);

@@ -33,7 +33,9 @@ public sealed record ClusterPlan(int[] Clusters, SoftAssignment Assignment, int[
 /// then each sample draws one cluster from w_i· and cluster model c trains on the samples that drew c
 /// (<see cref="SoftClusterAssignment.SampleClusters"/>). Per-sample losses ℓ_c take one forward pass over the training
 /// data per cluster model version (cached per version and data set) and never leave the device; what is reported is the
-/// cluster × label weight histogram. With one cluster every sample trains it and no loss is computed. Not thread-safe.
+/// cluster × label weight histogram. P_c(y) is the newest the device holds (<see cref="LabelDistributionOf"/>): the model
+/// version's announcement or the assignment, else uniform. With one cluster every sample trains it and no loss is
+/// computed. Not thread-safe.
 /// </summary>
 public sealed class ClusterTrainingPlanner(ModelForwardPass forward)
 {
@@ -80,12 +82,11 @@ public sealed class ClusterTrainingPlanner(ModelForwardPass forward)
         for (var j = 0; j < c; j++)
         {
             prior[j] = _priors.GetValueOrDefault(clusters[j], 1f / c);
-            var assigned = assignment.Clusters.FirstOrDefault(a => a.Cluster == clusters[j]);
             var row = distributions.AsSpan(j * labelCount, labelCount);
-            if (assigned is { LabelDistribution.Count: > 0 } && assigned.LabelDistribution.Count == labelCount)
+            if (LabelDistributionOf(models[j], assignment, labelCount) is { } known)
             {
                 for (var r = 0; r < labelCount; r++)
-                    row[r] = assigned.LabelDistribution[r];
+                    row[r] = known[r];
             }
             else
             {
@@ -97,6 +98,23 @@ public sealed class ClusterTrainingPlanner(ModelForwardPass forward)
             _priors[clusters[j]] = soft.Prior[j];
         var drawn = c == 1 ? new int[n] : SoftClusterAssignment.SampleClusters(soft, random);
         return new ClusterPlan(clusters, soft, drawn);
+    }
+
+    /// <summary>
+    /// The newest P_c(y) the device holds for the cluster of <paramref name="model"/>: the one signed into the model
+    /// version's announcement (from the updates the cloud aggregated into it) or the one in the assignment (from the last
+    /// re-clustering), whichever the cloud created later (the announcement on a tie); either only when it has R entries.
+    /// Null when neither has one: the caller uses the uniform distribution.
+    /// </summary>
+    public static IReadOnlyList<float>? LabelDistributionOf(VerifiedModel model, ClusterAssignment assignment, int labelCount)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(assignment);
+        var announced = model.Announcement.LabelDistribution.Count == labelCount ? model.Announcement.LabelDistribution : null;
+        var assigned = assignment.Clusters.FirstOrDefault(a => a.Cluster == model.Cluster)?.LabelDistribution is { } a && a.Count == labelCount ? a : null;
+        if (announced is null || assigned is null)
+            return announced ?? assigned;
+        return model.Announcement.CreatedUnixMs >= assignment.CreatedUnixMs ? announced : assigned;
     }
 
     private float[] LossesOf(VerifiedModel model, Dataset data)

@@ -1,5 +1,6 @@
 using FedEdge.Onnx;
 using FedEdge.Onnx.Proto;
+using Microsoft.ML.OnnxRuntime;
 using static FedEdge.Onnx.GraphBuilder;
 
 namespace FedEdge.Training.Autodiff;
@@ -63,6 +64,18 @@ public sealed class TrainingGraph
     /// <summary>Optimizer-only graphs: the gradient input of each managed tensor (null for buffers).</summary>
     public IReadOnlyList<string?> GradientInputs { get; internal set; } = [];
 
+    /// <summary>
+    /// Gradient graphs (<see cref="TrainingGraphBuilder.BuildGradient"/>): output of the flat gradient vector (every
+    /// managed tensor's gradient, flattened, in the parameter-vector order); null otherwise.
+    /// </summary>
+    public string? GradientOutput { get; internal set; }
+
+    /// <summary>Flat update graphs (<see cref="TrainingGraphBuilder.BuildFlatUpdate"/>): the flat gradient inputs, summed by the update.</summary>
+    public IReadOnlyList<string> FlatGradientInputs { get; internal set; } = [];
+
+    /// <summary>Whether each managed tensor is a graph input of its own (false only in flat update graphs).</summary>
+    public bool HasTensorInputs { get; internal set; } = true;
+
 }
 
 /// <summary>Evaluation graph: loss sum and correct count for a batch of any size.</summary>
@@ -76,7 +89,118 @@ public static class TrainingGraphBuilder
 {
     public const int StepOpset = 17;
 
-    public static TrainingGraph Build(ModelProto model, TrainingOptions options, int batchSize)
+    public static TrainingGraph Build(ModelProto model, TrainingOptions options, int batchSize) =>
+        BuildStep(model, options, batchSize, batchSize, gradientOnly: false)!;
+
+    /// <summary>
+    /// Forward, loss and gradients for one shard of a batch, without the optimizer: the loss is scaled by
+    /// 1/<paramref name="totalBatchSize"/> (not by the shard's own size), so the shards' loss outputs and flat
+    /// gradients (<see cref="TrainingGraph.GradientOutput"/>) add up to the whole batch's mean loss and gradient.
+    /// Returns null when the flat gradient cannot be formed (a managed tensor is a buffer or gets no gradient).
+    /// </summary>
+    public static TrainingGraph? BuildGradient(ModelProto model, TrainingOptions options, int batchSize, int totalBatchSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(totalBatchSize, batchSize);
+        return BuildStep(model, options, batchSize, totalBatchSize, gradientOnly: true);
+    }
+
+    /// <summary>
+    /// The flat optimizer update alone: <paramref name="gradientCount"/> flat gradient inputs
+    /// (<see cref="TrainingGraph.FlatGradientInputs"/>) are summed, then FedProx, clipping, weight decay and the optimizer
+    /// run exactly as in the flat step graph. Requires every managed tensor to be trainable.
+    /// </summary>
+    public static TrainingGraph BuildFlatUpdate(ModelProto model, TrainingOptions options, int gradientCount)
+    {
+        options.Validate();
+        ArgumentOutOfRangeException.ThrowIfLessThan(gradientCount, 1);
+        var layout = ModelLayout.Analyze(model);
+        if (layout.Tensors.Count == 0 || layout.Tensors.Any(t => !t.Trainable))
+        {
+            throw new InvalidOperationException("A flat update needs every managed tensor to be a trainable parameter.");
+        }
+
+        var update = new ModelProto { IrVersion = 8, Graph = new GraphProto { Name = "fededge_flat_update" } };
+        update.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = StepOpset });
+        var b = new GraphBuilder(update.Graph, "fe");
+        var inputs = new string[gradientCount];
+        for (var i = 0; i < gradientCount; i++)
+        {
+            inputs[i] = b.UniqueName($"gradient_{i}");
+            b.AddInput(inputs[i], TensorProto.Types.DataType.Float, layout.ParameterCount);
+        }
+
+        var result = new TrainingGraph(update, layout, 0) { FlatGradientInputs = inputs, HasTensorInputs = false };
+        var sum = gradientCount == 1 ? inputs[0] : gradientCount == 2 ? b.Op("Add", inputs[0], inputs[1]) : b.Op("Sum", inputs);
+        AddOptimizer(b, options, layout, new Dictionary<string, string>(), [], result, sum);
+        return result;
+    }
+
+    /// <summary>
+    /// True when every sample's loss depends on that sample alone, so that a batch can be split into shards whose
+    /// gradients add up exactly (<see cref="BuildGradient"/>): no batch statistics (BatchNorm buffers), no subgraphs, and
+    /// every value computed from the data keeps the batch as its first axis. The last is checked by running the
+    /// lowered forward graph for batches of 2 and 3: a value whose first axis is 2 and 3 respectively scales with the
+    /// batch; anything else (e.g. a mean over the batch, or a Reshape that merges samples) couples samples.
+    /// </summary>
+    public static bool SamplesAreIndependent(ModelProto model, TrainingOptions options) =>
+        SamplesAreIndependent(model, options, out _);
+
+    /// <inheritdoc cref="SamplesAreIndependent(ModelProto, TrainingOptions)"/>
+    /// <param name="activationsPerSample">Elements of the forward values computed from one sample (0 when not independent):
+    /// a measure of the work per sample that the element-wise and pooling nodes do.</param>
+    public static bool SamplesAreIndependent(ModelProto model, TrainingOptions options, out long activationsPerSample)
+    {
+        activationsPerSample = 0;
+        var layout = ModelLayout.Analyze(model);
+        if (layout.Tensors.Any(t => !t.Trainable)
+            || model.Graph.Node.Any(n => n.OpType == "BatchNormalization" || n.Attribute.Any(a => a.G is not null || a.Graphs.Count > 0)))
+        {
+            return false;
+        }
+
+        ForwardGraph two, three;
+        try
+        {
+            two = PrepareForward(model, options, 2);
+            three = PrepareForward(model, options, 3);
+        }
+        catch (Exception e) when (e is OnnxRuntimeException or OnnxFormatException)
+        {
+            return false; // e.g. a graph written for one fixed batch size: it runs only as it is
+        }
+
+        var dependent = new HashSet<string>(StringComparer.Ordinal) { layout.InputName };
+        long elements = 0;
+        foreach (var node in two.Forward)
+        {
+            // Shape and Size carry the batch size, not sample values.
+            if (node.OpType is "Shape" or "Size" || !node.Input.Any(dependent.Contains))
+            {
+                continue;
+            }
+
+            foreach (var output in node.Output.Where(o => o.Length > 0))
+            {
+                dependent.Add(output);
+                if (!two.Shapes.TryGet(output, out var a) || !three.Shapes.TryGet(output, out var c)
+                    || a.Dims.Length == 0 || c.Dims.Length == 0 || a.Dims[0] != 2 || c.Dims[0] != 3)
+                {
+                    return false;
+                }
+
+                elements += c.ElementCount - a.ElementCount;
+            }
+        }
+
+        activationsPerSample = elements;
+        return true;
+    }
+
+    /// <summary>The lowered forward graph with managed tensors as inputs, probed for one batch size.</summary>
+    private sealed record ForwardGraph(ModelProto Step, GraphBuilder Builder, ModelLayout Layout, ValueShapes Shapes,
+        List<NodeProto> Forward, List<TrainingLowering.BufferUpdate> BufferUpdates);
+
+    private static ForwardGraph PrepareForward(ModelProto model, TrainingOptions options, int batchSize)
     {
         options.Validate();
         var layout = ModelLayout.Analyze(model);
@@ -113,6 +237,12 @@ public static class TrainingGraphBuilder
         }
 
         var shapes = ValueShapes.Probe(graph, step.OpsetImport, probeInputs);
+        return new ForwardGraph(step, b, layout, shapes, graph.Node.ToList(), bufferUpdates);
+    }
+
+    private static TrainingGraph? BuildStep(ModelProto model, TrainingOptions options, int batchSize, int lossBatchSize, bool gradientOnly)
+    {
+        var (step, b, layout, shapes, forward, bufferUpdates) = PrepareForward(model, options, batchSize);
         var logits = layout.OutputName;
         var logitDims = shapes[logits].Dims;
         if (logitDims.Length != 2 || logitDims[0] != batchSize)
@@ -123,10 +253,10 @@ public static class TrainingGraphBuilder
 
         var classes = logitDims[1];
         layout.ClassCount = (int)classes;
-        var forward = graph.Node.ToList();
         var result = new TrainingGraph(step, layout, batchSize);
 
         // Loss and its gradient w.r.t. the logits, written directly (cheaper than differentiating the loss ops).
+        // Means are over lossBatchSize samples: the batch itself, or the whole batch a shard belongs to.
         var labels = b.UniqueName("labels");
         b.AddInput(labels, TensorProto.Types.DataType.Int64, batchSize);
         result.LabelsInput = labels;
@@ -136,17 +266,20 @@ public static class TrainingGraphBuilder
             // With t = −onehot(y)/B (one OneHot node): loss = −mean log softmax(z)[y] = Σ t ⊙ log softmax(z), and
             // ∂loss/∂z = (softmax(z) − onehot(y)) / B = exp(log softmax(z))/B + t. Two nodes fewer than
             // GatherElements + ReduceMean + Neg (+ Unsqueeze of the labels).
-            var target = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, -1f / batchSize], 2)], Attr("axis", -1L));
+            var target = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, -1f / lossBatchSize], 2)], Attr("axis", -1L));
             var logProb = b.Op("LogSoftmax", [logits], Attr("axis", 1L));
             loss = b.Op("ReduceSum", [b.Op("Mul", target, logProb)], Attr("keepdims", 0L));
-            dLogits = b.Op("Add", b.Op("Mul", b.Op("Exp", logProb), b.Constant([1f / batchSize])), target);
+            dLogits = b.Op("Add", b.Op("Mul", b.Op("Exp", logProb), b.Constant([1f / lossBatchSize])), target);
         }
         else
         {
             var oneHot = b.Op("OneHot", [labels, b.Constant([classes]), b.Constant([0f, 1f], 2)], Attr("axis", -1L));
             var diff = b.Op("Sub", logits, oneHot);
-            loss = b.Op("ReduceMean", [b.Op("Mul", diff, diff)], Attr("keepdims", 0L));
-            dLogits = b.Op("Mul", diff, b.Constant([2f / (batchSize * classes)]));
+            var squares = b.Op("Mul", diff, diff);
+            loss = lossBatchSize == batchSize
+                ? b.Op("ReduceMean", [squares], Attr("keepdims", 0L))
+                : b.Op("Mul", b.Op("ReduceSum", [squares], Attr("keepdims", 0L)), b.Constant([1f / (lossBatchSize * classes)]));
+            dLogits = b.Op("Mul", diff, b.Constant([2f / (lossBatchSize * classes)]));
         }
 
         result.LossOutput = b.UniqueName("loss");
@@ -155,8 +288,29 @@ public static class TrainingGraphBuilder
 
         var trainable = layout.Tensors.Where(t => t.Trainable).Select(t => t.Name).ToList();
         var grads = Backpropagation.Run(b, forward, shapes, new Dictionary<string, string> { [logits] = dLogits }, trainable);
-        AddOptimizer(b, options, layout, grads, bufferUpdates, result);
+        if (!gradientOnly)
+        {
+            AddOptimizer(b, options, layout, grads, bufferUpdates, result);
+            return result;
+        }
+
+        if (layout.Tensors.Count == 0 || layout.Tensors.Any(t => !t.Trainable || !grads.ContainsKey(t.Name)))
+        {
+            return null;
+        }
+
+        result.GradientOutput = b.UniqueName("gradient");
+        b.AddNode("Identity", [FlatGradient(b, layout, grads)], [result.GradientOutput]);
+        b.AddOutput(result.GradientOutput, TensorProto.Types.DataType.Float, layout.ParameterCount);
+        result.AnchorInputs = new string?[layout.Tensors.Count];
         return result;
+    }
+
+    /// <summary>Every managed tensor's gradient flattened and concatenated in the parameter-vector order.</summary>
+    private static string FlatGradient(GraphBuilder b, ModelLayout layout, IReadOnlyDictionary<string, string> grads)
+    {
+        var pieces = layout.Tensors.Select(t => t.Dims.Length == 1 ? grads[t.Name] : b.Op("Reshape", grads[t.Name], b.Ints(-1))).ToArray();
+        return pieces.Length == 1 ? pieces[0] : b.Op("Concat", pieces, Attr("axis", 0L));
     }
 
     /// <summary>
@@ -265,7 +419,7 @@ public static class TrainingGraphBuilder
     private sealed record UpdateTarget(string Weight, string Gradient, long[] Dims, int TrainableOffset, string Label, int TensorIndex);
 
     private static void AddOptimizer(GraphBuilder b, TrainingOptions o, ModelLayout layout, IReadOnlyDictionary<string, string> grads,
-        List<TrainingLowering.BufferUpdate> bufferUpdates, TrainingGraph result)
+        List<TrainingLowering.BufferUpdate> bufferUpdates, TrainingGraph result, string? flatGradient = null)
     {
         const TensorProto.Types.DataType F = TensorProto.Types.DataType.Float;
         string S(double v) => b.Constant([(float)v]);
@@ -280,15 +434,14 @@ public static class TrainingGraphBuilder
         // Flat form when every managed tensor is a trained parameter: the update runs once over the whole vector
         // (one Concat of the gradients, then a handful of ops) instead of 4–6 small ops per tensor, whose
         // per-node dispatch dominated the update of the zoo cnn's ten tensors at batch 64.
-        var flat = layout.Tensors.Count > 0 && layout.Tensors.All(t => t.Trainable && grads.ContainsKey(t.Name));
+        var flat = flatGradient is not null || (layout.Tensors.Count > 0 && layout.Tensors.All(t => t.Trainable && grads.ContainsKey(t.Name)));
         var targets = new List<UpdateTarget>();
         if (flat)
         {
             long[] dims = [layout.ParameterCount];
             result.FlatParametersInput = b.UniqueName("parameters");
             b.AddInput(result.FlatParametersInput, F, layout.ParameterCount);
-            var pieces = layout.Tensors.Select(t => t.Dims.Length == 1 ? grads[t.Name] : b.Op("Reshape", grads[t.Name], b.Ints(-1))).ToArray();
-            var gradient = pieces.Length == 1 ? pieces[0] : b.Op("Concat", pieces, Attr("axis", 0L));
+            var gradient = flatGradient ?? FlatGradient(b, layout, grads);
             targets.Add(new UpdateTarget(result.FlatParametersInput, gradient, dims, 0, "parameters", -1));
         }
         else

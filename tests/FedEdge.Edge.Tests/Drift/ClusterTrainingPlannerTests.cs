@@ -69,6 +69,51 @@ public sealed class ClusterTrainingPlannerTests : IDisposable
             Assert.Equal(data.Labels[i] == 0 ? 1 / 3.4f : 1 / 1.3f, plan.Assignment.WeightsOf(i)[0], 3);
     }
 
+    private static Models.VerifiedModel Announced(byte[] model, int cluster, long createdUnixMs, float[] labels)
+    {
+        var announcement = new FedEdge.Protocol.Messages.ModelAnnouncement { Federation = TestFederation.Name, ModelVersion = 2, Cluster = cluster, CreatedUnixMs = createdUnixMs };
+        announcement.LabelDistribution.AddRange(labels);
+        return new Models.VerifiedModel(announcement, [], model);
+    }
+
+    [Fact]
+    public void The_label_term_uses_the_announced_label_distribution_of_the_version_trained()
+    {
+        // The worked example above, with P_1(y) = (0.8, 0.1, 0.1) signed into cluster 1's announcement (newer than the
+        // assignment, which still says uniform): the same weights.
+        var same = Models.Value.Concept;
+        var data = TestFederation.Data(30, seed: 5);
+        var planner = new ClusterTrainingPlanner(_forward);
+        var uniform = new[] { 1 / 3f, 1 / 3f, 1 / 3f };
+        var assignment = DriftTestData.Assignment(1, [(1, 0.5f), (2, 0.5f)], [], [uniform, uniform]);
+        assignment.CreatedUnixMs = 1_000;
+        var plan = planner.Plan(assignment, [Announced(same, 1, 2_000, [0.8f, 0.1f, 0.1f]), Announced(same, 2, 2_000, [])], data, TestFederation.Classes, new Random(1));
+        for (var i = 0; i < data.Count; i++)
+            Assert.Equal(data.Labels[i] == 0 ? 1 / 3.4f : 1 / 1.3f, plan.Assignment.WeightsOf(i)[0], 3);
+    }
+
+    [Fact]
+    public void The_newest_label_distribution_wins_then_the_other_then_uniform()
+    {
+        float[] announced = [0.8f, 0.1f, 0.1f];
+        float[] assigned = [0.2f, 0.4f, 0.4f];
+        var model = Models.Value.Concept;
+        var assignment = DriftTestData.Assignment(1, [(1, 1f)], [], [assigned]);
+        var r = TestFederation.Classes;
+
+        assignment.CreatedUnixMs = 1_000;
+        Assert.Equal(announced, ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 1_000, announced), assignment, r));
+        // A re-clustering after this version was published: its P_c(y) is the newer.
+        assignment.CreatedUnixMs = 5_000;
+        Assert.Equal(assigned, ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 1_000, announced), assignment, r));
+        // Only one of them known, or of the right length: that one.
+        Assert.Equal(assigned, ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 9_000, []), assignment, r));
+        Assert.Equal(assigned, ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 9_000, [0.5f, 0.5f]), assignment, r));
+        Assert.Equal(announced, ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 1_000, announced), DriftTestData.Assignment(1, [(1, 1f)], []), r));
+        // Neither: null (the planner uses the uniform distribution).
+        Assert.Null(ClusterTrainingPlanner.LabelDistributionOf(Announced(model, 1, 1_000, []), DriftTestData.Assignment(1, [(1, 1f)], []), r));
+    }
+
     [Fact]
     public void Priors_carry_over_between_rounds_and_restart_from_the_cloud_at_a_new_epoch()
     {

@@ -231,6 +231,60 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
     }
 
     [Fact]
+    public async Task A_cluster_version_no_sample_drew_gets_a_signed_decline()
+    {
+        var training = TestFederation.Data(600, seed: 40);
+        var concept = DriftTestData.Trained(Federation.ModelBytes(), training);
+        var relabelled = DriftTestData.Trained(Federation.ModelBytes(), DriftTestData.Relabelled(training));
+        var data = TestFederation.Data(64, seed: 1);
+        await PublishModelAsync(1, Federation.ModelBytes());
+        await PublishModelAsync(4, concept, cluster: 1);
+        await PublishModelAsync(6, relabelled, cluster: 2);
+        // Cluster 2 fits none of the device's samples and starts with prior 0.001: no sample draws it.
+        await PublishAssignmentAsync(DriftTestData.Assignment(1, [(1, 0.999f), (2, 0.001f)], []));
+
+        var (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(data));
+        await Eventually.HoldsAsync(() => Updates().Count(u => u.Cluster > 0) == 2, "the update of cluster 1 and the decline of cluster 2", 60);
+
+        var updates = Updates();
+        Assert.Equal(data.Count, updates.Single(u => u.Cluster == 1).SampleCount);
+        var decline = updates.Single(u => u.Cluster == 2);
+        Assert.True(UpdateDeclines.IsDecline(decline));
+        Assert.Null(UpdateDeclines.Check(decline));
+        Assert.Equal(6, decline.BaseModelVersion);
+        Assert.Equal(Federation.ParameterCount, decline.Dimension);
+        Assert.Null(decline.DriftReport);
+        // Its FedRC weights still travel: P_c(y) in the cloud sums them over the cluster's devices.
+        Assert.Equal([1, 2], decline.Drift.Clusters);
+        Assert.Equal(2 * TestFederation.Classes, decline.Drift.ClusterLabelWeights.Count);
+        Assert.Equal(1, agent.Statistics.DeclinesEnqueued);
+        Assert.Equal(2, agent.Statistics.Rounds); // the reference and cluster 1; a decline is no training round
+
+        // Declined once per version: a restart does not decline again.
+        await stop.CancelAsync();
+        await running;
+        var before = Updates().Count;
+        (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(data));
+        await agent.Started;
+        await Task.Delay(1000);
+        Assert.Equal(before, Updates().Count);
+
+        // A new epoch with the same priors re-plans the declined version: still no sample, and no second decline
+        // (the cloud's round takes one answer per device).
+        await PublishAssignmentAsync(DriftTestData.Assignment(2, [(1, 0.999f), (2, 0.001f)], []));
+        await Task.Delay(1500);
+        Assert.Equal(before, Updates().Count);
+        // An epoch that assigns the device to cluster 2 alone: every sample draws it, and the still-current v6 is now
+        // trained; the update replaces the decline in the cloud's round.
+        await PublishAssignmentAsync(DriftTestData.Assignment(3, [(2, 1f)], []));
+        await Eventually.HoldsAsync(() => Updates().Count(u => u.Cluster == 2) == 2, "the update of cluster 2 v6 after the decline", 60);
+        var replacing = Updates().Last(u => u.Cluster == 2);
+        Assert.Equal((6L, (long)data.Count), (replacing.BaseModelVersion, replacing.SampleCount));
+        await stop.CancelAsync();
+        await running;
+    }
+
+    [Fact]
     public async Task Forged_assignments_and_cluster_models_replayed_onto_another_topic_are_rejected()
     {
         using var impostor = SigningKeyPair.Generate("cloud");

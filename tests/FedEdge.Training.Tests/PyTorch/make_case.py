@@ -145,6 +145,7 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="engine threads (batch split across them); the reference ignores it")
     p.add_argument("--data", choices=["random", "fashion-mnist"], default="random",
                    help="random normal features and labels, or the first steps*batch Fashion-MNIST training images")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
