@@ -1,5 +1,6 @@
 using System.CommandLine;
 using FedEdge.Cloud.Benchmarks;
+using FedEdge.Cloud.Hosting;
 using FedEdge.Compression;
 using FedEdge.Protocol;
 
@@ -31,7 +32,9 @@ internal static class BenchE2eCommand
         {
             var dimension = parse.GetValue(d);
             var full = !parse.GetValue(normal);
-            Console.WriteLine($"fededge bench e2e: d = {dimension:N0}, sign codec, embedded broker, SQLite synchronous={(full ? "FULL" : "NORMAL")}, {Environment.ProcessorCount} cores");
+            Console.WriteLine($"fededge bench e2e: d = {dimension:N0}, sign codec, embedded broker, SQLite synchronous={(full ? "FULL" : "NORMAL")}, {Environment.ProcessorCount} cores, {CloudRuntimeSettings.Describe()}");
+            if (!CloudRuntimeSettings.AsDeployed)
+                Console.WriteLine($"note: the cloud is deployed with {CloudRuntimeSettings.Prefix}; run `{CloudRuntimeSettings.Prefix} fededge bench e2e` to measure it as deployed");
             var ingest = await IngestBenchmark.RunAsync(parse.GetValue(ingestDevices), parse.GetValue(updates), dimension, full, cancellationToken,
                 bufferSize: parse.GetValue(buffer) is > 0 and var k ? k : int.MaxValue, warmupPerDevice: parse.GetValue(warmup));
             var round = await RoundOverheadBenchmark.RunAsync(parse.GetValue(roundDevices), parse.GetValue(rounds), dimension, full, cancellationToken);

@@ -18,6 +18,9 @@ public sealed class FederationActivation(DeviceRegistry registry, IGrainFactory 
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Not a warning: simulations and tests host the cloud in a process tuned for something else.
+        logger.LogInformation("Runtime: {Runtime}{Advice}", CloudRuntimeSettings.Describe(), CloudRuntimeSettings.AsDeployed ? ""
+            : $"; deployments set {CloudRuntimeSettings.Prefix}, without which ingest costs about twice the CPU (docs/cloud.md, Runtime settings)");
         await mqtt.Connected.WaitAsync(cancellationToken);
         foreach (var (name, declared) in options.Value.Federations)
         {
