@@ -70,6 +70,20 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
         return accepted;
     }
 
+    /// <summary>
+    /// Publishes the reference (cluster 0, v1), cluster 1 (v4) trained on the device's concept and cluster 2 (v6) on the
+    /// relabelled one; returns cluster 1's model bytes.
+    /// </summary>
+    private async Task<byte[]> PublishTwoConceptClustersAsync()
+    {
+        var training = TestFederation.Data(600, seed: 40);
+        var concept = DriftTestData.Trained(Federation.ModelBytes(), training);
+        await PublishModelAsync(1, Federation.ModelBytes());
+        await PublishModelAsync(4, concept, cluster: 1);
+        await PublishModelAsync(6, DriftTestData.Trained(Federation.ModelBytes(), DriftTestData.Relabelled(training)), cluster: 2);
+        return concept;
+    }
+
     private static long RoundsOf(string errorFeedbackFile) =>
         File.Exists(errorFeedbackFile) && ErrorFeedbackState.TryDeserialize(File.ReadAllBytes(errorFeedbackFile), out var state).IsValid ? state!.Rounds : -1;
 
@@ -178,14 +192,8 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
     [Fact]
     public async Task An_assigned_device_trains_its_cluster_models_on_the_samples_that_drew_them()
     {
-        // Cluster 1 knows the device's concept, cluster 2 the relabelled one; cluster 0 is the reference.
-        var training = TestFederation.Data(600, seed: 40);
-        var concept = DriftTestData.Trained(Federation.ModelBytes(), training);
-        var relabelled = DriftTestData.Trained(Federation.ModelBytes(), DriftTestData.Relabelled(training));
+        var concept = await PublishTwoConceptClustersAsync();
         var data = TestFederation.Data(128, seed: 1);
-        await PublishModelAsync(1, Federation.ModelBytes());
-        await PublishModelAsync(4, concept, cluster: 1);
-        await PublishModelAsync(6, relabelled, cluster: 2);
         var assignment = DriftTestData.Assignment(1, [(1, 0.5f), (2, 0.5f)],
             [(1, DriftTestData.PrototypeOf(Federation.ModelBytes(), data)), (2, DriftTestData.PrototypeOf(Federation.ModelBytes(), DriftTestData.Relabelled(data)))]);
         await PublishAssignmentAsync(assignment);
@@ -233,13 +241,8 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
     [Fact]
     public async Task A_cluster_version_no_sample_drew_gets_a_signed_decline()
     {
-        var training = TestFederation.Data(600, seed: 40);
-        var concept = DriftTestData.Trained(Federation.ModelBytes(), training);
-        var relabelled = DriftTestData.Trained(Federation.ModelBytes(), DriftTestData.Relabelled(training));
+        await PublishTwoConceptClustersAsync();
         var data = TestFederation.Data(64, seed: 1);
-        await PublishModelAsync(1, Federation.ModelBytes());
-        await PublishModelAsync(4, concept, cluster: 1);
-        await PublishModelAsync(6, relabelled, cluster: 2);
         // Cluster 2 fits none of the device's samples and starts with prior 0.001: no sample draws it.
         await PublishAssignmentAsync(DriftTestData.Assignment(1, [(1, 0.999f), (2, 0.001f)], []));
 
