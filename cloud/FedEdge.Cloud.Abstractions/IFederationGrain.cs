@@ -136,12 +136,16 @@ public sealed record FederationStatus
 public sealed record RoundSummary
 {
     [Id(0)] public long Version { get; init; }
+    /// <summary>Updates aggregated into the version (declines of a FedDAA cluster round not included).</summary>
     [Id(1)] public int Updates { get; init; }
+    /// <summary>Bytes of every answer taken, declines included.</summary>
     [Id(2)] public long BytesUp { get; init; }
     [Id(3)] public double? MeanTrainLoss { get; init; }
     [Id(4)] public DateTimeOffset CompletedAt { get; init; }
     [Id(5)] public TimeSpan Duration { get; init; }
     [Id(6)] public double MeanStaleness { get; init; }
+    /// <summary>FedDAA cluster rounds: devices that declined the version (none of their samples drew it).</summary>
+    [Id(7)] public int Declines { get; init; }
 }
 
 [GenerateSerializer, Immutable]

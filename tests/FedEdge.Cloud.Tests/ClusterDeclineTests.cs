@@ -93,6 +93,8 @@ public sealed class ClusterDeclineTests
         AssertMovedBy(v0, (await fleet.Model(a).GetModelAsync())!.Parameters, Delta);
         var status = await fleet.Model(a).GetStatusAsync();
         Assert.True(status.RoundDeadline > DateTimeOffset.UtcNow + TimeSpan.FromMinutes(4), "the next round opened with a fresh deadline");
+        var summary = status.History.Single(r => r.Version == 1);
+        Assert.Equal((3, 3), (summary.Updates, summary.Declines));
         Assert.Equal(0, fleet.Metrics.Rejected(RejectionReason.Malformed));
 
         // v1's signed announcement carries P_a(y): the rows for a of every answer's label weights, summed, add-1 smoothed.
@@ -108,6 +110,11 @@ public sealed class ClusterDeclineTests
         Assert.Equal(expected.Length, announced.Count);
         for (var r = 0; r < expected.Length; r++) Assert.Equal((expected[r] + 1) / total, announced[r], 4);
         Assert.Empty(announcements[0].LabelDistribution); // v0: nothing aggregated yet (devices use the assignment's)
+
+        // P_c(y) is part of the cluster model's durable state: a restarted cloud republishes v1 with it.
+        await fleet.RestartAsync(data.Path);
+        var republished = await WatchAnnouncementsAsync(fleet, a, retainedVersion: 1);
+        Assert.Equal(announced, republished[1].LabelDistribution);
     }
 
     [Fact]
@@ -157,7 +164,7 @@ public sealed class ClusterDeclineTests
     }
 
     /// <summary>Verified announcements of cluster <paramref name="cluster"/>'s model, by version, as a device receives them.</summary>
-    private static async Task<ConcurrentDictionary<long, ModelAnnouncement>> WatchAnnouncementsAsync(ClusteringFleet fleet, int cluster)
+    private static async Task<ConcurrentDictionary<long, ModelAnnouncement>> WatchAnnouncementsAsync(ClusteringFleet fleet, int cluster, long retainedVersion = 0)
     {
         var announcements = new ConcurrentDictionary<long, ModelAnnouncement>();
         var cloudKey = new VerificationKeyRing(new VerificationKey(CloudSigningKey.KeyId, fleet.Cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey));
@@ -175,7 +182,7 @@ public sealed class ClusterDeclineTests
             return Task.CompletedTask;
         };
         await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => Task.FromResult(announcements.ContainsKey(0)), "the retained announcement of v0");
+        await TestModels.WaitUntilAsync(() => Task.FromResult(announcements.ContainsKey(retainedVersion)), $"the retained announcement of v{retainedVersion}");
         return announcements;
     }
 }

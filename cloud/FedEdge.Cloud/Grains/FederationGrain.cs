@@ -134,6 +134,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             _logger.LogWarning("Federation {Federation}: the commit of v{Version} stopped before its state was written; its {Pending} update(s) are aggregated again",
                 Name, S.ModelVersion + 1, S.Pending.Count);
         if (S.Config is null || S.Retired) return;
+        _labelDistribution = S.LabelDistribution ?? [];
         var blob = await _models.GetAsync(S.ModelSha256!, cancellationToken)
             ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
         _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
@@ -466,6 +467,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             S.ModelVersion++;
             S.ModelSha256 = sha;
             S.ModelBytes = model.Length;
+            if (IsClusterModel) S.LabelDistribution = labels;
             S.Pending = [];
             S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
             _parameters = next;

@@ -117,16 +117,19 @@ public sealed class FederationHistory
     {
         ArgumentNullException.ThrowIfNull(aggregated);
         var losses = aggregated.Where(p => p.TrainLoss is not null).Select(p => p.TrainLoss!.Value).ToArray();
+        // Only a decline has zero samples (the verifier admits sample_count 0 for nothing else).
+        var updates = aggregated.Where(p => p.SampleCount > 0).ToArray();
         return new RoundSummary
         {
             Version = version,
-            Updates = aggregated.Count,
+            Updates = updates.Length,
+            Declines = aggregated.Count - updates.Length,
             BytesUp = aggregated.Sum(p => (long)p.Bytes),
             MeanTrainLoss = losses.Length > 0 ? losses.Average() : null,
             CompletedAt = now,
             Duration = now - (openedAt ?? (aggregated.Count > 0 ? aggregated[0].ReceivedAt : now)),
             // Staleness against the version the update was aggregated into, minus one: 0 for an update based on the previous version.
-            MeanStaleness = aggregated.Count > 0 ? aggregated.Average(p => (double)(version - 1 - p.BaseVersion)) : 0,
+            MeanStaleness = updates.Length > 0 ? updates.Average(p => (double)(version - 1 - p.BaseVersion)) : 0,
         };
     }
 

@@ -39,6 +39,8 @@ public sealed class FederationState
     [Id(16)] public List<string>? LegacyRecentlyAggregated { get; set; }
     /// <summary>Cluster models only: retired by the cluster directory (no devices left); takes no updates.</summary>
     [Id(17)] public bool Retired { get; set; }
+    /// <summary>Cluster models only: P_c(y) announced with the current version, so a restart republishes it too.</summary>
+    [Id(18)] public float[]? LabelDistribution { get; set; }
 }
 
 /// <summary>
