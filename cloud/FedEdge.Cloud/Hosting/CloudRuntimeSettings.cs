@@ -7,7 +7,7 @@ namespace FedEdge.Cloud.Hosting;
 /// (verify, decode, persist per update), and two process-wide settings decide much of its cost: server GC (per-core
 /// allocation contexts and a larger gen-0 budget; with DATAS, .NET's default, the heap count still follows the load)
 /// and full optimisation on the first JIT of a method (<c>TC_QuickJit=0</c>; ReadyToRun framework code still tiers
-/// up). On the 2-core build machine the two together took the cloud from 1.7–2.2 to 0.9 ms of CPU per sign update
+/// up). On the 2-core build machine the two together took the cloud from 1.7–2.3 to 0.85–1.45 ms of CPU per sign update
 /// (bench/README.md, <c>fededge bench e2e</c>). They are process-wide, so they are set where the cloud is deployed
 /// (deploy/docker, deploy/kubernetes: <see cref="EnvironmentVariables"/>), not by the <c>fededge</c> tool, whose edge
 /// agent and trainer run on small boards with the defaults.
