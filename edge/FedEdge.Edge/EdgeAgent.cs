@@ -415,13 +415,12 @@ public sealed partial class EdgeAgent
         // If the update cannot be queued, the memory must not count it as sent: keep a copy to roll back to.
         var before = ErrorFeedbackState.Serialize(errorFeedback);
         var payload = errorFeedback.Compress(delta);
-        var updateId = UpdateEnvelopeSigner.NewUpdateId();
         var envelope = new UpdateEnvelope
         {
             Federation = _identity.Federation,
             DeviceId = _identity.DeviceId,
             BaseModelVersion = model.Version,
-            UpdateId = updateId,
+            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
             SampleCount = trained.SampleCount,
             Codec = codec.Spec,
             Dimension = delta.Length,
@@ -438,26 +437,40 @@ public sealed partial class EdgeAgent
                 DurationMs = (long)trained.Duration.TotalMilliseconds,
             },
         };
-        var signed = _signer.Sign(envelope, _clock);
-        var updateIdHex = Convert.ToHexString(updateId.Span);
-        try
-        {
-            await outbox.EnqueueAsync(updateIdHex, signed, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OutboxFullException or IOException)
+        var (updateIdHex, signedLength) = await SignAndQueueAsync(envelope, outbox, cancellationToken).ConfigureAwait(false);
+        if (updateIdHex is null)
         {
             ErrorFeedbackState.TryDeserialize(before, out var restored);
             stream.ErrorFeedback = restored;
-            Statistics.UpdateRefused();
-            LogNotQueued(model.Version, e.Message);
-            return Report(trained, model.Cluster, null, payload.Length, signed.Length);
+            return Report(trained, model.Cluster, null, payload.Length, signedLength);
         }
         // Queued first, then the memory: a crash in between leaves the memory one round behind, which re-sends
         // part of one message later instead of losing it.
         stream.ErrorFeedbackStore.Save(errorFeedback);
         Statistics.UpdateEnqueued();
         LogRound(model.Cluster, model.Version, trained.Loss, trained.Accuracy, trained.Steps, trained.SampleCount, trained.Duration.TotalSeconds, codec.Spec, errorFeedback.Name, payload.Length, updateIdHex);
-        return Report(trained, model.Cluster, updateIdHex, payload.Length, signed.Length);
+        return Report(trained, model.Cluster, updateIdHex, payload.Length, signedLength);
+    }
+
+    /// <summary>
+    /// Signs an envelope and queues it in the outbox; the update id (hex) and the signed size, or a null id when the
+    /// outbox refused it (full disk or outbox: counted and logged, the caller rolls back what it must).
+    /// </summary>
+    private async Task<(string? UpdateId, int SignedLength)> SignAndQueueAsync(UpdateEnvelope envelope, UpdateOutbox outbox, CancellationToken cancellationToken)
+    {
+        var signed = _signer.Sign(envelope, _clock);
+        var updateIdHex = Convert.ToHexString(envelope.UpdateId.Span);
+        try
+        {
+            await outbox.EnqueueAsync(updateIdHex, signed, cancellationToken).ConfigureAwait(false);
+            return (updateIdHex, signed.Length);
+        }
+        catch (Exception e) when (e is OutboxFullException or IOException)
+        {
+            Statistics.UpdateRefused();
+            LogNotQueued(envelope.BaseModelVersion, e.Message);
+            return (null, signed.Length);
+        }
     }
 
     /// <summary>The configured codec, else the cloud's first hint for the model, else fp32.</summary>
@@ -474,19 +487,10 @@ public sealed partial class EdgeAgent
         var envelope = UpdateDeclines.Create(_identity.Federation, _identity.DeviceId, model.Cluster, model.Version, CodecSpec(model), model.Announcement.ParameterCount);
         envelope.UpdateId = UpdateEnvelopeSigner.NewUpdateId();
         envelope.Drift = statistics;
-        var signed = _signer.Sign(envelope, _clock);
-        var updateIdHex = Convert.ToHexString(envelope.UpdateId.Span);
-        try
-        {
-            await outbox.EnqueueAsync(updateIdHex, signed, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is OutboxFullException or IOException)
-        {
-            // Without it the cloud's round waits for its deadline, as it would for a silent device.
-            Statistics.UpdateRefused();
-            LogNotQueued(model.Version, e.Message);
+        // If it is refused, the cloud's round waits for its deadline, as it would for a silent device.
+        var (updateIdHex, _) = await SignAndQueueAsync(envelope, outbox, cancellationToken).ConfigureAwait(false);
+        if (updateIdHex is null)
             return;
-        }
         Statistics.DeclineEnqueued();
         LogDeclined(model.Cluster, model.Version, updateIdHex);
     }
