@@ -29,7 +29,10 @@ public interface IUpdateCodec
     /// <summary>Checks structure, sizes and finiteness without decoding; reports the payload's dimension.</summary>
     PayloadCheck Validate(ReadOnlySpan<byte> encoded, out int dimension);
 
-    /// <summary>Decodes into <paramref name="destination"/>, whose length must equal the payload's dimension.</summary>
+    /// <summary>
+    /// Decodes into <paramref name="destination"/>, whose length must equal the payload's dimension. A successful
+    /// decode writes every coordinate, whatever the destination held before (callers reuse buffers without clearing).
+    /// </summary>
     PayloadCheck Decode(ReadOnlySpan<byte> encoded, Span<float> destination);
 }
 

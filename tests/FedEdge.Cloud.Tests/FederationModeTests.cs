@@ -1,5 +1,6 @@
 using FedEdge.Cloud.Abstractions;
 using Google.Protobuf;
+using Microsoft.Extensions.DependencyInjection;
 using Orleans.Concurrency;
 
 namespace FedEdge.Cloud.Tests;
@@ -49,6 +50,53 @@ public sealed class FederationModeTests
         var expected = 3f + (2f + 4f / MathF.Sqrt(2f)) / 2f;
         for (var i = 0; i < d; i++) Assert.Equal(v0[i] + expected, v2.Parameters[i], 1e-4f);
         Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
+    }
+
+    /// <summary>
+    /// FedBuff keeps taking updates into the next buffer while a version is written: with 12 devices publishing at once and
+    /// K = 5, every accepted update is aggregated exactly once or still pending, in memory and after a restart.
+    /// </summary>
+    [Fact]
+    public async Task FedBuffUpdatesArrivingDuringACommitAreNeitherLostNorCountedTwice()
+    {
+        using var data = new TempDirectory();
+        var config = new FederationConfig
+        {
+            Model = "logreg",
+            Codec = "fp32",
+            Rule = "mean",
+            Rounds = 0,
+            Mode = FederationMode.Async,
+            BufferSize = 5,
+            MaxStaleness = 100,
+        };
+        async Task CheckAsync(CloudTestHost cloud)
+        {
+            var status = await cloud.Grains.GetGrain<IFederationGrain>("fa").GetStatusAsync();
+            Assert.Equal(4, status.ModelVersion);
+            Assert.Equal([5, 5, 5, 5], status.History.Select(h => h.Updates));
+            Assert.Equal(4, status.PendingUpdates);
+            Assert.Equal(24, status.AcceptedTotal);
+        }
+
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+        {
+            var devices = new List<TestDevice>();
+            for (var i = 0; i < 12; i++) devices.Add(await TestDevice.RegisterAndConnectAsync(cloud, $"dev-{i}", "fa"));
+            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+            var d = (await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+            await Task.WhenAll(devices.Select(async device =>
+            {
+                for (var u = 0; u < 2; u++) await device.PublishEnvelopeAsync(device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
+            }));
+            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
+            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 24), "24 accepted updates");
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 4, "v4");
+            await CheckAsync(cloud);
+            foreach (var device in devices) await device.DisposeAsync();
+        }
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+            await CheckAsync(cloud);
     }
 
     [Theory]

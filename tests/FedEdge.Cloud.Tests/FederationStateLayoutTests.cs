@@ -243,6 +243,61 @@ public sealed class FederationStateLayoutTests
         }
     }
 
+    /// <summary>A device state whose de-duplication window is stored as hex strings (before the packed form) still refuses replays, and is rewritten packed.</summary>
+    [Fact]
+    public async Task ADeviceWindowInTheStringLayoutStillRefusesReplays_AndIsRewrittenPacked()
+    {
+        using var data = new TempDirectory();
+        string password;
+        byte[] key;
+        byte[] accepted;
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+        {
+            (_, password, key) = cloud.Registry.Add("dev-1", "fa");
+            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
+            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+            var d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+            accepted = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+            await dev1.PublishEnvelopeAsync(accepted);
+            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
+            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 1), "the update to be accepted");
+        }
+
+        using (var storage = StateFile.Open(data.Path))
+        {
+            var device = await storage.ReadAsync<DeviceState>("device", "dev-1");
+            Assert.Equal(UpdateIdWindow.IdBytes, device.RecentUpdateIds.Length);
+            device.LegacyRecentUpdateIds = [Convert.ToHexString(device.RecentUpdateIds)];
+            device.RecentUpdateIds = [];
+            await storage.WriteAsync("device", "dev-1", device);
+            // The federation forgets the update too, so that only the device's window can refuse it.
+            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
+            Assert.Single(hot.Pending);
+            hot.Pending = [];
+            await storage.WriteAsync("federation", "fa", hot);
+        }
+
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+        {
+            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
+            await dev1.PublishEnvelopeAsync(accepted);
+            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
+            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.RejectedByReason.GetValueOrDefault(RejectionReason.Replay) == 1),
+                "the device's window to refuse the replay");
+            var status = await cloud.Grains.GetGrain<IFederationGrain>("fa").GetStatusAsync();
+            Assert.Equal(0, status.PendingUpdates);
+            Assert.Equal(0, status.RejectedTotal.GetValueOrDefault(RejectionReason.Replay));
+        }
+
+        using (var storage = StateFile.Open(data.Path))
+        {
+            var device = await storage.ReadAsync<DeviceState>("device", "dev-1");
+            Assert.Empty(device.LegacyRecentUpdateIds);
+            Assert.Equal(UpdateIdWindow.IdBytes, device.RecentUpdateIds.Length);
+            Assert.Equal(1, device.Rejected[RejectionReason.Replay]);
+        }
+    }
+
     /// <summary>The cloud's SQLite state file opened directly, between two runs of the cloud.</summary>
     private sealed class StateFile : IDisposable
     {

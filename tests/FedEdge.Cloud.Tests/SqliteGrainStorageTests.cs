@@ -30,7 +30,7 @@ public sealed class SqliteGrainStorageTests : IDisposable
             Accepted = 7,
             BytesAccepted = 1234,
             Rejected = new() { [RejectionReason.BadSignature] = 2 },
-            RecentUpdateIds = ["a", "b"],
+            RecentUpdateIds = [1, 2, 3],
         });
         await Open().WriteStateAsync("device", Grain, written);
         Assert.True(written.RecordExists);
@@ -43,7 +43,7 @@ public sealed class SqliteGrainStorageTests : IDisposable
         Assert.Equal("f1", read.State!.Federation);
         Assert.Equal(7, read.State.Accepted);
         Assert.Equal(2, read.State!.Rejected[RejectionReason.BadSignature]);
-        Assert.Equal(["a", "b"], read.State.RecentUpdateIds);
+        Assert.Equal([1, 2, 3], read.State.RecentUpdateIds);
 
         var missing = new GrainState<DeviceState>();
         await Open().ReadStateAsync("device", GrainId.Create("device", "nobody"), missing);

@@ -229,6 +229,22 @@ public class CodecTests
         }
     }
 
+    /// <summary>The cloud decodes into pooled buffers without clearing them (UpdateBufferPool): a decode must write every coordinate.</summary>
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void Decoding_overwrites_every_coordinate_of_a_used_destination(string spec)
+    {
+        IUpdateCodec codec = UpdateCodecs.Parse(spec);
+        float[] v = TestData.Gaussian(1_000, 3);
+        v.AsSpan(100, 300).Clear(); // top-k then keeps none of these: they must still come out as 0
+        byte[] encoded = codec.Encode(v);
+        var fresh = new float[v.Length];
+        Assert.True(codec.Decode(encoded, fresh).IsValid);
+        float[] used = Enumerable.Repeat(float.NaN, v.Length).ToArray();
+        Assert.True(codec.Decode(encoded, used).IsValid);
+        Assert.Equal(fresh, used);
+    }
+
     [Theory]
     [MemberData(nameof(Specs))]
     public void Encoders_reject_non_finite_input(string spec)

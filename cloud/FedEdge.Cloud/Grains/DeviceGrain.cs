@@ -14,8 +14,10 @@ public sealed class DeviceState
     [Id(4)] public long BytesAccepted { get; set; }
     [Id(5)] public Dictionary<RejectionReason, long> Rejected { get; set; } = [];
     [Id(6)] public long BytesRejected { get; set; }
-    /// <summary>Ids of the most recently accepted updates, oldest first (the de-duplication window).</summary>
-    [Id(7)] public List<string> RecentUpdateIds { get; set; } = [];
+    /// <summary>The de-duplication window as hex strings: the layout before <see cref="RecentUpdateIds"/>, read once and moved there.</summary>
+    [Id(7)] public List<string> LegacyRecentUpdateIds { get; set; } = [];
+    /// <summary>Ids of the most recently accepted updates, packed 16 bytes an id, oldest first (<see cref="UpdateIdWindow"/>).</summary>
+    [Id(8)] public byte[] RecentUpdateIds { get; set; } = [];
 }
 
 /// <summary>
@@ -40,7 +42,12 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
     {
         _state = state;
         _logger = logger;
-        _writer = new CoalescingWriter(() => _state.WriteStateAsync());
+        _writer = new CoalescingWriter(() =>
+        {
+            _state.State.RecentUpdateIds = Recent.ToBytes();
+            _state.State.LegacyRecentUpdateIds = [];
+            return _state.WriteStateAsync();
+        });
     }
 
     /// <summary>
@@ -50,9 +57,16 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
     /// </summary>
     public const int DeduplicationWindow = 512;
 
-    private HashSet<string>? _recent;
+    private UpdateIdWindow? _recent;
 
-    private HashSet<string> Recent => _recent ??= new HashSet<string>(_state.State.RecentUpdateIds, StringComparer.Ordinal);
+    private UpdateIdWindow Recent => _recent ??= LoadWindow(_state.State);
+
+    private static UpdateIdWindow LoadWindow(DeviceState state)
+    {
+        var window = UpdateIdWindow.FromBytes(DeduplicationWindow, state.RecentUpdateIds);
+        foreach (var id in state.LegacyRecentUpdateIds) window.Add(id);
+        return window;
+    }
 
     public async Task<SubmitResult> SubmitAsync(string federation, UpdateSubmission update)
     {
@@ -76,12 +90,6 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
     {
         if (!Recent.Add(updateId)) return;
         var s = _state.State;
-        s.RecentUpdateIds.Add(updateId);
-        if (s.RecentUpdateIds.Count > DeduplicationWindow)
-        {
-            Recent.Remove(s.RecentUpdateIds[0]);
-            s.RecentUpdateIds.RemoveAt(0);
-        }
         s.Accepted++;
         s.BytesAccepted += bytes;
         s.LastSeen = DateTimeOffset.UtcNow;

@@ -86,6 +86,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly Dictionary<(string Device, string Update), StorageRecord<StoredUpdate>> _records = [];
     /// <summary>Completed (and replaced) whenever a version is committed.</summary>
     private TaskCompletionSource _versionCommitted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>
+    /// FedBuff: while a version is written, the next buffer goes on filling. Updates taken meanwhile are held here, out of
+    /// <see cref="FederationState.Pending"/>, so that a state write during the commit lists only the version's own updates
+    /// (a crash between the commit's two writes replays exactly those, see <see cref="FederationHistory"/>); the commit
+    /// moves them into the pending list of the new version and completes <see cref="_admission"/> once that state is
+    /// durable. Null when no commit admits updates.
+    /// </summary>
+    private List<PendingUpdate>? _admitted;
+    private TaskCompletionSource? _admission;
 
     public FederationGrain(
         [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
@@ -222,14 +231,26 @@ public sealed class FederationGrain : Grain, IFederationGrain
             update.Envelope.Length, update.TrainLoss, DateTimeOffset.UtcNow);
         try
         {
-            // The record and the state that lists it are written together, so that they usually share one group
-            // commit; a state listing a record that never became durable is repaired on activation (replay drops it).
-            S.Pending.Add(pending);
-            S.AcceptedTotal++;
             // A device that just delivered an update is live, even if its status message has not been processed
             // yet; otherwise the next round, opened right after this one, could leave it out of the sample.
             S.Live.Add(update.DeviceId);
-            await Task.WhenAll(PendingRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope }), _stateWriter.WriteAsync());
+            var record = PendingRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope });
+            if (_admitted is { } admitted)
+            {
+                // Taken while a version is written: the commit lists it in the new version's state (_admitted). Waiting
+                // for the commit's exclusive section too means that the check below sees it ended, so the update that
+                // fills this buffer starts its aggregation.
+                admitted.Add(pending);
+                await Task.WhenAll(record, _admission!.Task, _exclusive!);
+            }
+            else
+            {
+                // The record and the state that lists it are written together, so that they usually share one group
+                // commit; a state listing a record that never became durable is repaired on activation (replay drops it).
+                S.Pending.Add(pending);
+                S.AcceptedTotal++;
+                await Task.WhenAll(record, _stateWriter.WriteAsync());
+            }
         }
         catch
         {
@@ -295,6 +316,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         {
             if (_exclusive is { } busy)
             {
+                if (_admitted is not null && _buffer is { IsFull: false }) return null; // FedBuff: the next buffer fills meanwhile
                 await busy;
                 continue;
             }
@@ -434,6 +456,31 @@ public sealed class FederationGrain : Grain, IFederationGrain
         else
         {
             _buffer!.ApplyTo(next, new float[next.Length]);
+            if (UpdateValidator.IndexOfNonFinite(next) is var nonFinite and >= 0)
+                throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {nonFinite}; v{S.ModelVersion} kept");
+            // The version is fixed: new updates may fill the next buffer while it is written (the commit takes 5–25 ms of
+            // model-store and SQLite fsyncs, during which FedBuff ingest otherwise stood still).
+            _buffer = NewFedBuffBuffer(S.Config!);
+            _admitted = [];
+            _admission = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            try
+            {
+                await CommitVersionAsync(next, estimate: null);
+                _admission.SetResult();
+            }
+            catch (Exception e)
+            {
+                // The grain reloads from storage (CommitVersionAsync deactivates it); the admitted updates are refused
+                // unacknowledged and sent again.
+                _admitted = null;
+                _admission.SetException(e);
+                throw;
+            }
+            finally
+            {
+                _admission = null;
+            }
+            return;
         }
         if (UpdateValidator.IndexOfNonFinite(next) is var bad and >= 0)
             throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {bad}; v{S.ModelVersion} kept");
@@ -452,29 +499,36 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var estimateSha = estimate is null
             ? S.EstimateSha256
             : await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
-        var model = _vector!.Write(next);
-        var sha = await _models.PutAsync(model);
+        // Read before the blobs' awaits: the updates a FedBuff buffer admits meanwhile belong to the next version.
         var aggregated = S.Pending;
         // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
         var labels = IsClusterModel ? _labelDistribution = _labelWeights.TakeDistribution() ?? _labelDistribution : [];
+        var model = _vector!.Write(next);
         var previousChunks = _publication.ChunkCount(S.ModelBytes);
         var now = DateTimeOffset.UtcNow;
         try
         {
+            // The blob and the cold record are independent (a cold record ahead of the hot state is undone on
+            // activation, whether or not the blob made it), so their fsyncs overlap; the hot state needs both.
             History.RecordVersion(FederationHistory.Summarize(S.ModelVersion + 1, aggregated, S.RoundOpenedAt, now), aggregated);
-            await _historyState.WriteStateAsync();
+            var put = _models.PutAsync(model);
+            await Task.WhenAll(put, _historyState.WriteStateAsync());
+            var sha = await put;
             S.EstimateSha256 = estimateSha;
             S.ModelVersion++;
             S.ModelSha256 = sha;
             S.ModelBytes = model.Length;
             if (IsClusterModel) S.LabelDistribution = labels;
-            S.Pending = [];
+            S.Pending = _admitted ?? [];
+            S.AcceptedTotal += S.Pending.Count;
+            _admitted = null; // from here submissions wait for this state write, as before the admission
+
             S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
             _parameters = next;
             if (estimate is not null) _estimate!.Load(estimate);
             _deadlineTimer?.Dispose();
             _deadlineTimer = null;
-            RebuildAggregation();
+            if (config.Mode == FederationMode.Sync) RebuildAggregation(); // FedBuff's next buffer is already filling
             S.Sampled = [];
             S.RoundDeadline = null;
             if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
@@ -575,7 +629,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _contributed.Clear();
         if (config.Mode == FederationMode.Async)
         {
-            _buffer = new FedBuffBuffer(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
+            _buffer = NewFedBuffBuffer(config);
             return;
         }
         if (S.Sampled.Count == 0) return;
@@ -583,6 +637,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var assignments = S.Sampled.Select(id => new DeviceAssignment(id, _strategy.Contribution, new Dictionary<string, string>())).ToArray();
         _round = _strategy.BeginAggregation(new RoundPlan(new RoundContext(S.ModelVersion + 1, S.ModelVersion), assignments, S.Quorum), S.ParameterCount);
     }
+
+    private FedBuffBuffer NewFedBuffBuffer(FederationConfig config) =>
+        new(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
 
     private async Task ReplayPendingAsync()
     {

@@ -39,8 +39,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly Telemetry.Drift.IDriftEventSink? _drift;
     private readonly Channel<MqttApplicationMessageReceivedEventArgs> _queue;
     private readonly UpdateReassembler _reassembler;
-    private readonly RegistryVerificationKeys _keys;
-    private readonly ConcurrentDictionary<string, UpdateEnvelopeVerifier> _verifiers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, UpdateVerifierOptions> _verifierOptions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (int Dimension, bool Clustered)> _federations = new(StringComparer.Ordinal);
     private readonly UpdateBufferPool _buffers;
     /// <summary>Bounds the updates decoded and in submission at once, on either path (external-broker workers or the
@@ -57,7 +56,6 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         _options = options.Value;
         _logger = logger;
         _drift = drift;
-        _keys = new RegistryVerificationKeys(registry);
         _reassembler = new UpdateReassembler(new ReassemblyOptions { MaxEnvelopeBytes = _options.MaxUpdateBytes });
         _buffers = new UpdateBufferPool(_options.IngestionConcurrency);
         _decodeSlots = new SemaphoreSlim(_options.IngestionConcurrency, _options.IngestionConcurrency);
@@ -216,9 +214,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             return;
         }
         var (dimension, clustered) = known;
-        var verifier = _verifiers.GetOrAdd(federation, f => new UpdateEnvelopeVerifier(
-            new UpdateVerifierOptions { Federation = f, MaxEnvelopeBytes = _options.MaxUpdateBytes }, _keys));
-        var verified = verifier.Verify(envelope.Span, deviceId, dimension);
+        var verifierOptions = _verifierOptions.GetOrAdd(federation, f => new UpdateVerifierOptions { Federation = f, MaxEnvelopeBytes = _options.MaxUpdateBytes });
+        var verified = new UpdateEnvelopeVerifier(verifierOptions, new DeviceRecordKey(device)).Verify(envelope.Span, deviceId, dimension);
         if (!verified.IsAccepted)
         {
             await RejectAsync(federation, deviceId, Map(verified.Reason), verified.Message ?? verified.Reason.ToString(), envelope.Length, countForDevice: true);

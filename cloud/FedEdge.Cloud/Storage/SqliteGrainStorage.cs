@@ -24,7 +24,7 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
     private readonly string _name;
     private readonly bool _synchronousFull;
     private readonly GroupCommitQueue<PendingWrite, long> _writes;
-    private SqliteConnection? _writerConnection; // used only by the writer thread
+    private WriterStatements? _writer; // used only by the writer thread
 
     public SqliteGrainStorage(string name, string databasePath, IGrainStorageSerializer serializer, ILogger<SqliteGrainStorage> logger, bool synchronousFull = true)
     {
@@ -115,53 +115,46 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
     /// <summary>Commits a batch of writes in one transaction (one fsync); an ETag mismatch fails only its own write.</summary>
     private IReadOnlyList<GroupCommitQueue<PendingWrite, long>.Outcome> CommitBatch(IReadOnlyList<PendingWrite> writes)
     {
-        var connection = _writerConnection ??= Open();
+        var writer = _writer ??= new WriterStatements(Open());
         var outcomes = new GroupCommitQueue<PendingWrite, long>.Outcome[writes.Count];
-        using var transaction = connection.BeginTransaction();
         try
         {
-            for (var i = 0; i < writes.Count; i++) outcomes[i] = Apply(connection, transaction, writes[i]);
+            using var transaction = writer.Begin();
+            for (var i = 0; i < writes.Count; i++) outcomes[i] = Apply(writer, writes[i]);
             transaction.Commit();
         }
         catch
         {
             // The connection may be unusable (disk full, I/O error): the next batch opens a fresh one.
-            connection.Dispose();
-            _writerConnection = null;
+            writer.Dispose();
+            _writer = null;
             throw;
         }
         return outcomes;
     }
 
-    private GroupCommitQueue<PendingWrite, long>.Outcome Apply(SqliteConnection connection, SqliteTransaction transaction, PendingWrite write)
+    private GroupCommitQueue<PendingWrite, long>.Outcome Apply(WriterStatements writer, PendingWrite write)
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.Parameters.AddWithValue("$s", write.StateName);
-        command.Parameters.AddWithValue("$g", write.GrainId);
-        long newEtag = 0;
+        long newEtag;
+        int changed;
         if (write.Payload is null)
         {
-            command.CommandText = "DELETE FROM grain_state WHERE state_name = $s AND grain_id = $g AND etag = $e";
-            command.Parameters.AddWithValue("$e", write.ExpectedEtag!.Value);
+            newEtag = 0;
+            changed = writer.Delete(write.StateName, write.GrainId, write.ExpectedEtag!.Value);
         }
         else if (write.ExpectedEtag is not { } expected)
         {
             newEtag = 1;
-            command.CommandText = "INSERT INTO grain_state (state_name, grain_id, etag, payload) VALUES ($s, $g, 1, $p) ON CONFLICT DO NOTHING";
-            command.Parameters.AddWithValue("$p", write.Payload);
+            changed = writer.Insert(write.StateName, write.GrainId, write.Payload);
         }
         else
         {
             newEtag = expected + 1;
-            command.CommandText = "UPDATE grain_state SET etag = $n, payload = $p WHERE state_name = $s AND grain_id = $g AND etag = $e";
-            command.Parameters.AddWithValue("$p", write.Payload);
-            command.Parameters.AddWithValue("$e", expected);
-            command.Parameters.AddWithValue("$n", newEtag);
+            changed = writer.Update(write.StateName, write.GrainId, write.Payload, expected, newEtag);
         }
-        if (command.ExecuteNonQuery() == 1) return GroupCommitQueue<PendingWrite, long>.Outcome.Success(newEtag);
+        if (changed == 1) return GroupCommitQueue<PendingWrite, long>.Outcome.Success(newEtag);
 
-        var stored = StoredEtag(connection, transaction, write.StateName, write.GrainId);
+        var stored = writer.StoredEtag(write.StateName, write.GrainId);
         // Clearing a record that is already gone is not a conflict.
         if (write.Payload is null && stored is null) return GroupCommitQueue<PendingWrite, long>.Outcome.Success(0);
         var expectedText = write.ExpectedEtag?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "(none)";
@@ -173,21 +166,89 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
     public void Dispose()
     {
         _writes.Dispose();
-        _writerConnection?.Dispose();
+        _writer?.Dispose();
         _logger.LogDebug("Storage {Name} closed after {Writes} write(s) in {Batches} commit(s)", _name, _writes.Items, _writes.Batches);
     }
 
     /// <summary>Writes committed so far and the transactions they took (the group-commit ratio).</summary>
     public (long Writes, long Commits) CommitStatistics => (_writes.Items, _writes.Batches);
 
-    private static long? StoredEtag(SqliteConnection connection, SqliteTransaction transaction, string stateName, string grainId)
+    /// <summary>
+    /// The writer thread's connection and its four statements, prepared once and re-bound per write (parsing and
+    /// planning them per write was a measurable share of the writer's time). Its page cache is raised so that the
+    /// pages of a pending update's record are still cached when the record is deleted after aggregation: with the
+    /// default 2 MB the overflow chains of ~100 pending 12.7 kB records were read back from the file.
+    /// </summary>
+    private sealed class WriterStatements : IDisposable
     {
-        using var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = "SELECT etag FROM grain_state WHERE state_name = $s AND grain_id = $g";
-        command.Parameters.AddWithValue("$s", stateName);
-        command.Parameters.AddWithValue("$g", grainId);
-        return command.ExecuteScalar() is long etag ? etag : null;
+        private readonly SqliteConnection _connection;
+        private readonly SqliteCommand _insert, _update, _delete, _select;
+
+        public WriterStatements(SqliteConnection connection)
+        {
+            _connection = connection;
+            using (var pragma = connection.CreateCommand())
+            {
+                pragma.CommandText = "PRAGMA cache_size = -32768"; // KiB: 32 MB
+                pragma.ExecuteNonQuery();
+            }
+            _insert = Command("INSERT INTO grain_state (state_name, grain_id, etag, payload) VALUES ($s, $g, 1, $p) ON CONFLICT DO NOTHING", "$s", "$g", "$p");
+            _update = Command("UPDATE grain_state SET etag = $n, payload = $p WHERE state_name = $s AND grain_id = $g AND etag = $e", "$s", "$g", "$p", "$e", "$n");
+            _delete = Command("DELETE FROM grain_state WHERE state_name = $s AND grain_id = $g AND etag = $e", "$s", "$g", "$e");
+            _select = Command("SELECT etag FROM grain_state WHERE state_name = $s AND grain_id = $g", "$s", "$g");
+        }
+
+        private SqliteCommand Command(string text, params string[] parameters)
+        {
+            var command = _connection.CreateCommand();
+            command.CommandText = text;
+            foreach (var name in parameters) command.Parameters.Add(new SqliteParameter { ParameterName = name });
+            return command;
+        }
+
+        public SqliteTransaction Begin()
+        {
+            var transaction = _connection.BeginTransaction();
+            _insert.Transaction = _update.Transaction = _delete.Transaction = _select.Transaction = transaction;
+            return transaction;
+        }
+
+        public int Insert(string state, string grain, byte[] payload) => Execute(_insert, state, grain, payload);
+
+        public int Update(string state, string grain, byte[] payload, long expected, long next) => Execute(_update, state, grain, payload, expected, next);
+
+        public int Delete(string state, string grain, long expected) => Execute(_delete, state, grain, null, expected);
+
+        public long? StoredEtag(string state, string grain)
+        {
+            Bind(_select, state, grain, null, null, null);
+            return _select.ExecuteScalar() is long etag ? etag : null;
+        }
+
+        private static int Execute(SqliteCommand command, string state, string grain, byte[]? payload, long? expected = null, long? next = null)
+        {
+            Bind(command, state, grain, payload, expected, next);
+            return command.ExecuteNonQuery();
+        }
+
+        private static void Bind(SqliteCommand command, string state, string grain, byte[]? payload, long? expected, long? next)
+        {
+            var parameters = command.Parameters;
+            parameters["$s"].Value = state;
+            parameters["$g"].Value = grain;
+            if (payload is not null) parameters["$p"].Value = payload;
+            if (expected is not null) parameters["$e"].Value = expected.Value;
+            if (next is not null) parameters["$n"].Value = next.Value;
+        }
+
+        public void Dispose()
+        {
+            _insert.Dispose();
+            _update.Dispose();
+            _delete.Dispose();
+            _select.Dispose();
+            _connection.Dispose();
+        }
     }
 
     private long ParseEtag(string etag, string stateName, GrainId grainId) =>
