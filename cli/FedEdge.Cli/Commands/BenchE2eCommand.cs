@@ -20,7 +20,7 @@ internal static class BenchE2eCommand
         var ingestDevices = new Option<int>("--ingest-devices") { Description = "Publishing devices for the ingest measurement.", DefaultValueFactory = _ => 100 };
         var updates = new Option<int>("--updates") { Description = "Updates per device in each timed window of the ingest measurement.", DefaultValueFactory = _ => 20 };
         var repeats = new Option<int>("--repeats") { Description = "Pairs of windows (broker ceiling, then cloud ingest) of the ingest measurement; the table gives their medians.", DefaultValueFactory = _ => 5 };
-        var warmup = new Option<int>("--warmup") { Description = "Untimed updates per device through each path before the timed windows (JIT, first calls).", DefaultValueFactory = _ => 5 };
+        var warmup = new Option<int>("--warmup") { Description = "Untimed updates per device through each path before the timed windows (JIT, first calls).", DefaultValueFactory = _ => 20 };
         var roundDevices = new Option<int>("--round-devices") { Description = "Devices of the round measurement.", DefaultValueFactory = _ => 100 };
         var rounds = new Option<int>("--rounds") { Description = "Measured rounds (after one warm-up round).", DefaultValueFactory = _ => 5 };
         var buffer = new Option<int>("--buffer") { Description = "FedBuff buffer K of the ingest federation (0 = never aggregate, everything stays pending).", DefaultValueFactory = _ => 100 };

@@ -59,7 +59,7 @@ public static class IngestBenchmark
     }
 
     public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
-        CancellationToken cancellationToken = default, int? bufferSize = null, int warmupPerDevice = 5, int repeats = 5)
+        CancellationToken cancellationToken = default, int? bufferSize = null, int warmupPerDevice = 20, int repeats = 5)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
         await using var cloud = await BenchmarkCloud.StartAsync(synchronousFull, cancellationToken);
