@@ -99,6 +99,39 @@ public sealed class FederationModeTests
             await CheckAsync(cloud);
     }
 
+    /// <summary>The last version of a FedBuff federation with a round limit admits no update for a next buffer that would never be applied.</summary>
+    [Fact]
+    public async Task FedBuffWithARoundLimitRefusesUpdatesArrivingDuringItsLastCommit()
+    {
+        using var data = new TempDirectory();
+        await using var cloud = await CloudTestHost.StartAsync(data.Path);
+        var devices = new List<TestDevice>();
+        for (var i = 0; i < 8; i++) devices.Add(await TestDevice.RegisterAndConnectAsync(cloud, $"dev-{i}", "fa"));
+        var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+        var config = new FederationConfig
+        {
+            Model = "logreg",
+            Codec = "fp32",
+            Rule = "mean",
+            Rounds = 1,
+            Mode = FederationMode.Async,
+            BufferSize = 2,
+            MaxStaleness = 10,
+        };
+        var d = (await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+        await Task.WhenAll(devices.Select(device => device.PublishEnvelopeAsync(device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0))));
+        var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
+        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted + metrics.RejectedByReason.Values.Sum() == 8), "8 answered updates");
+
+        var status = await federation.GetStatusAsync();
+        Assert.Equal(1, status.ModelVersion);
+        Assert.Equal(FederationPhase.Finished, status.Phase);
+        Assert.Equal(0, status.PendingUpdates);
+        Assert.Equal(2, metrics.Accepted);
+        Assert.Equal(6, metrics.RejectedByReason.GetValueOrDefault(RejectionReason.NotAccepting));
+        foreach (var device in devices) await device.DisposeAsync();
+    }
+
     [Theory]
     [InlineData("mean")]
     [InlineData("trimmed-mean")]

@@ -84,8 +84,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly HashSet<(string Device, string Update)> _unsaved = [];
     /// <summary>The storage records of pending updates, which know their ETags: deleting one after its version needs no read.</summary>
     private readonly Dictionary<(string Device, string Update), StorageRecord<StoredUpdate>> _records = [];
-    /// <summary>Completed (and replaced) whenever a version is committed.</summary>
-    private TaskCompletionSource _versionCommitted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Completed (and replaced) whenever a version is committed or a FedBuff commit opens the next buffer: submissions waiting for room look again.</summary>
+    private TaskCompletionSource _roomChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     /// <summary>
     /// FedBuff: while a version is written, the next buffer goes on filling. Updates taken meanwhile are held here, out of
     /// <see cref="FederationState.Pending"/>, so that a state write during the commit lists only the version's own updates
@@ -324,7 +324,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             if (_unsaved.Count > 0)
             {
                 // The submission that makes the last of them durable flushes the buffer.
-                await Task.WhenAny(_versionCommitted.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+                await Task.WhenAny(_roomChanged.Task, Task.Delay(TimeSpan.FromSeconds(1)));
                 continue;
             }
             try
@@ -458,11 +458,18 @@ public sealed class FederationGrain : Grain, IFederationGrain
             _buffer!.ApplyTo(next, new float[next.Length]);
             if (UpdateValidator.IndexOfNonFinite(next) is var nonFinite and >= 0)
                 throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {nonFinite}; v{S.ModelVersion} kept");
+            // The last version of a federation with a round limit admits nothing: it would never be aggregated.
+            if (config.Rounds > 0 && S.ModelVersion + 1 >= config.Rounds)
+            {
+                await CommitVersionAsync(next, estimate: null);
+                return;
+            }
             // The version is fixed: new updates may fill the next buffer while it is written (the commit takes 5–25 ms of
             // model-store and SQLite fsyncs, during which FedBuff ingest otherwise stood still).
-            _buffer = NewFedBuffBuffer(S.Config!);
+            _buffer = NewFedBuffBuffer(config);
             _admitted = [];
             _admission = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            SignalRoomChanged(); // submissions waiting for the full buffer may go into the next one
             try
             {
                 await CommitVersionAsync(next, estimate: null);
@@ -541,9 +548,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             DeactivateOnIdle();
             throw;
         }
-        var committed = _versionCommitted;
-        _versionCommitted = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        committed.SetResult();
+        SignalRoomChanged();
         _logger.LogInformation("Federation {Federation}: v{Version} from {Updates} update(s){Finished}", Name, S.ModelVersion, aggregated.Count, S.Finished ? " (finished)" : "");
 
         // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
@@ -636,6 +641,13 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _strategy = CreateStrategy(config, S.Sampled.Count);
         var assignments = S.Sampled.Select(id => new DeviceAssignment(id, _strategy.Contribution, new Dictionary<string, string>())).ToArray();
         _round = _strategy.BeginAggregation(new RoundPlan(new RoundContext(S.ModelVersion + 1, S.ModelVersion), assignments, S.Quorum), S.ParameterCount);
+    }
+
+    private void SignalRoomChanged()
+    {
+        var changed = _roomChanged;
+        _roomChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        changed.SetResult();
     }
 
     private FedBuffBuffer NewFedBuffBuffer(FederationConfig config) =>
