@@ -412,7 +412,8 @@ public sealed class OnnxTrainer : IDisposable
     {
         if (!_steps.TryGetValue(batch, out var step))
         {
-            step = (ShardCount(batch) > 1 ? (IStepRunner?)ShardedStepRunner.TryCreate(this, batch, ShardCount(batch)) : null)
+            var shards = ShardCount(batch);
+            step = (shards > 1 ? (IStepRunner?)ShardedStepRunner.TryCreate(this, batch, shards) : null)
                 ?? new StepRunner(this, TrainingGraphBuilder.Build(_model, _options, batch));
             _steps[batch] = step;
         }

@@ -69,8 +69,7 @@ internal static class BenchE2eCommand
             foreach (var (metric, value, goal, verdict) in rows)
                 Console.WriteLine($"| {metric.PadRight(w0)} | {value.PadRight(w1)} | {goal.PadRight(w2)} | {verdict}");
             Console.WriteLine();
-            Console.WriteLine($"ingest pairs ({ingest.UpdatesPerWindow:N0} messages a window), ceiling msg/s / ingest upd/s: " +
-                              string.Join("; ", ingest.Pairs.Select(p => $"{p.CeilingPerSecond:N0} / {p.IngestPerSecond:N0} = {p.Fraction:P0}")));
+            Console.WriteLine($"ingest pairs ({ingest.UpdatesPerWindow:N0} messages a window), ceiling msg/s / ingest upd/s: {ingest.DescribePairs()}");
             Console.WriteLine($"per-round overhead ms: {string.Join(", ", round.OverheadMs.Select(x => x.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))}; " +
                               $"round ms: {string.Join(", ", round.RoundMs.Select(x => x.ToString("F0", System.Globalization.CultureInfo.InvariantCulture)))}");
             return 0;

@@ -43,11 +43,11 @@ public static class IngestBenchmark
     /// <summary>The pairs in the order measured; the headline figures are their medians.</summary>
     public sealed record Result(int UpdatesPerWindow, int Dimension, int FrameBytes, bool SynchronousFull, IReadOnlyList<Pair> Pairs)
     {
-        public double CeilingPerSecond => Median(Pairs.Select(p => p.CeilingPerSecond));
-        public double IngestPerSecond => Median(Pairs.Select(p => p.IngestPerSecond));
-        public double CeilingCpuMs => Median(Pairs.Select(p => p.CeilingCpuMs));
-        public double IngestCpuMs => Median(Pairs.Select(p => p.IngestCpuMs));
-        public double Fraction => Median(Pairs.Select(p => p.Fraction));
+        public double CeilingPerSecond => BenchmarkStatistics.Median(Pairs.Select(p => p.CeilingPerSecond));
+        public double IngestPerSecond => BenchmarkStatistics.Median(Pairs.Select(p => p.IngestPerSecond));
+        public double CeilingCpuMs => BenchmarkStatistics.Median(Pairs.Select(p => p.CeilingCpuMs));
+        public double IngestCpuMs => BenchmarkStatistics.Median(Pairs.Select(p => p.IngestCpuMs));
+        public double Fraction => BenchmarkStatistics.Median(Pairs.Select(p => p.Fraction));
 
         public override string ToString() =>
             $"sign updates d = {Dimension:N0}: {FrameBytes:N0} bytes per frame ({FrameBytes / (Dimension / 8.0):F3} × d/8); " +
@@ -55,7 +55,10 @@ public static class IngestBenchmark
             $"broker ceiling  {CeilingPerSecond,10:N0} msg/s  ({CeilingPerSecond * FrameBytes / 1e6:N1} MB/s)\n" +
             $"cloud ingest    {IngestPerSecond,10:N0} upd/s  ({IngestPerSecond * FrameBytes / 1e6:N1} MB/s), {Fraction:P0} of the ceiling " +
             $"(verify + decode + persist{(SynchronousFull ? ", SQLite synchronous=FULL" : ", SQLite synchronous=NORMAL")})\n" +
-            $"per pair: {string.Join("; ", Pairs.Select(p => $"{p.CeilingPerSecond:N0} / {p.IngestPerSecond:N0} = {p.Fraction:P0}"))}";
+            $"per pair, ceiling msg/s / ingest upd/s: {DescribePairs()}";
+
+        /// <summary>Every pair as "ceiling / ingest = ratio", in the order measured.</summary>
+        public string DescribePairs() => string.Join("; ", Pairs.Select(p => $"{p.CeilingPerSecond:N0} / {p.IngestPerSecond:N0} = {p.Fraction:P0}"));
     }
 
     public static async Task<Result> RunAsync(int devices = 10, int updatesPerDevice = 40, int dimension = 100_000, bool synchronousFull = true,
@@ -170,12 +173,6 @@ public static class IngestBenchmark
         foreach (var c in clients) c.Client.Dispose();
         await cloud.StopAsync(cancellationToken);
         return new Result(window, dimension, frameBytes, synchronousFull, pairs);
-    }
-
-    private static double Median(IEnumerable<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     private static async Task WaitForIngestedAsync(IngestionMetrics metrics, int count, CancellationToken cancellationToken)

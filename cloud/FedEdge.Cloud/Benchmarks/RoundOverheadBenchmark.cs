@@ -33,14 +33,8 @@ public static class RoundOverheadBenchmark
 {
     public sealed record Result(int Devices, int Dimension, int Rounds, double[] OverheadMs, double[] RoundMs)
     {
-        public double MedianOverheadMs => Median(OverheadMs);
-        public double MedianRoundMs => Median(RoundMs);
-
-        private static double Median(double[] values)
-        {
-            var sorted = values.Order().ToArray();
-            return sorted.Length == 0 ? double.NaN : sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-        }
+        public double MedianOverheadMs => BenchmarkStatistics.Median(OverheadMs);
+        public double MedianRoundMs => BenchmarkStatistics.Median(RoundMs);
     }
 
     public static async Task<Result> RunAsync(int devices = 100, int rounds = 5, int dimension = 100_000, bool synchronousFull = true,

@@ -45,7 +45,7 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
         _writer = new CoalescingWriter(() =>
         {
             _state.State.RecentUpdateIds = Recent.ToBytes();
-            _state.State.LegacyRecentUpdateIds = [];
+            _state.State.LegacyRecentUpdateIds.Clear();
             return _state.WriteStateAsync();
         });
     }

@@ -456,42 +456,44 @@ public sealed class FederationGrain : Grain, IFederationGrain
         else
         {
             _buffer!.ApplyTo(next, new float[next.Length]);
-            if (UpdateValidator.IndexOfNonFinite(next) is var nonFinite and >= 0)
-                throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {nonFinite}; v{S.ModelVersion} kept");
-            // The last version of a federation with a round limit admits nothing: it would never be aggregated.
-            if (config.Rounds > 0 && S.ModelVersion + 1 >= config.Rounds)
-            {
-                await CommitVersionAsync(next, estimate: null);
-                return;
-            }
-            // The version is fixed: new updates may fill the next buffer while it is written (the commit takes 5–25 ms of
-            // model-store and SQLite fsyncs, during which FedBuff ingest otherwise stood still).
-            _buffer = NewFedBuffBuffer(config);
-            _admitted = [];
-            _admission = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            SignalRoomChanged(); // submissions waiting for the full buffer may go into the next one
-            try
-            {
-                await CommitVersionAsync(next, estimate: null);
-                _admission.SetResult();
-            }
-            catch (Exception e)
-            {
-                // The grain reloads from storage (CommitVersionAsync deactivates it); the admitted updates are refused
-                // unacknowledged and sent again.
-                _admitted = null;
-                _admission.SetException(e);
-                throw;
-            }
-            finally
-            {
-                _admission = null;
-            }
-            return;
         }
         if (UpdateValidator.IndexOfNonFinite(next) is var bad and >= 0)
             throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {bad}; v{S.ModelVersion} kept");
+        // FedBuff: the version is fixed, so new updates may fill the next buffer while it is written (the commit takes
+        // 5–25 ms of model-store and SQLite fsyncs, during which ingest otherwise stood still). Not for the last version
+        // of a federation with a round limit: nothing would ever aggregate that buffer.
+        if (config.Mode == FederationMode.Async && !(config.Rounds > 0 && S.ModelVersion + 1 >= config.Rounds))
+        {
+            await CommitAdmittingAsync(next);
+            return;
+        }
         await CommitVersionAsync(next, estimate);
+    }
+
+    /// <summary>Commits a FedBuff version while the next buffer fills (see <see cref="_admitted"/>).</summary>
+    private async Task CommitAdmittingAsync(float[] next)
+    {
+        _buffer = NewFedBuffBuffer(S.Config!);
+        _admitted = [];
+        _admission = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        SignalRoomChanged(); // submissions waiting for the full buffer may go into the next one
+        try
+        {
+            await CommitVersionAsync(next, estimate: null);
+            _admission.SetResult();
+        }
+        catch (Exception e)
+        {
+            // The grain reloads from storage (CommitVersionAsync deactivates it); the admitted updates are refused
+            // unacknowledged and sent again.
+            _admitted = null;
+            _admission.SetException(e);
+            throw;
+        }
+        finally
+        {
+            _admission = null;
+        }
     }
 
     /// <summary>
@@ -526,6 +528,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             S.ModelSha256 = sha;
             S.ModelBytes = model.Length;
             if (IsClusterModel) S.LabelDistribution = labels;
+            var admitting = _admitted is not null;
             S.Pending = _admitted ?? [];
             S.AcceptedTotal += S.Pending.Count;
             _admitted = null; // from here submissions wait for this state write, as before the admission
@@ -535,7 +538,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             if (estimate is not null) _estimate!.Load(estimate);
             _deadlineTimer?.Dispose();
             _deadlineTimer = null;
-            if (config.Mode == FederationMode.Sync) RebuildAggregation(); // FedBuff's next buffer is already filling
+            if (!admitting) RebuildAggregation(); // else FedBuff's next buffer is already filling
             S.Sampled = [];
             S.RoundDeadline = null;
             if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
