@@ -41,7 +41,24 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # QEMU_LD_PREFIX: where qemu finds the arm64 loader and libraries (Debian's multiarch layout under /).
-run() { QEMU_LD_PREFIX=/ DOTNET_TieredPGO=0 "$qemu" "$out/fededge" "$@"; }
+emulate() { QEMU_LD_PREFIX=/ DOTNET_TieredPGO=0 "$qemu" "$out/fededge" "$@"; }
+
+# qemu-user 7.2 passes the host's /proc/cpuinfo through, and ONNX Runtime's CPU detection (pytorch/cpuinfo) crashes
+# with SIGSEGV on an x86 one when it loads (seen on 2026-12-04 with kernel 6.18). A board shows an arm64 cpuinfo, so the
+# emulated process gets one (scripts/arm64/cpuinfo: a Raspberry Pi 5's two first cores) in a private mount namespace.
+cpuinfo=$(realpath scripts/arm64/cpuinfo)
+if unshare --mount true 2>/dev/null; then
+  namespace=(unshare --mount)
+elif unshare --map-root-user --mount true 2>/dev/null; then
+  namespace=(unshare --map-root-user --mount)
+else
+  namespace=()
+  echo "check-arm64: cannot create a mount namespace; running with the host's /proc/cpuinfo" >&2
+fi
+run() {
+  if ((${#namespace[@]} == 0)); then emulate "$@"; return; fi
+  "${namespace[@]}" bash -c "$(declare -f emulate); qemu='$qemu' out='$out'; mount --bind '$cpuinfo' /proc/cpuinfo && emulate \"\$@\"" check-arm64 "$@"
+}
 
 echo "check-arm64: fededge train --model mlp --data fashion-mnist --steps 5 under $(basename "$qemu")"
 start=$(date +%s)

@@ -76,8 +76,17 @@ public sealed record UpdateSubmission
     [Id(2)] public required long BaseVersion { get; init; }
     /// <summary>Local sample count, the FedAvg weight.</summary>
     [Id(3)] public required long SampleCount { get; init; }
-    /// <summary>The decoded update Δ (device model − base model), length d.</summary>
-    [Id(4)] public required float[] Delta { get; init; }
+    /// <summary>
+    /// The decoded update Δ (device model − base model), length <see cref="Dimension"/>; null when the bridge left it
+    /// in <see cref="Payload"/> for an aggregation that adds payloads straight into its sum (FedBuff).
+    /// </summary>
+    [Id(4)] public float[]? Delta { get; init; }
+    /// <summary>d, the update's coordinates (the federation's parameter count, checked by the bridge).</summary>
+    [Id(8)] public required int Dimension { get; init; }
+    /// <summary>The codec spec of <see cref="Payload"/>.</summary>
+    [Id(9)] public string Codec { get; init; } = "";
+    /// <summary>The verified codec payload (a slice of memory the envelope's parse owns, not a copy).</summary>
+    [Id(10)] public ReadOnlyMemory<byte> Payload { get; init; }
     /// <summary>The signed envelope as received, kept in the update log so a restart can replay it.</summary>
     [Id(5)] public required byte[] Envelope { get; init; }
     [Id(6)] public double? TrainLoss { get; init; }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Numerics.Tensors;
 
 namespace FedEdge.Compression;
 
@@ -34,6 +35,31 @@ public interface IUpdateCodec
     /// decode writes every coordinate, whatever the destination held before (callers reuse buffers without clearing).
     /// </summary>
     PayloadCheck Decode(ReadOnlySpan<byte> encoded, Span<float> destination);
+
+    /// <summary>
+    /// <paramref name="accumulator"/> += <paramref name="weight"/> · decode(<paramref name="encoded"/>), whose length must
+    /// equal the payload's dimension. The payload is fully checked (structure, dimension, finiteness) before the
+    /// accumulator is touched, so a refused one leaves it as it was. This default decodes into a pooled buffer first;
+    /// a codec that can add straight from its encoded form (<see cref="SignCodec"/>) skips that O(d) write and re-read.
+    /// </summary>
+    PayloadCheck DecodeAdd(ReadOnlySpan<byte> encoded, float weight, Span<float> accumulator)
+    {
+        float[] decoded = ArrayPool<float>.Shared.Rent(accumulator.Length);
+        try
+        {
+            Span<float> values = decoded.AsSpan(0, accumulator.Length);
+            PayloadCheck check = Decode(encoded, values);
+            if (check.IsValid)
+            {
+                TensorPrimitives.MultiplyAdd(values, weight, accumulator, accumulator);
+            }
+            return check;
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(decoded);
+        }
+    }
 }
 
 public static class UpdateCodecExtensions

@@ -165,6 +165,22 @@ public sealed class SignCodec : IUpdateCodec
         return check;
     }
 
+    /// <summary>Adds ±weight·scale per coordinate straight from the packed bits: no decoded vector is written or read.</summary>
+    public PayloadCheck DecodeAdd(ReadOnlySpan<byte> encoded, float weight, Span<float> accumulator)
+    {
+        PayloadCheck check = SignPayload.TryParse(encoded, out SignPayload payload);
+        if (!check.IsValid)
+        {
+            return check;
+        }
+        check = PayloadHeader.ExpectDimension(payload.Dimension, accumulator.Length, Id);
+        if (check.IsValid)
+        {
+            payload.AddTo(weight, accumulator);
+        }
+        return check;
+    }
+
     /// <summary>‖v‖₁/len; the float sum of huge finite values can overflow, so fall back to a double sum.</summary>
     private static float BlockScale(ReadOnlySpan<float> block)
     {
@@ -240,17 +256,29 @@ public sealed class SignCodec : IUpdateCodec
     }
 
     /// <summary>Writes ±<paramref name="scale"/> for coordinates [start, start+length) from packed sign bits.</summary>
-    public static void UnpackSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination)
+    public static void UnpackSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination) =>
+        ExpandSignBits(bits, start, length, scale, destination, accumulate: false);
+
+    /// <summary>Adds ±<paramref name="scale"/> to coordinates [start, start+length) of <paramref name="accumulator"/> from packed sign bits.</summary>
+    public static void AddSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> accumulator) =>
+        ExpandSignBits(bits, start, length, scale, accumulator, accumulate: true);
+
+    /// <summary>One kernel for both: <paramref name="accumulate"/> is loop-invariant, so the branch costs nothing next to the memory traffic.</summary>
+    private static void ExpandSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination, bool accumulate)
     {
+        if (start < 0 || length < 0 || (long)start + length > destination.Length || (long)start + length > 8L * bits.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length), $"Coordinates [{start}, {(long)start + length}) do not fit {destination.Length} floats and {bits.Length} sign bytes.");
+        }
         int i = start;
         int end = start + length;
         float negative = -scale;
+        ref float dst = ref MemoryMarshal.GetReference(destination);
         while (i < end && (i & 7) != 0)
         {
-            destination[i] = ((bits[i >> 3] >> (i & 7)) & 1) != 0 ? negative : scale;
+            Set(ref Unsafe.Add(ref dst, i), ((bits[i >> 3] >> (i & 7)) & 1) != 0 ? negative : scale, accumulate);
             i++;
         }
-        ref float dst = ref MemoryMarshal.GetReference(destination);
         if (Vector256.IsHardwareAccelerated)
         {
             var lanes = Vector256.Create(1, 2, 4, 8, 16, 32, 64, 128);
@@ -259,7 +287,8 @@ public sealed class SignCodec : IUpdateCodec
             for (; i + 8 <= end; i += 8)
             {
                 Vector256<int> clear = Vector256.Equals(Vector256.Create((int)bits[i >> 3]) & lanes, Vector256<int>.Zero);
-                Vector256.ConditionalSelect(clear.AsSingle(), pos, neg).StoreUnsafe(ref dst, (nuint)i);
+                Vector256<float> signed = Vector256.ConditionalSelect(clear.AsSingle(), pos, neg);
+                (accumulate ? signed + Vector256.LoadUnsafe(ref dst, (nuint)i) : signed).StoreUnsafe(ref dst, (nuint)i);
             }
         }
         else if (Vector128.IsHardwareAccelerated)
@@ -271,14 +300,18 @@ public sealed class SignCodec : IUpdateCodec
             for (; i + 8 <= end; i += 8)
             {
                 var b = Vector128.Create((int)bits[i >> 3]);
-                Vector128.ConditionalSelect(Vector128.Equals(b & lanesLo, Vector128<int>.Zero).AsSingle(), pos, neg).StoreUnsafe(ref dst, (nuint)i);
-                Vector128.ConditionalSelect(Vector128.Equals(b & lanesHi, Vector128<int>.Zero).AsSingle(), pos, neg).StoreUnsafe(ref dst, (nuint)(i + 4));
+                Vector128<float> lo = Vector128.ConditionalSelect(Vector128.Equals(b & lanesLo, Vector128<int>.Zero).AsSingle(), pos, neg);
+                Vector128<float> hi = Vector128.ConditionalSelect(Vector128.Equals(b & lanesHi, Vector128<int>.Zero).AsSingle(), pos, neg);
+                (accumulate ? lo + Vector128.LoadUnsafe(ref dst, (nuint)i) : lo).StoreUnsafe(ref dst, (nuint)i);
+                (accumulate ? hi + Vector128.LoadUnsafe(ref dst, (nuint)(i + 4)) : hi).StoreUnsafe(ref dst, (nuint)(i + 4));
             }
         }
         for (; i < end; i++)
         {
-            Unsafe.Add(ref dst, i) = ((bits[i >> 3] >> (i & 7)) & 1) != 0 ? negative : scale;
+            Set(ref Unsafe.Add(ref dst, i), ((bits[i >> 3] >> (i & 7)) & 1) != 0 ? negative : scale, accumulate);
         }
+
+        static void Set(ref float target, float value, bool accumulate) => target = accumulate ? target + value : value;
     }
 }
 
@@ -402,6 +435,20 @@ public readonly ref struct SignPayload
         while (blocks.MoveNext(out int start, out int length))
         {
             SignCodec.UnpackSignBits(Bits, start, length, Scales[b++], destination);
+        }
+    }
+
+    /// <summary>
+    /// <paramref name="accumulator"/> += <paramref name="weight"/> · decoded vector, without writing it: each block adds
+    /// ±(weight·scale), so a sum costs one pass over the accumulator and ⌈d/8⌉ bytes of bits.
+    /// </summary>
+    public void AddTo(float weight, Span<float> accumulator)
+    {
+        BlockEnumerator blocks = GetBlocks();
+        int b = 0;
+        while (blocks.MoveNext(out int start, out int length))
+        {
+            SignCodec.AddSignBits(Bits, start, length, Scales[b++] * weight, accumulator);
         }
     }
 

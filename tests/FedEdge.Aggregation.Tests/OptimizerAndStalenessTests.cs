@@ -115,6 +115,54 @@ public class OptimizerAndStalenessTests
         Assert.Equal(0, buffer.Count);
     }
 
+    /// <summary>An update kept "compressed" as a constant vector; refuses itself when <see cref="Refuse"/> is set.</summary>
+    private sealed class ConstantUpdate(int dimension, float value) : IAccumulableUpdate
+    {
+        public int Dimension => dimension;
+
+        public string? Refuse { get; init; }
+
+        public int Calls { get; private set; }
+
+        public string? AddTo(Span<float> accumulator, float weight)
+        {
+            Calls++;
+            if (Refuse is not null)
+            {
+                return Refuse;
+            }
+
+            foreach (ref float x in accumulator)
+            {
+                x += weight * value;
+            }
+
+            return null;
+        }
+    }
+
+    [Fact]
+    public void FedBuffBufferTakesCompressedUpdatesLikeDecodedOnes()
+    {
+        // The worked example above, with the updates added in their compressed form.
+        var buffer = new FedBuffBuffer(2, bufferSize: 2, serverLearningRate: 1, maxStaleness: 10);
+        var stale = new ConstantUpdate(2, 1000);
+        Assert.True(buffer.TryAdd(new ConstantUpdate(2, 2), 0));
+        Assert.False(buffer.TryAdd(stale, 11));
+        Assert.Equal(0, stale.Calls); // dropped for staleness before it is read
+        var bad = new ConstantUpdate(2, 7) { Refuse = "coordinate 1 is NaN" };
+        var refused = Assert.Throws<InvalidUpdateException>(() => buffer.TryAdd(bad, 0));
+        Assert.Contains("NaN", refused.Reason, StringComparison.Ordinal);
+        Assert.Throws<InvalidUpdateException>(() => buffer.TryAdd(new ConstantUpdate(3, 1), 0));
+        Assert.Equal(1, buffer.Count); // neither refusal counted
+        Assert.True(buffer.TryAdd(new ConstantUpdate(2, 4), 3));
+        Assert.True(buffer.IsFull);
+        float[] model = [0, 1];
+        buffer.ApplyTo(model, new float[2]);
+        Assert.Equal(2f, model[0], 6); // (2 + 4/2) / 2
+        Assert.Equal(3f, model[1], 6);
+    }
+
     [Fact]
     public void FedAsyncMixesWithTheDiscountedRate()
     {

@@ -1,4 +1,5 @@
 using FedEdge.Cloud.Abstractions;
+using FedEdge.Compression;
 using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
 using Orleans.Concurrency;
@@ -8,9 +9,16 @@ namespace FedEdge.Cloud.Tests;
 [Collection(ServerCollection.Name)]
 public sealed class FederationModeTests
 {
-    [Fact]
-    public async Task FedBuffAppliesEveryKUpdates_WeightingStaleOnesAndDroppingTooStaleOnes()
+    /// <summary>
+    /// FedBuff adds each payload straight into its sum (the bridge does not decode for it): constant updates decode
+    /// exactly under both codecs (a sign block of c's has scale c), so both give the same model.
+    /// </summary>
+    [Theory]
+    [InlineData("fp32")]
+    [InlineData("sign:block=4096")]
+    public async Task FedBuffAppliesEveryKUpdates_WeightingStaleOnesAndDroppingTooStaleOnes(string codecSpec)
     {
+        var codec = UpdateCodecs.Parse(codecSpec);
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path);
         await using var dev1 = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "fa");
@@ -19,7 +27,7 @@ public sealed class FederationModeTests
         var config = new FederationConfig
         {
             Model = "logreg",
-            Codec = "fp32",
+            Codec = codec.Spec,
             Rule = "mean",
             Rounds = 0,
             Mode = FederationMode.Async,
@@ -32,18 +40,18 @@ public sealed class FederationModeTests
         float[] Delta(float value) => Enumerable.Repeat(value, d).ToArray();
 
         // v1: two fresh updates (τ = 0): x += (2 + 4)/2 = 3.
-        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 0));
-        await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0));
+        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 0, codec: codec));
+        await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0, codec: codec));
         await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1");
 
         // v2: one fresh (τ = 0) and one on v0 (τ = 1, weight 1/√2): x += (2 + 4/√2)/2.
-        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 1));
+        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 1, codec: codec));
         await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "one buffered update");
-        await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0));
+        await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0, codec: codec));
         await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "v2");
 
         // τ = 2 exceeds the cut-off of 1.
-        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(100), 0));
+        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(100), 0, codec: codec));
         await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(RejectionReason.TooStale) == 1, "a too-stale rejection");
 
         var v2 = (await federation.GetModelAsync())!;

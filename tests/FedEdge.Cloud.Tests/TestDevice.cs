@@ -48,9 +48,10 @@ public sealed class TestDevice : IAsyncDisposable
     }
 
     /// <summary>Signed envelope bytes of an fp32 update (optionally signed with another key or claiming another device).</summary>
-    public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null, Action<UpdateEnvelope>? configure = null)
+    public byte[] SignedUpdate(float[] delta, long baseVersion, long samples = 10, SigningKeyPair? signer = null, ByteString? updateId = null, string? claimedDevice = null, Action<byte[]>? tamperPayload = null, Action<UpdateEnvelope>? configure = null, IUpdateCodec? codec = null)
     {
-        var payload = Fp32Codec.Instance.Encode(delta);
+        codec ??= Fp32Codec.Instance;
+        var payload = codec.Encode(delta);
         tamperPayload?.Invoke(payload);
         var envelope = new UpdateEnvelope
         {
@@ -58,7 +59,7 @@ public sealed class TestDevice : IAsyncDisposable
             DeviceId = claimedDevice ?? Id,
             BaseModelVersion = baseVersion,
             SampleCount = samples,
-            Codec = "fp32",
+            Codec = codec.Spec,
             Dimension = delta.Length,
             Payload = ByteString.CopyFrom(payload),
             Metrics = new TrainingMetrics { Loss = 0.5 },

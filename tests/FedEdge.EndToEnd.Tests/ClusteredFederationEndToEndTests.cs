@@ -71,7 +71,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
         var root = Path.Combine(Path.GetTempPath(), "fededge-e2e-daa-" + Guid.NewGuid().ToString("N"));
         var data = new CloudDataDirectory(Path.Combine(root, "cloud"));
         System.IO.Directory.CreateDirectory(data.Root);
-        var brokerPort = FreeTcpPort.Find();
+        var brokerPort = MosquittoProcess.ReservePort();
         var agents = new List<RunningAgent>();
         using var stop = new CancellationTokenSource();
         MosquittoProcess? broker = null;

@@ -22,6 +22,30 @@ public sealed class MosquittoProcess : IDisposable
 
     public static bool IsInstalled => File.Exists(Executable);
 
+    /// <summary>
+    /// A free loopback port below the kernel's ephemeral range (32768–60999 by default). The simulation picks the port
+    /// long before Mosquitto binds it, and every other server in the tests takes a port-0 (ephemeral) one: a port from
+    /// that range could be taken meanwhile by another test's embedded broker, whose login the cloud then failed
+    /// (seen once in CI as "refused the cloud's login … NotAuthorized").
+    /// </summary>
+    public static int ReservePort()
+    {
+        for (var attempt = 0; attempt < 100; attempt++)
+        {
+            var port = Random.Shared.Next(20_000, 32_000);
+            try
+            {
+                using var listener = new TcpListener(System.Net.IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+            }
+        }
+        throw new InvalidOperationException("no free loopback port in [20000, 32000)");
+    }
+
     public string Log() => File.Exists(_log) ? File.ReadAllText(_log) : "(no log)";
 
     public static async Task<MosquittoProcess> StartAsync(int port, string passwordFile, string aclFile, CancellationToken cancellationToken)
@@ -51,9 +75,12 @@ public sealed class MosquittoProcess : IDisposable
                 throw new InvalidOperationException($"mosquitto exited with {process.ExitCode}: {await process.StandardError.ReadToEndAsync(cancellationToken)}");
             try
             {
+                // Listening, and it is Mosquitto that listens (not some other server on the port).
                 using var probe = new TcpClient();
                 await probe.ConnectAsync("127.0.0.1", port, cancellationToken);
-                return broker;
+                if (broker.Log().Contains($"Opening ipv4 listen socket on port {port}.", StringComparison.Ordinal)) return broker;
+                if (DateTime.UtcNow >= deadline) throw new InvalidOperationException($"port {port} answers but mosquitto did not report listening on it: {broker.Log()}");
+                await Task.Delay(50, cancellationToken);
             }
             catch (SocketException) when (DateTime.UtcNow < deadline)
             {

@@ -120,7 +120,7 @@ public sealed class SimulationTests
     {
         Assert.True(HaveFashionMnist);
         Assert.True(MosquittoProcess.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
-        var port = FedEdge.Cloud.Broker.FreeTcpPort.Find();
+        var port = MosquittoProcess.ReservePort();
         var options = new SimulationOptions
         {
             Devices = 3,

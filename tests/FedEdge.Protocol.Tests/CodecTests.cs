@@ -245,6 +245,70 @@ public class CodecTests
         Assert.Equal(fresh, used);
     }
 
+    /// <summary>FedBuff adds payloads straight into its sum (IUpdateCodec.DecodeAdd): it must equal adding the decoded vector.</summary>
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void Adding_a_payload_equals_adding_its_decoded_vector(string spec)
+    {
+        IUpdateCodec codec = UpdateCodecs.Parse(spec);
+        foreach (int d in new[] { 1, 7, 8, 61, 1_000 })
+        {
+            byte[] encoded = codec.Encode(TestData.Gaussian(d, d));
+            float[] decoded = TestData.Decode(codec, encoded);
+            float[] sum = TestData.Gaussian(d, d + 1);
+            float[] expected = sum.Select((s, i) => s + (0.75f * decoded[i])).ToArray();
+            Assert.True(codec.DecodeAdd(encoded, 0.75f, sum).IsValid);
+            for (int i = 0; i < d; i++)
+            {
+                Assert.Equal(expected[i], sum[i], 1e-6f * Math.Max(1f, Math.Abs(expected[i])));
+            }
+        }
+    }
+
+    [Fact]
+    public void Adding_sign_bits_follows_blocks_and_tensor_segments()
+    {
+        // Two tensors (5 and 11 coordinates), blocks of 4: scales per block, signs per coordinate.
+        var codec = new SignCodec(blockSize: 4, segmentLengths: [5, 11]);
+        float[] v = [1, -3, 2, -2, 8, /* tensor 2 */ -1, -1, 1, 1, 4, 0, -4, 0, 2, 2, -2];
+        byte[] encoded = codec.Encode(v);
+        float[] sum = new float[v.Length];
+        sum[0] = 10f;
+        Assert.True(codec.DecodeAdd(encoded, 2f, sum).IsValid);
+        // Block scales: 2 and 8 in tensor 1; 1, 2 and 2 in tensor 2 (its last block holds 3 coordinates); +0 decodes to +scale.
+        float[] decoded = TestData.Decode(codec, encoded);
+        Assert.Equal(10f + (2f * 2f), sum[0]);
+        Assert.Equal(-2f * 2f, sum[1]);
+        Assert.Equal(2f * 8f, sum[4]);
+        Assert.Equal(2f * 2f, sum[10]);
+        Assert.Equal(-2f * 2f, sum[15]);
+        Assert.Equal(decoded.Select((x, i) => (i == 0 ? 10f : 0f) + (2f * x)), sum);
+    }
+
+    [Theory]
+    [MemberData(nameof(Specs))]
+    public void A_refused_payload_leaves_the_sum_untouched(string spec)
+    {
+        IUpdateCodec codec = UpdateCodecs.Parse(spec);
+        byte[] encoded = codec.Encode(TestData.Gaussian(64, 9));
+        float[] sum = TestData.Gaussian(64, 10);
+        float[] before = [.. sum];
+        Assert.False(codec.DecodeAdd(encoded.AsSpan(0, encoded.Length - 1), 1f, sum).IsValid); // truncated
+        Assert.Equal(before, sum);
+        Assert.Equal(PayloadError.DimensionMismatch, codec.DecodeAdd(encoded, 1f, new float[65]).Error);
+    }
+
+    [Fact]
+    public void A_sign_payload_with_a_non_finite_scale_adds_nothing()
+    {
+        byte[] encoded = SignCodec.Default.Encode(TestData.Gaussian(100, 4));
+        int scaleAt = encoded.Length - ((100 + 7) / 8) - 4;
+        MemoryMarshal.Write(encoded.AsSpan(scaleAt), float.NaN);
+        float[] sum = new float[100];
+        Assert.Equal(PayloadError.NonFinite, SignCodec.Default.DecodeAdd(encoded, 1f, sum).Error);
+        Assert.All(sum, x => Assert.Equal(0f, x));
+    }
+
     [Theory]
     [MemberData(nameof(Specs))]
     public void Encoders_reject_non_finite_input(string spec)

@@ -72,7 +72,7 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
     {
         var result = Recent.Contains(update.UpdateId)
             ? SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already accepted")
-            : await GrainFactory.GetGrain<IFederationGrain>(ModelGrainKey.For(federation, update.Cluster)).SubmitAsync(update);
+            : await Model(federation, update.Cluster).SubmitAsync(update);
         if (result.Accepted)
         {
             RecordAccepted(update.UpdateId, update.Envelope.Length);
@@ -85,6 +85,16 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
         }
         return result;
     }
+
+    /// <summary>The model grain a device submits to (almost always the same one), kept rather than resolved per update.</summary>
+    private IFederationGrain Model(string federation, int cluster)
+    {
+        if (_model is not { } known || known.Federation != federation || known.Cluster != cluster)
+            _model = known = (federation, cluster, GrainFactory.GetGrain<IFederationGrain>(ModelGrainKey.For(federation, cluster)));
+        return known.Grain;
+    }
+
+    private (string Federation, int Cluster, IFederationGrain Grain)? _model;
 
     private void RecordAccepted(string updateId, long bytes)
     {

@@ -207,8 +207,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
                 : $"federation {Model.Federation} has no cluster {Model.Cluster}"));
         if (S.Config is not { } config) return Count(SubmitResult.Reject(RejectionReason.UnknownFederation, $"federation {Name} is not configured"));
         if (S.Finished) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, $"federation {Name} finished at v{S.ModelVersion}"));
-        if (update.Delta.Length != S.ParameterCount)
-            return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta.Length} coordinates, the model {S.ParameterCount}"));
+        if (update.Dimension != S.ParameterCount || update.Delta is { } dense && dense.Length != update.Dimension)
+            return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta?.Length ?? update.Dimension} coordinates, the model {S.ParameterCount}"));
         if (update.SampleCount > config.MaxSampleCount)
             return Count(SubmitResult.Reject(RejectionReason.SampleCountOutOfRange, $"claims {update.SampleCount} samples, above the federation's maximum {config.MaxSampleCount}"));
         var staleness = S.ModelVersion - update.BaseVersion;
@@ -411,7 +411,17 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private string? TakeUpdateOrDecline(UpdateSubmission update, int staleness)
     {
         if (S.Config!.Mode == FederationMode.Async)
-            return _buffer!.TryAdd(update.Delta, staleness) ? null : $"staleness {staleness} above the cut-off";
+        {
+            try
+            {
+                var buffered = update.Delta is { } dense ? _buffer!.TryAdd(dense, staleness) : _buffer!.TryAdd(Encoded(update), staleness);
+                return buffered ? null : $"staleness {staleness} above the cut-off";
+            }
+            catch (InvalidUpdateException e)
+            {
+                return e.Reason; // the buffer is unchanged
+            }
+        }
 
         if (_round is null) OpenRound();
         if (_round is null) return "no round is open (no device available)";
@@ -421,9 +431,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
             if (_contributed.Contains(update.DeviceId) || !_declined.Add(update.DeviceId)) return $"device {update.DeviceId} already answered round {S.ModelVersion + 1}";
             return null;
         }
+        var delta = update.Delta ?? Decoded(update);
+        if (delta is null) return "the update's payload does not decode";
         var contribution = _strategy!.Contribution == ContributionKind.PackedSigns
-            ? DeviceContribution.Signs(update.DeviceId, PackSigns(update.Delta), update.BaseVersion)
-            : DeviceContribution.Update(update.DeviceId, update.Delta, Math.Max(1, update.SampleCount), update.BaseVersion);
+            ? DeviceContribution.Signs(update.DeviceId, PackSigns(delta), update.BaseVersion)
+            : DeviceContribution.Update(update.DeviceId, delta, Math.Max(1, update.SampleCount), update.BaseVersion);
         var result = _round.Submit(contribution);
         if (!result.Accepted) return result.Reason;
         // An update after the device's own decline (it re-planned) replaces the decline.
@@ -674,6 +686,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
                     BaseVersion = pending.BaseVersion,
                     SampleCount = pending.SampleCount,
                     Delta = delta,
+                    Dimension = delta.Length,
                     Envelope = stored!.Envelope,
                 };
                 problem = Take(update, (int)(S.ModelVersion - pending.BaseVersion));
@@ -819,6 +832,20 @@ public sealed class FederationGrain : Grain, IFederationGrain
             ? null
             : new FedAvgMOptimizer(config.ServerLearningRate, momentum: 0);
         return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options, serverOptimizer: serverStep);
+    }
+
+    /// <summary>The payload of a submission the bridge left encoded, ready to add into FedBuff's sum.</summary>
+    private static EncodedUpdate Encoded(UpdateSubmission update) =>
+        UpdateCodecs.TryParse(update.Codec, out var codec, out var problem)
+            ? new EncodedUpdate(codec, update.Payload, update.Dimension)
+            : throw new InvalidUpdateException(null, problem);
+
+    /// <summary>A sync round needs Δ itself; the bridge decodes for sync federations, so this is only a fallback.</summary>
+    private static float[]? Decoded(UpdateSubmission update)
+    {
+        if (!UpdateCodecs.TryParse(update.Codec, out var codec, out _)) return null;
+        var delta = new float[update.Dimension];
+        return codec.Decode(update.Payload.Span, delta).IsValid ? delta : null;
     }
 
     private static byte[] PackSigns(ReadOnlySpan<float> delta)

@@ -39,6 +39,29 @@ public sealed class FedBuffBuffer
     /// <summary>Buffers one update; false (not buffered) when it is too stale. Throws for a non-finite update.</summary>
     public bool TryAdd(ReadOnlySpan<float> update, int staleness)
     {
+        if (!CanAdd(staleness))
+        {
+            return false;
+        }
+
+        _buffer.Add(update, (float)_staleness.Weight(staleness));
+        return true;
+    }
+
+    /// <summary>Buffers one update in its compressed form (see <see cref="IAccumulableUpdate"/>); same rules as the dense one.</summary>
+    public bool TryAdd(IAccumulableUpdate update, int staleness)
+    {
+        if (!CanAdd(staleness))
+        {
+            return false;
+        }
+
+        _buffer.Add(update, (float)_staleness.Weight(staleness));
+        return true;
+    }
+
+    private bool CanAdd(int staleness)
+    {
         if (staleness > MaxStaleness)
         {
             return false;
@@ -49,7 +72,6 @@ public sealed class FedBuffBuffer
             throw new InvalidOperationException("The buffer is full; apply it before adding more updates.");
         }
 
-        _buffer.Add(update, (float)_staleness.Weight(staleness));
         return true;
     }
 

@@ -54,6 +54,29 @@ public sealed class WeightedMeanAccumulator : IStreamingAggregator
         Count++;
     }
 
+    /// <summary>Adds a compressed update without decoding it; it checks itself before touching the sum.</summary>
+    public void Add(IAccumulableUpdate update, float weight = 1f)
+    {
+        ArgumentNullException.ThrowIfNull(update);
+        if (update.Dimension != Dimension)
+        {
+            throw new InvalidUpdateException(null, $"it has {update.Dimension} coordinates, expected {Dimension}");
+        }
+
+        if (!float.IsFinite(weight) || weight < 0)
+        {
+            throw new InvalidUpdateException(null, $"its weight {weight} is not a finite non-negative number");
+        }
+
+        if (update.AddTo(_sum, weight) is { } problem)
+        {
+            throw new InvalidUpdateException(null, problem);
+        }
+
+        _weightSum += weight;
+        Count++;
+    }
+
     public void Complete(Span<float> result)
     {
         if (result.Length != Dimension)
