@@ -53,6 +53,23 @@ public sealed class SecurityTests
         Assert.True(new DeviceRegistry(Path.Combine(data.Path, "registry.db")).Find("dev-1")!.Revoked);
     }
 
+    /// <summary>Find keeps its prepared lookups: a revocation by another instance (`fededge devices revoke`) must still show at once.</summary>
+    [Fact]
+    public void KeptLookupsSeeARevocationByAnotherProcess_AndServeConcurrentCallers()
+    {
+        using var data = new TempDirectory();
+        var path = Path.Combine(data.Path, "registry.db");
+        using var cloudView = new DeviceRegistry(path);
+        for (var i = 0; i < 8; i++) cloudView.Add($"dev-{i}", "f1");
+        Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 8 }, i =>
+            Assert.Equal($"dev-{i % 8}", cloudView.Find($"dev-{i % 8}")!.DeviceId));
+        Assert.False(cloudView.Find("dev-1")!.Revoked);
+        using (var command = new DeviceRegistry(path)) Assert.True(command.Revoke("dev-1"));
+        Assert.True(cloudView.Find("dev-1")!.Revoked);
+        Assert.False(cloudView.Find("dev-2")!.Revoked);
+        Assert.Null(cloudView.Find("nobody"));
+    }
+
     [Fact]
     public void AclFileGivesEachDeviceOnlyItsOwnTopics()
     {
