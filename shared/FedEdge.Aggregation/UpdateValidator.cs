@@ -32,18 +32,27 @@ public sealed class UpdateValidator
     /// <summary>Checks one update and its weight; never throws for bad data.</summary>
     public UpdateValidation Validate(ReadOnlySpan<float> update, double weight = 1.0)
     {
-        if (update.Length != Dimension)
+        UpdateValidation shape = ValidateShape(update.Length, weight);
+        if (!shape.IsValid)
         {
-            return UpdateValidation.Refused($"it has {update.Length} coordinates, expected {Dimension}");
-        }
-
-        if (!double.IsFinite(weight) || weight < 0)
-        {
-            return UpdateValidation.Refused($"its weight {weight} is not a finite non-negative number");
+            return shape;
         }
 
         int bad = IndexOfNonFinite(update);
         return bad < 0 ? UpdateValidation.Valid : UpdateValidation.Refused(DescribeNonFinite(update, bad));
+    }
+
+    /// <summary>The dimension and weight checks alone, for an update that checks its own coordinates (<see cref="IAccumulableUpdate"/>).</summary>
+    public UpdateValidation ValidateShape(int length, double weight)
+    {
+        if (length != Dimension)
+        {
+            return UpdateValidation.Refused($"it has {length} coordinates, expected {Dimension}");
+        }
+
+        return double.IsFinite(weight) && weight >= 0
+            ? UpdateValidation.Valid
+            : UpdateValidation.Refused($"its weight {weight} is not a finite non-negative number");
     }
 
     /// <summary>Index of the first NaN or ±Inf in <paramref name="values"/>, or −1 (SIMD on the exponent bits).</summary>

@@ -152,12 +152,7 @@ public sealed class SignCodec : IUpdateCodec
 
     public PayloadCheck Decode(ReadOnlySpan<byte> encoded, Span<float> destination)
     {
-        PayloadCheck check = SignPayload.TryParse(encoded, out SignPayload payload);
-        if (!check.IsValid)
-        {
-            return check;
-        }
-        check = PayloadHeader.ExpectDimension(payload.Dimension, destination.Length, Id);
+        PayloadCheck check = Parse(encoded, destination.Length, out SignPayload payload);
         if (check.IsValid)
         {
             payload.Decode(destination);
@@ -168,17 +163,19 @@ public sealed class SignCodec : IUpdateCodec
     /// <summary>Adds ±weight·scale per coordinate straight from the packed bits: no decoded vector is written or read.</summary>
     public PayloadCheck DecodeAdd(ReadOnlySpan<byte> encoded, float weight, Span<float> accumulator)
     {
-        PayloadCheck check = SignPayload.TryParse(encoded, out SignPayload payload);
-        if (!check.IsValid)
-        {
-            return check;
-        }
-        check = PayloadHeader.ExpectDimension(payload.Dimension, accumulator.Length, Id);
+        PayloadCheck check = Parse(encoded, accumulator.Length, out SignPayload payload);
         if (check.IsValid)
         {
             payload.AddTo(weight, accumulator);
         }
         return check;
+    }
+
+    /// <summary>Validates the payload and that it has as many coordinates as the span it goes into.</summary>
+    private PayloadCheck Parse(ReadOnlySpan<byte> encoded, int targetLength, out SignPayload payload)
+    {
+        PayloadCheck check = SignPayload.TryParse(encoded, out payload);
+        return check.IsValid ? PayloadHeader.ExpectDimension(payload.Dimension, targetLength, Id) : check;
     }
 
     /// <summary>‖v‖₁/len; the float sum of huge finite values can overflow, so fall back to a double sum.</summary>
@@ -259,12 +256,11 @@ public sealed class SignCodec : IUpdateCodec
     public static void UnpackSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination) =>
         ExpandSignBits(bits, start, length, scale, destination, accumulate: false);
 
-    /// <summary>Adds ±<paramref name="scale"/> to coordinates [start, start+length) of <paramref name="accumulator"/> from packed sign bits.</summary>
-    public static void AddSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> accumulator) =>
-        ExpandSignBits(bits, start, length, scale, accumulator, accumulate: true);
-
-    /// <summary>One kernel for both: <paramref name="accumulate"/> is loop-invariant, so the branch costs nothing next to the memory traffic.</summary>
-    private static void ExpandSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination, bool accumulate)
+    /// <summary>
+    /// Writes (or, with <paramref name="accumulate"/>, adds) ±<paramref name="scale"/> for coordinates [start, start+length):
+    /// one kernel for decoding and for summing; the flag is loop-invariant, so its branch costs nothing next to the memory traffic.
+    /// </summary>
+    internal static void ExpandSignBits(ReadOnlySpan<byte> bits, int start, int length, float scale, Span<float> destination, bool accumulate)
     {
         if (start < 0 || length < 0 || (long)start + length > destination.Length || (long)start + length > 8L * bits.Length)
         {
@@ -428,27 +424,21 @@ public readonly ref struct SignPayload
     public BlockEnumerator GetBlocks() => new(Dimension, BlockSize, _segmentVarints, SegmentCount);
 
     /// <summary>Writes the decoded vector; <paramref name="destination"/> must hold <see cref="Dimension"/> floats.</summary>
-    public void Decode(Span<float> destination)
-    {
-        BlockEnumerator blocks = GetBlocks();
-        int b = 0;
-        while (blocks.MoveNext(out int start, out int length))
-        {
-            SignCodec.UnpackSignBits(Bits, start, length, Scales[b++], destination);
-        }
-    }
+    public void Decode(Span<float> destination) => Expand(1f, destination, accumulate: false);
 
     /// <summary>
     /// <paramref name="accumulator"/> += <paramref name="weight"/> · decoded vector, without writing it: each block adds
     /// ±(weight·scale), so a sum costs one pass over the accumulator and ⌈d/8⌉ bytes of bits.
     /// </summary>
-    public void AddTo(float weight, Span<float> accumulator)
+    public void AddTo(float weight, Span<float> accumulator) => Expand(weight, accumulator, accumulate: true);
+
+    private void Expand(float weight, Span<float> target, bool accumulate)
     {
         BlockEnumerator blocks = GetBlocks();
         int b = 0;
         while (blocks.MoveNext(out int start, out int length))
         {
-            SignCodec.AddSignBits(Bits, start, length, Scales[b++] * weight, accumulator);
+            SignCodec.ExpandSignBits(Bits, start, length, Scales[b++] * weight, target, accumulate);
         }
     }
 

@@ -431,8 +431,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
             if (_contributed.Contains(update.DeviceId) || !_declined.Add(update.DeviceId)) return $"device {update.DeviceId} already answered round {S.ModelVersion + 1}";
             return null;
         }
-        var delta = update.Delta ?? Decoded(update);
-        if (delta is null) return "the update's payload does not decode";
+        // The bridge decodes for sync federations (their rules need the rows); only FedBuff takes payloads.
+        if (update.Delta is not { } delta) return "a sync round takes decoded updates only";
         var contribution = _strategy!.Contribution == ContributionKind.PackedSigns
             ? DeviceContribution.Signs(update.DeviceId, PackSigns(delta), update.BaseVersion)
             : DeviceContribution.Update(update.DeviceId, delta, Math.Max(1, update.SampleCount), update.BaseVersion);
@@ -839,14 +839,6 @@ public sealed class FederationGrain : Grain, IFederationGrain
         UpdateCodecs.TryParse(update.Codec, out var codec, out var problem)
             ? new EncodedUpdate(codec, update.Payload, update.Dimension)
             : throw new InvalidUpdateException(null, problem);
-
-    /// <summary>A sync round needs Δ itself; the bridge decodes for sync federations, so this is only a fallback.</summary>
-    private static float[]? Decoded(UpdateSubmission update)
-    {
-        if (!UpdateCodecs.TryParse(update.Codec, out var codec, out _)) return null;
-        var delta = new float[update.Dimension];
-        return codec.Decode(update.Payload.Span, delta).IsValid ? delta : null;
-    }
 
     private static byte[] PackSigns(ReadOnlySpan<float> delta)
     {

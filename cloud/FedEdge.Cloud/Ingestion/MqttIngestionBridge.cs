@@ -265,8 +265,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
                 : $"federation {federation} is not clustered; cluster {cluster} does not exist", envelope.Length, countForDevice: true);
             return;
         }
-        var directory = clustered ? _grains.GetGrain<IClusterDirectoryGrain>(federation) : null;
-        if (cluster > 0 && !await directory!.IsLiveClusterAsync(cluster))
+        IClusterDirectoryGrain Directory() => _grains.GetGrain<IClusterDirectoryGrain>(federation);
+        if (cluster > 0 && !await Directory().IsLiveClusterAsync(cluster))
         {
             await RejectAsync(federation, deviceId, RejectionReason.UnknownCluster, $"federation {federation} has no live cluster {cluster} (never created, or retired)", envelope.Length, countForDevice: true);
             return;
@@ -276,7 +276,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             // Checked before anything is recorded, so bad statistics change nothing; kept before the submission like the
             // drift report (a stale or replayed update still carries the device's genuine, signed latest statistics).
             var problem = DriftStatisticsCheck.TryRead(drift, DateTimeOffset.UtcNow, out var statistics, out var shape)
-                ? await directory!.ReportStatisticsAsync(deviceId, statistics!)
+                ? await Directory().ReportStatisticsAsync(deviceId, statistics!)
                 : shape;
             if (problem is not null)
             {

@@ -58,14 +58,10 @@ public sealed class WeightedMeanAccumulator : IStreamingAggregator
     public void Add(IAccumulableUpdate update, float weight = 1f)
     {
         ArgumentNullException.ThrowIfNull(update);
-        if (update.Dimension != Dimension)
+        var check = _validator.ValidateShape(update.Dimension, weight);
+        if (!check.IsValid)
         {
-            throw new InvalidUpdateException(null, $"it has {update.Dimension} coordinates, expected {Dimension}");
-        }
-
-        if (!float.IsFinite(weight) || weight < 0)
-        {
-            throw new InvalidUpdateException(null, $"its weight {weight} is not a finite non-negative number");
+            throw new InvalidUpdateException(null, check.Reason!);
         }
 
         if (update.AddTo(_sum, weight) is { } problem)
