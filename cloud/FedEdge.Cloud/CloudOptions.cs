@@ -77,7 +77,7 @@ public sealed class CloudOptions
     /// 45–180 ms to publish where a 64 KiB one took under 1 ms (`fededge bench e2e`, d = 100k model in 2 vs 7 chunks).</remarks>
     public int ModelChunkBytes { get; set; } = 64 << 10;
 
-    /// <summary>SQLite synchronous=FULL: an acknowledged update survives power loss, not only a crash.</summary>
+    /// <summary>SQLite synchronous=FULL and the update log flushed to disk: an acknowledged update survives power loss, not only a crash.</summary>
     public bool SqliteSynchronousFull { get; set; } = true;
 
     /// <summary>
@@ -136,6 +136,8 @@ public sealed class CloudDataDirectory(string root)
     public string Root { get; } = Path.GetFullPath(root);
     public string RegistryDatabase => Path.Combine(Root, "registry.db");
     public string StateDatabase => Path.Combine(Root, "state.db");
+    /// <summary>The update log's segments (<see cref="Storage.FileUpdateLog"/>), next to the SQLite state.</summary>
+    public string UpdateLog => Path.Combine(Root, "update-log");
     public string ModelStore => Path.Combine(Root, "models");
     public string CloudSigningKey => Path.Combine(Root, "cloud-signing.key");
     public string ServiceCredentials => Path.Combine(Root, "service-credentials.json");

@@ -1,5 +1,5 @@
 using System.Text.Json;
-using FedEdge.Edge.Storage;
+using FedEdge.Storage;
 
 namespace FedEdge.Edge;
 

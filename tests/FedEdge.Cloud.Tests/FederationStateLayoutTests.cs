@@ -143,9 +143,10 @@ public sealed class FederationStateLayoutTests
         using (var storage = StateFile.Open(data.Path))
         {
             var hot = await storage.ReadAsync<FederationState>("federation", "fa");
-            Assert.Equal(2, hot.Pending.Count);
+            var pending = (await LoggedAsync(data.Path, "fa", segment: 1)).Select(u => u.Update).ToList();
+            Assert.Equal(2, pending.Count);
             var cold = new FederationHistory(new FederationHistoryState());
-            cold.RecordVersion(FederationHistory.Summarize(1, hot.Pending, hot.RoundOpenedAt, DateTimeOffset.UtcNow), hot.Pending);
+            cold.RecordVersion(FederationHistory.Summarize(1, pending, hot.RoundOpenedAt, DateTimeOffset.UtcNow), pending);
             await storage.WriteAsync("federation-history", "fa", cold.State);
         }
 
@@ -243,6 +244,76 @@ public sealed class FederationStateLayoutTests
         }
     }
 
+    /// <summary>
+    /// A state stored before the update log (pending list in the hot state, each envelope in a record of its own) loads
+    /// with its pending updates, aggregates each once, and is moved into the log.
+    /// </summary>
+    [Fact]
+    public async Task PendingUpdatesInTheLayoutBeforeTheUpdateLogAreMovedIntoIt_AndAggregatedOnce()
+    {
+        using var data = new TempDirectory();
+        var devices = new Dictionary<string, (string Password, byte[] Key)>();
+        float[] v0;
+        int d;
+        byte[] first;
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+        {
+            foreach (var id in new[] { "dev-1", "dev-2", "dev-3" })
+            {
+                var (_, password, key) = cloud.Registry.Add(id, "fa");
+                devices[id] = (password, key);
+            }
+            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+            d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+            v0 = (await federation.GetModelAsync())!.Parameters;
+            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
+            await using var dev2 = await TestDevice.ConnectAsync(cloud, "dev-2", "fa", devices["dev-2"].Password, devices["dev-2"].Key);
+            first = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+            await dev1.PublishEnvelopeAsync(first);
+            await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
+        }
+
+        // Rewrite the two pending updates into the old layout: listed in the hot state (and counted in its total), each
+        // envelope in an "update" record; the log forgets them.
+        var logged = await LoggedAsync(data.Path, "fa", segment: 1, drop: true);
+        Assert.Equal(2, logged.Count);
+        GrainId OldRecord(PendingUpdate p) => GrainId.Create("fededge-update", $"fa/{p.DeviceId}/{p.UpdateId}");
+        using (var storage = StateFile.Open(data.Path))
+        {
+            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
+            hot.LegacyPending = [.. logged.Select(u => u.Update)];
+            hot.AcceptedTotal += logged.Count;
+            await storage.WriteAsync("federation", "fa", hot);
+            foreach (var (pending, envelope) in logged) await storage.WriteAsync("update", OldRecord(pending), new StoredUpdate { Envelope = envelope });
+        }
+
+        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
+        {
+            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+            var status = await federation.GetStatusAsync();
+            Assert.Equal(2, status.PendingUpdates);
+            Assert.Equal(2, status.AcceptedTotal);
+            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
+            await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "fa", devices["dev-3"].Password, devices["dev-3"].Key);
+            await dev1.PublishEnvelopeAsync(first); // still pending after the move: a replay
+            await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
+            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
+            var v1 = (await federation.GetModelAsync())!.Parameters;
+            for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 3f, v1[i], 1e-5f); // (1 + 2 + 6)/3, each counted once
+            status = await federation.GetStatusAsync();
+            Assert.Equal(3, Assert.Single(status.History).Updates);
+            Assert.Equal(3, status.AcceptedTotal);
+            await TestModels.WaitUntilAsync(() => Task.FromResult(cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>().Rejected(RejectionReason.Replay) == 1), "the resend refused");
+        }
+
+        using (var storage = StateFile.Open(data.Path))
+        {
+            Assert.Null((await storage.ReadAsync<FederationState>("federation", "fa")).LegacyPending);
+            foreach (var (pending, _) in logged) Assert.False(await storage.ExistsAsync<StoredUpdate>("update", OldRecord(pending)));
+        }
+    }
+
     /// <summary>A device state whose de-duplication window is stored as hex strings (before the packed form) still refuses replays, and is rewritten packed.</summary>
     [Fact]
     public async Task ADeviceWindowInTheStringLayoutStillRefusesReplays_AndIsRewrittenPacked()
@@ -270,12 +341,9 @@ public sealed class FederationStateLayoutTests
             device.LegacyRecentUpdateIds = [Convert.ToHexString(device.RecentUpdateIds)];
             device.RecentUpdateIds = [];
             await storage.WriteAsync("device", "dev-1", device);
-            // The federation forgets the update too, so that only the device's window can refuse it.
-            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
-            Assert.Single(hot.Pending);
-            hot.Pending = [];
-            await storage.WriteAsync("federation", "fa", hot);
         }
+        // The federation forgets the update too, so that only the device's window can refuse it.
+        Assert.Single(await LoggedAsync(data.Path, "fa", segment: 1, drop: true));
 
         await using (var cloud = await CloudTestHost.StartAsync(data.Path))
         {
@@ -299,6 +367,15 @@ public sealed class FederationStateLayoutTests
     }
 
     /// <summary>The cloud's SQLite state file opened directly, between two runs of the cloud.</summary>
+    /// <summary>The updates in a model's pending segment (the cloud stopped), as the file log holds them; optionally drops them.</summary>
+    private static async Task<IReadOnlyList<LoggedUpdate>> LoggedAsync(string dataDirectory, string model, long segment, bool drop = false)
+    {
+        using var logs = new FileUpdateLog(new CloudDataDirectory(dataDirectory).UpdateLog, flushToDisk: false, int.MaxValue, NullLogger<FileUpdateLog>.Instance);
+        var log = await logs.OpenAsync(model, segment);
+        if (drop) await log.DropThroughAsync(long.MaxValue);
+        return log.Recovered;
+    }
+
     private sealed class StateFile : IDisposable
     {
         private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
@@ -318,12 +395,21 @@ public sealed class FederationStateLayoutTests
         }
 
         /// <summary>Overwrites the record whatever its etag.</summary>
-        public async Task WriteAsync<T>(string stateName, string key, T value) where T : class, new()
+        public Task WriteAsync<T>(string stateName, string key, T value) where T : class, new() => WriteAsync(stateName, Id(stateName, key), value);
+
+        public async Task WriteAsync<T>(string stateName, GrainId id, T value) where T : class, new()
         {
             var state = new GrainState<T>();
-            await _storage.ReadStateAsync(stateName, Id(stateName, key), state);
+            await _storage.ReadStateAsync(stateName, id, state);
             state.State = value;
-            await _storage.WriteStateAsync(stateName, Id(stateName, key), state);
+            await _storage.WriteStateAsync(stateName, id, state);
+        }
+
+        public async Task<bool> ExistsAsync<T>(string stateName, GrainId id) where T : class, new()
+        {
+            var state = new GrainState<T>();
+            await _storage.ReadStateAsync(stateName, id, state);
+            return state.RecordExists;
         }
 
         public async Task ClearAsync<T>(string stateName, string key) where T : class, new()

@@ -36,17 +36,16 @@ namespace FedEdge.Cloud.Grains;
 /// versions, rounds among the devices the <see cref="ClusterDirectoryGrain"/> made live in it, update log and
 /// publication on the cluster's model topics. The federation's own grain (cluster 0) is then the reference model whose
 /// versions are the clustering clock, and it forwards device liveness to the directory.
-/// An update is persisted (its envelope as a <see cref="StoredUpdate"/> record and the pending list in the hot
-/// <see cref="FederationState"/>, written together) before Submit returns Accepted; on activation the pending updates
-/// are replayed into a fresh aggregation, so a restart neither loses nor double-counts them. The round history and
+/// An update is appended to the model's update log (<see cref="IUpdateLog"/>, segment v + 1) before Submit returns
+/// Accepted; on activation the log's pending segment is replayed into a fresh aggregation, so a restart neither loses
+/// nor double-counts them. The hot <see cref="FederationState"/> is written per version, not per update. The round history and
 /// the keys of recently aggregated updates live in a second, cold record (<see cref="FederationHistory"/>) written only
 /// when a version is committed, before the hot state; the keys make a redelivery after a restart a replay even
 /// where the device grain's (lazily written) window has not caught up.
 /// <para>
 /// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and
-/// the hand-over to the round run in one synchronous turn; the envelope records of concurrent submissions share a
-/// storage transaction (the SQLite provider group-commits) and their state writes are coalesced
-/// (<see cref="CoalescingWriter"/>). A version is aggregated only when every update taken into the round is
+/// the hand-over to the round run in one synchronous turn; the log appends of concurrent submissions share a write
+/// and its flush to disk (the log group-commits). A version is aggregated only when every update taken into the round is
 /// durable, and no submission is taken while a version is being committed.
 /// </para>
 /// </summary>
@@ -56,6 +55,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly IPersistentState<FederationState> _state;
     private readonly IPersistentState<FederationHistoryState> _historyState;
     private readonly IGrainStorage _storage;
+    private readonly IUpdateLog _updateLogs;
     private readonly FileSystemModelStore _models;
     private readonly ModelPublication _publication;
     private readonly DeviceRegistry _registry;
@@ -82,8 +82,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private Task? _exclusive;
     /// <summary>Updates taken into the round/buffer whose records or state are not yet durable.</summary>
     private readonly HashSet<(string Device, string Update)> _unsaved = [];
-    /// <summary>The storage records of pending updates, which know their ETags: deleting one after its version needs no read.</summary>
-    private readonly Dictionary<(string Device, string Update), StorageRecord<StoredUpdate>> _records = [];
+    /// <summary>Durable home of the pending updates (opened on activation).</summary>
+    private IModelUpdateLog? _log;
+    /// <summary>Updates accepted into the open round or FedBuff buffer, in arrival order (each in the log's segment v + 1).</summary>
+    private List<PendingUpdate> _pending = [];
     /// <summary>Completed (and replaced) whenever a version is committed or a FedBuff commit opens the next buffer: submissions waiting for room look again.</summary>
     private TaskCompletionSource _roomChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     /// <summary>
@@ -100,6 +102,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
         [PersistentState("federation-history", CloudHostExtensions.StorageName)] IPersistentState<FederationHistoryState> history,
         IServiceProvider services,
+        IUpdateLog updateLogs,
         FileSystemModelStore models,
         ModelPublication publication,
         DeviceRegistry registry,
@@ -108,6 +111,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _state = state;
         _historyState = history;
         _storage = services.GetRequiredKeyedService<IGrainStorage>(CloudHostExtensions.StorageName);
+        _updateLogs = updateLogs;
         _models = models;
         _publication = publication;
         _registry = registry;
@@ -139,9 +143,12 @@ public sealed class FederationGrain : Grain, IFederationGrain
             await _stateWriter.WriteAsync();
             _logger.LogInformation("Federation {Federation}: moved its history and de-duplication window to their own record", Name);
         }
-        if (History.Reconcile(S.ModelVersion, S.Pending))
+        _log = await _updateLogs.OpenAsync(Name, S.ModelVersion + 1, cancellationToken);
+        await MigrateLegacyPendingAsync(cancellationToken);
+        var recovered = _log.Recovered;
+        if (History.Reconcile(S.ModelVersion, recovered.Select(r => r.Update)))
             _logger.LogWarning("Federation {Federation}: the commit of v{Version} stopped before its state was written; its {Pending} update(s) are aggregated again",
-                Name, S.ModelVersion + 1, S.Pending.Count);
+                Name, S.ModelVersion + 1, recovered.Count);
         if (S.Config is null || S.Retired) return;
         _labelDistribution = S.LabelDistribution ?? [];
         var blob = await _models.GetAsync(S.ModelSha256!, cancellationToken)
@@ -152,11 +159,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
         if (!S.Finished)
         {
             RebuildAggregation();
-            await ReplayPendingAsync();
+            ReplayPending(recovered);
             if (S.Config.Mode == FederationMode.Sync && S.RoundDeadline is { } deadline) ArmDeadline(deadline);
         }
         await PublishCurrentAsync(previousChunkCount: null, cancellationToken);
-        _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s)", Name, S.ModelVersion, S.Pending.Count);
+        _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s)", Name, S.ModelVersion, _pending.Count);
     }
 
     public Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel) =>
@@ -217,7 +224,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         if (config.Mode == FederationMode.Sync ? staleness > 0 : staleness > config.MaxStaleness)
             return Count(SubmitResult.Reject(RejectionReason.TooStale, $"base v{update.BaseVersion} is {staleness} version(s) behind v{S.ModelVersion}"));
         var key = (update.DeviceId, update.UpdateId);
-        if (_unsaved.Contains(key) || S.Pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
+        if (_unsaved.Contains(key) || _pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
         if (History.WasAggregated(update.DeviceId, update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already aggregated"));
@@ -234,22 +241,21 @@ public sealed class FederationGrain : Grain, IFederationGrain
             // A device that just delivered an update is live, even if its status message has not been processed
             // yet; otherwise the next round, opened right after this one, could leave it out of the sample.
             S.Live.Add(update.DeviceId);
-            var record = PendingRecord(pending).WriteAsync(new StoredUpdate { Envelope = update.Envelope });
+            // Updates admitted during a FedBuff commit of v + 1 belong to v + 2 (see _admitted).
+            var logged = _log!.AppendAsync(S.ModelVersion + (_admitted is null ? 1 : 2), new LoggedUpdate(pending, update.Envelope));
             if (_admitted is { } admitted)
             {
                 // Taken while a version is written: the commit lists it in the new version's state (_admitted). Waiting
                 // for the commit's exclusive section too means that the check below sees it ended, so the update that
                 // fills this buffer starts its aggregation.
                 admitted.Add(pending);
-                await Task.WhenAll(record, _admission!.Task, _exclusive!);
+                await Task.WhenAll(logged, _admission!.Task, _exclusive!);
             }
             else
             {
-                // The record and the state that lists it are written together, so that they usually share one group
-                // commit; a state listing a record that never became durable is repaired on activation (replay drops it).
-                S.Pending.Add(pending);
-                S.AcceptedTotal++;
-                await Task.WhenAll(record, _stateWriter.WriteAsync());
+                // The log entry is all an acceptance writes: the hot state is written per version, not per update.
+                _pending.Add(pending);
+                await logged;
             }
         }
         catch
@@ -374,12 +380,12 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _round = null;
         _buffer = null;
         // Pending updates of the open round are dropped with the cluster; their records are deleted.
-        var dropped = S.Pending;
-        S.Pending = [];
+        var dropped = _pending;
+        _pending = [];
         S.Sampled = [];
         S.RoundDeadline = null;
         await _stateWriter.WriteAsync();
-        await Task.WhenAll(dropped.Select(ClearRecordAsync));
+        await _log!.DropThroughAsync(long.MaxValue);
         try
         {
             await _publication.WithdrawAsync(Model.Federation, Model.Cluster, S.ModelVersion, _publication.ChunkCount(S.ModelBytes), CancellationToken.None);
@@ -521,7 +527,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             ? S.EstimateSha256
             : await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
         // Read before the blobs' awaits: the updates a FedBuff buffer admits meanwhile belong to the next version.
-        var aggregated = S.Pending;
+        var aggregated = _pending;
         // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
         var labels = IsClusterModel ? _labelDistribution = _labelWeights.TakeDistribution() ?? _labelDistribution : [];
         var model = _vector!.Write(next);
@@ -541,8 +547,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
             S.ModelBytes = model.Length;
             if (IsClusterModel) S.LabelDistribution = labels;
             var admitting = _admitted is not null;
-            S.Pending = _admitted ?? [];
-            S.AcceptedTotal += S.Pending.Count;
+            S.AcceptedTotal += aggregated.Count;
+            _pending = _admitted ?? [];
             _admitted = null; // from here submissions wait for this state write, as before the admission
 
             S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
@@ -578,7 +584,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         // aggregated records are then deleted together, sharing group commits.
         await PublishAsync(version, model, previousChunks, CancellationToken.None, labels);
         if (IsClusteringReference) _ = TickClusteringAsync(version);
-        await Task.WhenAll(aggregated.Select(ClearRecordAsync));
+        await DropLogThroughAsync(version);
     }
 
     /// <summary>Tells the cluster directory that the reference model advanced (not awaited by the commit).</summary>
@@ -594,16 +600,51 @@ public sealed class FederationGrain : Grain, IFederationGrain
         }
     }
 
-    private async Task ClearRecordAsync(PendingUpdate done)
+    /// <summary>Drops the log's segments through a committed version (a segment left behind is dropped on the next activation).</summary>
+    private async Task DropLogThroughAsync(long version)
     {
         try
         {
-            await (_records.Remove((done.DeviceId, done.UpdateId), out var record) ? record : UpdateRecord(done)).ClearAsync();
+            await _log!.DropThroughAsync(version);
         }
         catch (Exception e)
         {
-            _logger.LogWarning(e, "Federation {Federation}: could not delete aggregated update {Update}", Name, done.UpdateId);
+            _logger.LogWarning(e, "Federation {Federation}: could not drop the update log through v{Version}", Name, version);
         }
+    }
+
+    /// <summary>
+    /// Moves the pending list of a state stored before the update log (<see cref="FederationState.LegacyPending"/>, each
+    /// envelope in a grain-storage record of its own) into the log: appended, then the state written without the list
+    /// (an interrupted move is repeated, and the log keeps an update once), then the old records deleted.
+    /// </summary>
+    private async Task MigrateLegacyPendingAsync(CancellationToken cancellationToken)
+    {
+        if (S.LegacyPending is not { } legacy) return;
+        var logged = _log!.Recovered.Select(r => (r.Update.DeviceId, r.Update.UpdateId)).ToHashSet();
+        foreach (var pending in legacy.Where(p => !logged.Contains((p.DeviceId, p.UpdateId))))
+        {
+            if (await LegacyRecord(pending).ReadAsync() is { } stored)
+                await _log.AppendAsync(S.ModelVersion + 1, new LoggedUpdate(pending, stored.Envelope));
+            else
+                _logger.LogWarning("Federation {Federation}: pending update {Update} of {Device} was not fully persisted; dropped", Name, pending.UpdateId, pending.DeviceId);
+        }
+        S.AcceptedTotal -= legacy.Count; // that layout counted its pending updates; this one counts them once aggregated
+        S.LegacyPending = null;
+        await _stateWriter.WriteAsync();
+        foreach (var pending in legacy)
+        {
+            try
+            {
+                await LegacyRecord(pending).ClearAsync();
+            }
+            catch (Exception e)
+            {
+                _logger.LogWarning(e, "Federation {Federation}: could not delete the old record of update {Update}", Name, pending.UpdateId);
+            }
+        }
+        _log = await _updateLogs.OpenAsync(Name, S.ModelVersion + 1, cancellationToken);
+        _logger.LogInformation("Federation {Federation}: moved {Count} pending update(s) into the update log", Name, legacy.Count);
     }
 
     private async Task LoadEstimateAsync(CancellationToken cancellationToken)
@@ -668,40 +709,26 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private FedBuffBuffer NewFedBuffBuffer(FederationConfig config) =>
         new(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
 
-    private async Task ReplayPendingAsync()
+    /// <summary>Takes the logged updates of the open round or buffer into a fresh aggregation.</summary>
+    private void ReplayPending(IReadOnlyList<LoggedUpdate> logged)
     {
-        var kept = new List<PendingUpdate>();
-        foreach (var pending in S.Pending)
+        _pending = [];
+        foreach (var (pending, envelope) in logged)
         {
-            var stored = await PendingRecord(pending).ReadAsync();
-            float[]? delta = null;
-            string? problem = stored is null ? "its record is missing" : null;
-            if (stored is not null && !ClusterDeclines.TryDecodeStored(stored.Envelope, S.ParameterCount, out delta, out problem)) delta = null;
-            if (delta is not null)
+            var problem = ClusterDeclines.TryDecodeStored(envelope, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
+            problem ??= Take(new UpdateSubmission
             {
-                var update = new UpdateSubmission
-                {
-                    DeviceId = pending.DeviceId,
-                    UpdateId = pending.UpdateId,
-                    BaseVersion = pending.BaseVersion,
-                    SampleCount = pending.SampleCount,
-                    Delta = delta,
-                    Dimension = delta.Length,
-                    Envelope = stored!.Envelope,
-                };
-                problem = Take(update, (int)(S.ModelVersion - pending.BaseVersion));
-            }
-            if (problem is null) kept.Add(pending);
-            else if (stored is null)
-            {
-                // Its record never became durable, so Submit never answered Accepted: the device sends it again.
-                S.AcceptedTotal--;
-                _logger.LogWarning("Federation {Federation}: pending update {Update} of {Device} was not fully persisted; dropped", Name, pending.UpdateId, pending.DeviceId);
-            }
+                DeviceId = pending.DeviceId,
+                UpdateId = pending.UpdateId,
+                BaseVersion = pending.BaseVersion,
+                SampleCount = pending.SampleCount,
+                Delta = delta,
+                Dimension = delta!.Length,
+                Envelope = envelope,
+            }, (int)(S.ModelVersion - pending.BaseVersion));
+            if (problem is null) _pending.Add(pending);
             else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
-            if (problem is not null) _records.Remove((pending.DeviceId, pending.UpdateId));
         }
-        S.Pending = kept;
     }
 
     private void ArmDeadline(DateTimeOffset deadline)
@@ -779,11 +806,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
         return result;
     }
 
-    private StorageRecord<StoredUpdate> UpdateRecord(PendingUpdate update) =>
+    /// <summary>Where a pending update's envelope was kept before the update log (read once, by the migration).</summary>
+    private StorageRecord<StoredUpdate> LegacyRecord(PendingUpdate update) =>
         new(_storage, "update", GrainId.Create("fededge-update", $"{Name}/{update.DeviceId}/{update.UpdateId}"));
-
-    /// <summary>A pending update's record, kept until it is deleted after its version (or dropped).</summary>
-    private StorageRecord<StoredUpdate> PendingRecord(PendingUpdate update) => _records[(update.DeviceId, update.UpdateId)] = UpdateRecord(update);
 
     private FederationStatus Status() => new()
     {
@@ -794,10 +819,10 @@ public sealed class FederationGrain : Grain, IFederationGrain
         ModelVersion = S.ModelVersion,
         ModelSha256 = S.ModelSha256,
         ParameterCount = S.ParameterCount,
-        PendingUpdates = S.Pending.Count,
+        PendingUpdates = _pending.Count,
         Sampled = S.Sampled.ToArray(),
         LiveDevices = S.Live.Count,
-        AcceptedTotal = S.AcceptedTotal,
+        AcceptedTotal = S.AcceptedTotal + _pending.Count,
         RejectedTotal = new Dictionary<RejectionReason, long>(S.RejectedTotal),
         RoundDeadline = S.RoundDeadline,
         History = History.RoundsThrough(S.ModelVersion),

@@ -7,13 +7,13 @@ namespace FedEdge.Cloud.Grains;
 /// recently aggregated update keys, with a set over the window for O(1) look-ups. Changed only when a version is
 /// committed, so the federation writes it once per version instead of with every accepted update.
 /// <para>
-/// A version commit writes this record first and the hot <see cref="FederationState"/> (new version, empty pending
-/// list) second. A crash between the two writes leaves this record one version ahead: it holds the new version's
-/// summary and the keys of updates that the hot state still lists as pending at the old version.
-/// <see cref="Reconcile"/> (on activation) drops both, so those updates are replayed and aggregated into the new
-/// version once more, and only once. The other order would be unsafe: a hot state at the new version with an empty
-/// pending list, next to a window without their keys, would take a redelivered update a second time wherever the
-/// device grain's lazily written window has not caught up.
+/// A version commit writes this record first and the hot <see cref="FederationState"/> (new version) second; the
+/// update log's segment of the version is dropped after both. A crash between the two writes leaves this record one
+/// version ahead: it holds the new version's summary and the keys of updates that the log still holds as pending at
+/// the old version. <see cref="Reconcile"/> (on activation) drops both, so those updates are replayed and aggregated
+/// into the new version once more, and only once. The other order would be unsafe: a hot state at the new version
+/// (its segment then discarded), next to a window without their keys, would take a redelivered update a second time
+/// wherever the device grain's lazily written window has not caught up.
 /// </para>
 /// </summary>
 public sealed class FederationHistory

@@ -3,11 +3,10 @@ using FedEdge.Cloud.Abstractions;
 namespace FedEdge.Cloud.Grains;
 
 /// <summary>
-/// A federation's hot persisted state: what changes with every accepted update (pending list, counters, liveness)
-/// plus what that must be consistent with (configuration, current version and SHA-256, the open round). Written
-/// on every accepted update, so kept small: the global parameters live in the model store (by SHA-256), each
-/// accepted update in its own storage record (<see cref="StoredUpdate"/>), and what changes only when a version
-/// is committed (round history, de-duplication window) in <see cref="FederationHistoryState"/>.
+/// A federation's hot persisted state: configuration, current version and SHA-256, the open round, counters and
+/// liveness. Written when a version is committed, a round opens or a device's liveness changes, not per accepted
+/// update: the pending updates live in the update log (<see cref="Storage.IUpdateLog"/>), the global parameters in the
+/// model store (by SHA-256), and the round history and de-duplication window in <see cref="FederationHistoryState"/>.
 /// </summary>
 [GenerateSerializer]
 public sealed class FederationState
@@ -24,9 +23,11 @@ public sealed class FederationState
     [Id(7)] public int Quorum { get; set; }
     [Id(8)] public DateTimeOffset? RoundOpenedAt { get; set; }
     [Id(9)] public DateTimeOffset? RoundDeadline { get; set; }
-    /// <summary>Updates accepted into the open round or FedBuff buffer, in arrival order.</summary>
-    [Id(10)] public List<PendingUpdate> Pending { get; set; } = [];
+    /// <summary>Layout before the update log: the pending updates (envelopes in records of their own). Moved into the
+    /// log once on activation, then null.</summary>
+    [Id(10)] public List<PendingUpdate>? LegacyPending { get; set; }
     [Id(11)] public HashSet<string> Live { get; set; } = [];
+    /// <summary>Updates aggregated into committed versions (a status adds the pending ones).</summary>
     [Id(12)] public long AcceptedTotal { get; set; }
     [Id(13)] public Dictionary<RejectionReason, long> RejectedTotal { get; set; } = [];
     /// <summary>Layout before the hot/cold split: the round history, now in <see cref="FederationHistoryState"/>.
@@ -71,7 +72,8 @@ public sealed record PendingUpdate(
     [property: Id(5)] double? TrainLoss,
     [property: Id(6)] DateTimeOffset ReceivedAt);
 
-/// <summary>An accepted update's signed envelope, kept until its round is aggregated so a restart can replay it.</summary>
+/// <summary>An accepted update's signed envelope in a grain-storage record (<see cref="Storage.GrainStorageUpdateLog"/>,
+/// and the layout before the update log).</summary>
 [GenerateSerializer]
 public sealed class StoredUpdate
 {

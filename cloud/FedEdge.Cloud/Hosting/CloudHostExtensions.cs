@@ -60,14 +60,24 @@ public static class CloudHostExtensions
                 silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ServiceId, clusterId: options.ClusterId);
             silo.Configure<ClusterOptions>(o => { o.ClusterId = options.ClusterId; o.ServiceId = options.ServiceId; });
 
+            // Pending updates: with Redis a model grain may reactivate on another silo, so they go to the grain storage;
+            // a single silo keeps them in append-only files, one write per update.
             if (options.Storage == StateStorageKind.Redis)
+            {
                 silo.AddRedisGrainStorage(StorageName, o => o.ConfigurationOptions = ConfigurationOptions.Parse(options.RedisConnectionString!));
+                silo.Services.AddSingleton<IUpdateLog>(sp => new GrainStorageUpdateLog(
+                    sp.GetRequiredKeyedService<IGrainStorage>(StorageName), sp.GetRequiredService<ILogger<GrainStorageUpdateLog>>()));
+            }
             else
+            {
                 silo.Services.AddGrainStorage(StorageName, (sp, name) => new SqliteGrainStorage(
                     name, data.StateDatabase,
                     new OrleansGrainStorageSerializer(sp.GetRequiredService<Orleans.Serialization.Serializer>()),
                     sp.GetRequiredService<ILogger<SqliteGrainStorage>>(),
                     options.SqliteSynchronousFull));
+                silo.Services.AddSingleton<IUpdateLog>(sp => new FileUpdateLog(
+                    data.UpdateLog, options.SqliteSynchronousFull, options.MaxUpdateBytes, sp.GetRequiredService<ILogger<FileUpdateLog>>()));
+            }
         });
 
         services.AddSingleton<MqttServiceConnection>();

@@ -1,11 +1,13 @@
 using System.Security.Cryptography;
+using FedEdge.Storage;
 
 namespace FedEdge.Cloud.Storage;
 
 /// <summary>
 /// Model blobs on the file system, content-addressed by SHA-256 (<c>models/ab/abcdef…</c>). Writes go to a
 /// temporary file that is flushed to disk and renamed into place, so a crash never leaves a partial blob
-/// under a valid name; reads verify the hash, so a damaged file is reported rather than published.
+/// under a valid name, and the directory is flushed after the rename, so a version's blob survives a power loss
+/// once its state names it; reads verify the hash, so a damaged file is reported rather than published.
 /// </summary>
 public sealed class FileSystemModelStore
 {
@@ -23,7 +25,12 @@ public sealed class FileSystemModelStore
         var sha = Convert.ToHexStringLower(SHA256.HashData(blob.Span));
         var path = PathOf(sha);
         if (File.Exists(path)) return sha;
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var directory = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory);
+            AtomicFile.SyncDirectory(_root);
+        }
         var temp = path + ".tmp-" + Guid.NewGuid().ToString("N");
         try
         {
@@ -40,6 +47,7 @@ public sealed class FileSystemModelStore
             {
                 // Another writer stored the same content first; the blobs are identical.
             }
+            AtomicFile.SyncDirectory(directory);
         }
         finally
         {

@@ -1,7 +1,7 @@
 using FedEdge.Edge.Identity;
-using FedEdge.Edge.Storage;
 using FedEdge.Protocol;
 using FedEdge.Protocol.Messages;
+using FedEdge.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace FedEdge.Edge.Drift;

@@ -1,6 +1,6 @@
 using System.Security.Cryptography;
-using FedEdge.Edge.Storage;
 using FedEdge.Protocol;
+using FedEdge.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 

@@ -1,4 +1,4 @@
-using FedEdge.Edge.Storage;
+using FedEdge.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 

@@ -1,6 +1,6 @@
 using FedEdge.Compression;
 using FedEdge.Compression.ErrorFeedback;
-using FedEdge.Edge.Storage;
+using FedEdge.Storage;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 

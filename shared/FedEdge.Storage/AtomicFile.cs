@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace FedEdge.Edge.Storage;
+namespace FedEdge.Storage;
 
 /// <summary>
 /// Crash-safe file replacement: write a temporary file in the same directory, fsync it, rename it over
