@@ -117,27 +117,7 @@ public sealed class FederationStateLayoutTests
     public async Task ACrashBetweenTheTwoWritesOfACommit_NeitherLosesNorDoubleCountsTheUpdates()
     {
         using var data = new TempDirectory();
-        var devices = new Dictionary<string, (string Password, byte[] Key)>();
-        byte[] first;
-        float[] v0;
-        int d;
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            foreach (var id in new[] { "dev-1", "dev-2", "dev-3" })
-            {
-                var (_, password, key) = cloud.Registry.Add(id, "fa");
-                devices[id] = (password, key);
-            }
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
-            v0 = (await federation.GetModelAsync())!.Parameters;
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
-            await using var dev2 = await TestDevice.ConnectAsync(cloud, "dev-2", "fa", devices["dev-2"].Password, devices["dev-2"].Key);
-            first = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
-            await dev1.PublishEnvelopeAsync(first);
-            await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
-        }
+        var run = await AcceptTwoAndStopAsync(data.Path);
 
         // What the commit of v1 from these two updates writes first (a deadline-style flush, as the grain does it).
         using (var storage = StateFile.Open(data.Path))
@@ -153,27 +133,11 @@ public sealed class FederationStateLayoutTests
         await using (var cloud = await CloudTestHost.StartAsync(data.Path))
         {
             var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            var status = await federation.GetStatusAsync();
-            Assert.Equal(0, status.ModelVersion);
-            Assert.Equal(2, status.PendingUpdates);
-            Assert.Equal(2, status.AcceptedTotal);
-            Assert.Empty(status.History);
-
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
-            await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "fa", devices["dev-3"].Password, devices["dev-3"].Key);
-            await dev1.PublishEnvelopeAsync(first); // an outbox resend: still pending, so a replay
-            await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
-            var v1 = (await federation.GetModelAsync())!.Parameters;
-            for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 3f, v1[i], 1e-5f); // (1 + 2 + 6)/3, each counted once
-            status = await federation.GetStatusAsync();
-            var round = Assert.Single(status.History);
-            Assert.Equal(1, round.Version);
-            Assert.Equal(3, round.Updates);
-            Assert.Equal(3, status.AcceptedTotal);
+            Assert.Empty((await federation.GetStatusAsync()).History);
+            await using var dev1 = await CompleteV1AfterRestartAsync(cloud, run);
 
             // After v1 the resend is refused by the federation's window (device grains' windows aside).
-            await dev1.PublishEnvelopeAsync(first);
+            await dev1.PublishEnvelopeAsync(run.First);
             await TestModels.WaitUntilAsync(() => Task.FromResult(cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>().Rejected(RejectionReason.Replay) == 2), "both resends refused");
             Assert.Equal(1, (await federation.GetStatusAsync()).ModelVersion);
         }
@@ -252,27 +216,7 @@ public sealed class FederationStateLayoutTests
     public async Task PendingUpdatesInTheLayoutBeforeTheUpdateLogAreMovedIntoIt_AndAggregatedOnce()
     {
         using var data = new TempDirectory();
-        var devices = new Dictionary<string, (string Password, byte[] Key)>();
-        float[] v0;
-        int d;
-        byte[] first;
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            foreach (var id in new[] { "dev-1", "dev-2", "dev-3" })
-            {
-                var (_, password, key) = cloud.Registry.Add(id, "fa");
-                devices[id] = (password, key);
-            }
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
-            v0 = (await federation.GetModelAsync())!.Parameters;
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
-            await using var dev2 = await TestDevice.ConnectAsync(cloud, "dev-2", "fa", devices["dev-2"].Password, devices["dev-2"].Key);
-            first = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
-            await dev1.PublishEnvelopeAsync(first);
-            await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
-        }
+        var run = await AcceptTwoAndStopAsync(data.Path);
 
         // Rewrite the two pending updates into the old layout: listed in the hot state (and counted in its total), each
         // envelope in an "update" record; the log forgets them.
@@ -290,21 +234,7 @@ public sealed class FederationStateLayoutTests
 
         await using (var cloud = await CloudTestHost.StartAsync(data.Path))
         {
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            var status = await federation.GetStatusAsync();
-            Assert.Equal(2, status.PendingUpdates);
-            Assert.Equal(2, status.AcceptedTotal);
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
-            await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "fa", devices["dev-3"].Password, devices["dev-3"].Key);
-            await dev1.PublishEnvelopeAsync(first); // still pending after the move: a replay
-            await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
-            var v1 = (await federation.GetModelAsync())!.Parameters;
-            for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 3f, v1[i], 1e-5f); // (1 + 2 + 6)/3, each counted once
-            status = await federation.GetStatusAsync();
-            Assert.Equal(3, Assert.Single(status.History).Updates);
-            Assert.Equal(3, status.AcceptedTotal);
-            await TestModels.WaitUntilAsync(() => Task.FromResult(cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>().Rejected(RejectionReason.Replay) == 1), "the resend refused");
+            await using var dev1 = await CompleteV1AfterRestartAsync(cloud, run);
         }
 
         using (var storage = StateFile.Open(data.Path))
@@ -367,6 +297,59 @@ public sealed class FederationStateLayoutTests
     }
 
     /// <summary>The cloud's SQLite state file opened directly, between two runs of the cloud.</summary>
+    /// <summary>What <see cref="AcceptTwoAndStopAsync"/> leaves: the devices' credentials, v0, d and dev-1's accepted update.</summary>
+    private sealed record TwoPending(Dictionary<string, (string Password, byte[] Key)> Devices, float[] V0, int D, byte[] First);
+
+    /// <summary>Federation "fa" (FedBuff, K = 3) with devices dev-1..3; dev-1 and dev-2 deliver Δ = 1 and Δ = 2, left pending when the cloud stops.</summary>
+    private static async Task<TwoPending> AcceptTwoAndStopAsync(string dataDirectory)
+    {
+        var devices = new Dictionary<string, (string Password, byte[] Key)>();
+        await using var cloud = await CloudTestHost.StartAsync(dataDirectory);
+        foreach (var id in new[] { "dev-1", "dev-2", "dev-3" })
+        {
+            var (_, password, key) = cloud.Registry.Add(id, "fa");
+            devices[id] = (password, key);
+        }
+        var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+        var d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+        var v0 = (await federation.GetModelAsync())!.Parameters;
+        await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", devices["dev-1"].Password, devices["dev-1"].Key);
+        await using var dev2 = await TestDevice.ConnectAsync(cloud, "dev-2", "fa", devices["dev-2"].Password, devices["dev-2"].Key);
+        var first = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+        await dev1.PublishEnvelopeAsync(first);
+        await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
+        return new TwoPending(devices, v0, d, first);
+    }
+
+    /// <summary>
+    /// After a restart the two updates are pending at v0; dev-1 resends its update (an outbox resend: a replay) and
+    /// dev-3 delivers Δ = 6, so v1 = v0 + (1 + 2 + 6)/3 only if each update counts once. Returns dev-1, still connected.
+    /// </summary>
+    private static async Task<TestDevice> CompleteV1AfterRestartAsync(CloudTestHost cloud, TwoPending run)
+    {
+        var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
+        var status = await federation.GetStatusAsync();
+        Assert.Equal(0, status.ModelVersion);
+        Assert.Equal(2, status.PendingUpdates);
+        Assert.Equal(2, status.AcceptedTotal);
+        var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", run.Devices["dev-1"].Password, run.Devices["dev-1"].Key);
+        await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "fa", run.Devices["dev-3"].Password, run.Devices["dev-3"].Key);
+        await dev1.PublishEnvelopeAsync(run.First);
+        await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, run.D).ToArray(), 0));
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
+        var v1 = (await federation.GetModelAsync())!.Parameters;
+        for (var i = 0; i < run.D; i++) Assert.Equal(run.V0[i] + 3f, v1[i], 1e-5f);
+        status = await federation.GetStatusAsync();
+        var round = Assert.Single(status.History);
+        Assert.Equal(1, round.Version);
+        Assert.Equal(3, round.Updates);
+        Assert.Equal(3, status.AcceptedTotal);
+        var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
+        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the resend refused as a replay");
+        return dev1;
+    }
+
     /// <summary>The updates in a model's pending segment (the cloud stopped), as the file log holds them; optionally drops them.</summary>
     private static async Task<IReadOnlyList<LoggedUpdate>> LoggedAsync(string dataDirectory, string model, long segment, bool drop = false)
     {

@@ -137,6 +137,26 @@ public sealed class UpdateLogTests : IDisposable
         Assert.Empty((await Logs("file").OpenAsync("fa", pending: 1)).Recovered);
     }
 
+    /// <summary>
+    /// A full disk (the segment is /dev/full, which refuses every write with ENOSPC): the append fails with the system's
+    /// error, and the segment, whose failed write could not be cut off, refuses further appends until its model reopens it.
+    /// </summary>
+    [Fact]
+    public async Task AFullDiskFailsTheAppendWithItsError_AndTheSegmentTakesNoMoreAppendsUntilReopened()
+    {
+        Assert.True(File.Exists("/dev/full"), "needs /dev/full");
+        var log = await Logs("file").OpenAsync("fa", pending: 1);
+        var directory = Path.Combine(_data.Path, "update-log", "fa");
+        Directory.CreateDirectory(directory);
+        File.CreateSymbolicLink(Path.Combine(directory, 1L.ToString("D19", System.Globalization.CultureInfo.InvariantCulture) + ".log"), "/dev/full");
+
+        var full = await Assert.ThrowsAsync<IOException>(() => log.AppendAsync(1, Update("dev-1", 1)));
+        Assert.Contains("space", full.Message, StringComparison.OrdinalIgnoreCase);
+        var refused = await Assert.ThrowsAsync<IOException>(() => log.AppendAsync(1, Update("dev-1", 2)));
+        Assert.Contains("reopens it", refused.Message);
+        await log.AppendAsync(2, Update("dev-1", 3)); // other segments are unaffected
+    }
+
     private void DisposeOpened()
     {
         foreach (var opened in _opened) opened.Dispose();
