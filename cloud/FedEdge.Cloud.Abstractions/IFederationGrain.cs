@@ -87,8 +87,9 @@ public sealed record UpdateSubmission
     [Id(9)] public string Codec { get; init; } = "";
     /// <summary>The verified codec payload (a slice of memory the envelope's parse owns, not a copy).</summary>
     [Id(10)] public ReadOnlyMemory<byte> Payload { get; init; }
-    /// <summary>The signed envelope as received, kept in the update log so a restart can replay it.</summary>
-    [Id(5)] public required byte[] Envelope { get; init; }
+    /// <summary>The signed envelope as received (memory of the received frame, not a copy), kept in the update log so a
+    /// restart can replay it.</summary>
+    [Id(5)] public required ReadOnlyMemory<byte> Envelope { get; init; }
     [Id(6)] public double? TrainLoss { get; init; }
     /// <summary>Cluster model the update was trained from (0 = the federation's own model).</summary>
     [Id(7)] public int Cluster { get; init; }

@@ -229,7 +229,7 @@ public sealed class FederationStateLayoutTests
             hot.LegacyPending = [.. logged.Select(u => u.Update)];
             hot.AcceptedTotal += logged.Count;
             await storage.WriteAsync("federation", "fa", hot);
-            foreach (var (pending, envelope) in logged) await storage.WriteAsync("update", OldRecord(pending), new StoredUpdate { Envelope = envelope });
+            foreach (var (pending, envelope) in logged) await storage.WriteAsync("update", OldRecord(pending), new StoredUpdate { Envelope = envelope.ToArray() });
         }
 
         await using (var cloud = await CloudTestHost.StartAsync(data.Path))

@@ -45,7 +45,7 @@ public sealed class UpdateLogTests : IDisposable
         var e = expected.ToList();
         var a = actual.ToList();
         Assert.Equal(e.Select(u => u.Update), a.Select(u => u.Update));
-        for (var i = 0; i < e.Count; i++) Assert.Equal(e[i].Envelope, a[i].Envelope);
+        for (var i = 0; i < e.Count; i++) Assert.Equal(e[i].Envelope.ToArray(), a[i].Envelope.ToArray());
     }
 
     [Theory]

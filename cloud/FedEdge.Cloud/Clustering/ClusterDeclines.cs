@@ -19,11 +19,11 @@ public static class ClusterDeclines
     public static bool IsDecline(UpdateSubmission update)
     {
         ArgumentNullException.ThrowIfNull(update);
-        return update.SampleCount == 0 && TryParse(update.Envelope) is { } envelope && UpdateDeclines.Check(envelope) is null;
+        return update.SampleCount == 0 && TryParse(update.Envelope.Span) is { } envelope && UpdateDeclines.Check(envelope) is null;
     }
 
     /// <summary>Decodes a stored envelope for replay: a decline decodes to Δ = 0 (never aggregated), anything else as usual.</summary>
-    public static bool TryDecodeStored(byte[] envelopeBytes, int dimension, out float[]? delta, out string? problem)
+    public static bool TryDecodeStored(ReadOnlySpan<byte> envelopeBytes, int dimension, out float[]? delta, out string? problem)
     {
         if (TryParse(envelopeBytes) is { } envelope && UpdateDeclines.IsDecline(envelope))
         {
@@ -34,7 +34,7 @@ public static class ClusterDeclines
         return UpdateDecoding.TryDecode(envelopeBytes, dimension, out delta, out problem);
     }
 
-    internal static UpdateEnvelope? TryParse(byte[] envelopeBytes)
+    internal static UpdateEnvelope? TryParse(ReadOnlySpan<byte> envelopeBytes)
     {
         try
         {

@@ -15,7 +15,7 @@ public sealed class ClusterLabelWeightSum
     private double[]? _sum;
 
     /// <summary>Adds the row of <paramref name="cluster"/> from a verified envelope's drift statistics (nothing when absent).</summary>
-    public void Add(byte[] envelopeBytes, int cluster)
+    public void Add(ReadOnlySpan<byte> envelopeBytes, int cluster)
     {
         if (ClusterDeclines.TryParse(envelopeBytes) is not { Drift: { } drift }) return;
         Add(drift, cluster);

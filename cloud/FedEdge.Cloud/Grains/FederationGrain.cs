@@ -80,7 +80,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private readonly CoalescingWriter _stateWriter;
     /// <summary>Start or version commit in progress: submissions wait for it.</summary>
     private Task? _exclusive;
-    /// <summary>Updates taken into the round/buffer whose records or state are not yet durable.</summary>
+    /// <summary>Updates taken into the round/buffer whose log entries are not yet durable.</summary>
     private readonly HashSet<(string Device, string Update)> _unsaved = [];
     /// <summary>Durable home of the pending updates (opened on activation).</summary>
     private IModelUpdateLog? _log;
@@ -89,11 +89,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
     /// <summary>Completed (and replaced) whenever a version is committed or a FedBuff commit opens the next buffer: submissions waiting for room look again.</summary>
     private TaskCompletionSource _roomChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     /// <summary>
-    /// FedBuff: while a version is written, the next buffer goes on filling. Updates taken meanwhile are held here, out of
-    /// <see cref="FederationState.Pending"/>, so that a state write during the commit lists only the version's own updates
-    /// (a crash between the commit's two writes replays exactly those, see <see cref="FederationHistory"/>); the commit
-    /// moves them into the pending list of the new version and completes <see cref="_admission"/> once that state is
-    /// durable. Null when no commit admits updates.
+    /// FedBuff: while version v + 1 is written, the next buffer goes on filling. Updates taken meanwhile are held here,
+    /// out of <see cref="_pending"/>, and logged in segment v + 2, so that a crash before the commit's state write replays
+    /// exactly the version's own updates (see <see cref="FederationHistory"/>) and discards theirs, none of them
+    /// acknowledged; the commit makes them the new version's pending updates and completes <see cref="_admission"/> once
+    /// its state is durable. Null when no commit admits updates.
     /// </summary>
     private List<PendingUpdate>? _admitted;
     private TaskCompletionSource? _admission;
@@ -245,7 +245,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             var logged = _log!.AppendAsync(S.ModelVersion + (_admitted is null ? 1 : 2), new LoggedUpdate(pending, update.Envelope));
             if (_admitted is { } admitted)
             {
-                // Taken while a version is written: the commit lists it in the new version's state (_admitted). Waiting
+                // Taken while a version is written: the commit makes it pending in the new version (_admitted). Waiting
                 // for the commit's exclusive section too means that the check below sees it ended, so the update that
                 // fills this buffer starts its aggregation.
                 admitted.Add(pending);
@@ -379,7 +379,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _deadlineTimer = null;
         _round = null;
         _buffer = null;
-        // Pending updates of the open round are dropped with the cluster; their records are deleted.
+        // Pending updates of the open round are dropped with the cluster, and their log.
         var dropped = _pending;
         _pending = [];
         S.Sampled = [];
@@ -403,7 +403,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private string? Take(UpdateSubmission update, int staleness)
     {
         var refusal = TakeUpdateOrDecline(update, staleness);
-        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope, Model.Cluster);
+        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope.Span, Model.Cluster);
         return refusal;
     }
 
@@ -574,14 +574,14 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
         // Cleaning up and publishing run after this turn, so that updates keep flowing in meanwhile;
         // publications are chained so that versions reach the broker in order.
-        _background = FinishCommitAsync(_background, aggregated, S.ModelVersion, model, previousChunks, labels);
+        _background = FinishCommitAsync(_background, S.ModelVersion, model, previousChunks, labels);
     }
 
-    private async Task FinishCommitAsync(Task previous, List<PendingUpdate> aggregated, long version, byte[] model, int previousChunks, float[] labels)
+    private async Task FinishCommitAsync(Task previous, long version, byte[] model, int previousChunks, float[] labels)
     {
         await previous;
-        // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the
-        // aggregated records are then deleted together, sharing group commits.
+        // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the version's
+        // log segment is dropped after.
         await PublishAsync(version, model, previousChunks, CancellationToken.None, labels);
         if (IsClusteringReference) _ = TickClusteringAsync(version);
         await DropLogThroughAsync(version);
@@ -715,7 +715,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _pending = [];
         foreach (var (pending, envelope) in logged)
         {
-            var problem = ClusterDeclines.TryDecodeStored(envelope, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
+            var problem = ClusterDeclines.TryDecodeStored(envelope.Span, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
             problem ??= Take(new UpdateSubmission
             {
                 DeviceId = pending.DeviceId,

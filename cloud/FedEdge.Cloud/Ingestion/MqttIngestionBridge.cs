@@ -297,7 +297,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             Dimension = update.Dimension,
             Codec = update.Codec.Spec,
             Payload = update.Envelope.Payload.Memory,
-            Envelope = envelope.ToArray(),
+            Envelope = envelope,
             TrainLoss = update.Envelope.Metrics?.Loss,
             Cluster = cluster,
         });

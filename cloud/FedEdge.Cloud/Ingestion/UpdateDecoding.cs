@@ -8,7 +8,7 @@ namespace FedEdge.Cloud.Ingestion;
 /// <summary>Decodes the payload of an envelope that was verified before (replay of the update log).</summary>
 public static class UpdateDecoding
 {
-    public static bool TryDecode(byte[] envelopeBytes, int dimension, out float[]? delta, out string? problem)
+    public static bool TryDecode(ReadOnlySpan<byte> envelopeBytes, int dimension, out float[]? delta, out string? problem)
     {
         delta = null;
         UpdateEnvelope envelope;

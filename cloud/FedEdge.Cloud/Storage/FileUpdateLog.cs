@@ -69,7 +69,7 @@ public sealed class FileUpdateLog : IUpdateLog, IDisposable
 
     private abstract record Operation(string Directory);
 
-    private sealed record Append(string Directory, long Segment, byte[] Head, byte[] Envelope) : Operation(Directory);
+    private sealed record Append(string Directory, long Segment, byte[] Head, ReadOnlyMemory<byte> Envelope) : Operation(Directory);
 
     private sealed record Drop(string Directory, long Through) : Operation(Directory);
 

@@ -80,7 +80,7 @@ public sealed class GrainStorageUpdateLog(IGrainStorage storage, ILogger<GrainSt
                 var list = Segments.TryGetValue(segment, out var existing) ? existing : Segments[segment] = [];
                 list.Add(update.Update);
             }
-            await Task.WhenAll(Record(segment, update.Update).WriteAsync(new StoredUpdate { Envelope = update.Envelope }), _indexWriter.WriteAsync());
+            await Task.WhenAll(Record(segment, update.Update).WriteAsync(new StoredUpdate { Envelope = update.Envelope.ToArray() }), _indexWriter.WriteAsync());
         }
 
         public Task DropThroughAsync(long segment)

@@ -3,7 +3,7 @@ using FedEdge.Cloud.Grains;
 namespace FedEdge.Cloud.Storage;
 
 /// <summary>An accepted update as the log keeps it: what the federation remembers of it, and its signed envelope.</summary>
-public sealed record LoggedUpdate(PendingUpdate Update, byte[] Envelope);
+public sealed record LoggedUpdate(PendingUpdate Update, ReadOnlyMemory<byte> Envelope);
 
 /// <summary>
 /// The durable home of the updates a model grain accepted and has not aggregated yet, so that a restart replays

@@ -46,7 +46,7 @@ internal static class UpdateLogRecord
 
         BinaryPrimitives.WriteUInt32LittleEndian(head, (uint)metadataLength);
         BinaryPrimitives.WriteUInt32LittleEndian(head.AsSpan(4), (uint)update.Envelope.Length);
-        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(8), Hash(m, update.Envelope));
+        BinaryPrimitives.WriteUInt64LittleEndian(head.AsSpan(8), Hash(m, update.Envelope.Span));
         return head;
     }
 
