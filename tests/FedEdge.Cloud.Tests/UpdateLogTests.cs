@@ -138,6 +138,28 @@ public sealed class UpdateLogTests : IDisposable
     }
 
     /// <summary>
+    /// The grain-storage log's index lists an update whose envelope record is missing (its write failed, so it was never
+    /// acknowledged): opening skips it, keeps the others, and rewrites the index without it.
+    /// </summary>
+    [Fact]
+    public async Task TheGrainStorageLogSkipsAnUpdateWhoseEnvelopeRecordIsMissing()
+    {
+        var logs = Logs("grain-storage");
+        var log = await logs.OpenAsync("fa", pending: 1);
+        await log.AppendAsync(1, Update("dev-1", 1));
+        await log.AppendAsync(1, Update("dev-2", 2));
+        var storage = (SqliteGrainStorage)_opened[^1];
+        var lost = Update("dev-2", 2).Update;
+        await new StorageRecord<StoredUpdate>(storage, "update-log-entry",
+            Orleans.Runtime.GrainId.Create("fededge-update-log-entry", $"fa/1/{lost.DeviceId}/{lost.UpdateId}")).ClearAsync();
+
+        AssertSame([Update("dev-1", 1)], (await logs.OpenAsync("fa", pending: 1)).Recovered);
+        var index = new GrainState<UpdateLogIndex>(new UpdateLogIndex());
+        await storage.ReadStateAsync("update-log", Orleans.Runtime.GrainId.Create("fededge-update-log", "fa"), index);
+        Assert.Equal([Update("dev-1", 1).Update], index.State!.Segments[1]);
+    }
+
+    /// <summary>
     /// A full disk (the segment is /dev/full, which refuses every write with ENOSPC): the append fails with the system's
     /// error, and the segment, whose failed write could not be cut off, refuses further appends until its model reopens it.
     /// </summary>
