@@ -361,11 +361,9 @@ public sealed class FederationStateLayoutTests
 
     private sealed class StateFile : IDisposable
     {
-        private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
         private readonly SqliteGrainStorage _storage;
 
-        private StateFile(string path) => _storage = new SqliteGrainStorage(CloudHostExtensions.StorageName, path,
-            new OrleansGrainStorageSerializer(_services.GetRequiredService<Serializer>()), NullLogger<SqliteGrainStorage>.Instance, synchronousFull: false);
+        private StateFile(string path) => _storage = TestGrainStorage.Open(path);
 
         public static StateFile Open(string dataDirectory) => new(new CloudDataDirectory(dataDirectory).StateDatabase);
 
@@ -408,7 +406,6 @@ public sealed class FederationStateLayoutTests
         public void Dispose()
         {
             _storage.Dispose();
-            _services.Dispose();
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         }
     }

@@ -13,10 +13,7 @@ namespace FedEdge.Cloud.Tests;
 public sealed class SqliteGrainStorageTests : IDisposable
 {
     private readonly TempDirectory _data = new();
-    private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
-
-    private SqliteGrainStorage Open() => new("test", Path.Combine(_data.Path, "state.db"),
-        new OrleansGrainStorageSerializer(_services.GetRequiredService<Serializer>()), NullLogger<SqliteGrainStorage>.Instance, synchronousFull: false);
+    private SqliteGrainStorage Open() => TestGrainStorage.Open(Path.Combine(_data.Path, "state.db"), "test");
 
     private static readonly GrainId Grain = GrainId.Create("device", "dev-1");
 
@@ -104,7 +101,6 @@ public sealed class SqliteGrainStorageTests : IDisposable
 
     public void Dispose()
     {
-        _services.Dispose();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         _data.Dispose();
     }

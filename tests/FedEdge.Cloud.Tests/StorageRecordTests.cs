@@ -12,14 +12,12 @@ namespace FedEdge.Cloud.Tests;
 public sealed class StorageRecordTests : IDisposable
 {
     private readonly TempDirectory _data = new();
-    private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
     private readonly SqliteGrainStorage _sqlite;
     private readonly CountingStorage _storage;
 
     public StorageRecordTests()
     {
-        _sqlite = new SqliteGrainStorage("test", Path.Combine(_data.Path, "state.db"),
-            new OrleansGrainStorageSerializer(_services.GetRequiredService<Serializer>()), NullLogger<SqliteGrainStorage>.Instance, synchronousFull: false);
+        _sqlite = TestGrainStorage.Open(Path.Combine(_data.Path, "state.db"), "test");
         _storage = new CountingStorage(_sqlite);
     }
 
@@ -66,7 +64,6 @@ public sealed class StorageRecordTests : IDisposable
     public void Dispose()
     {
         _sqlite.Dispose();
-        _services.Dispose();
         Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         _data.Dispose();
     }

@@ -15,7 +15,6 @@ namespace FedEdge.Cloud.Tests;
 public sealed class UpdateLogTests : IDisposable
 {
     private readonly TempDirectory _data = new();
-    private readonly ServiceProvider _services = new ServiceCollection().AddSerializer().BuildServiceProvider();
     private readonly List<IDisposable> _opened = [];
 
     public static TheoryData<string> Kinds => ["file", "grain-storage"];
@@ -29,8 +28,7 @@ public sealed class UpdateLogTests : IDisposable
             _opened.Add(file);
             return file;
         }
-        var storage = new SqliteGrainStorage(CloudHostExtensions.StorageName, Path.Combine(_data.Path, "state.db"),
-            new OrleansGrainStorageSerializer(_services.GetRequiredService<Serializer>()), NullLogger<SqliteGrainStorage>.Instance, synchronousFull: false);
+        var storage = TestGrainStorage.Open(Path.Combine(_data.Path, "state.db"));
         _opened.Add(storage);
         return new GrainStorageUpdateLog(storage, NullLogger<GrainStorageUpdateLog>.Instance);
     }
@@ -188,7 +186,6 @@ public sealed class UpdateLogTests : IDisposable
     public void Dispose()
     {
         DisposeOpened();
-        _services.Dispose();
         _data.Dispose();
     }
 }

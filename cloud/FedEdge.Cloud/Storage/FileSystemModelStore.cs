@@ -4,10 +4,10 @@ using FedEdge.Storage;
 namespace FedEdge.Cloud.Storage;
 
 /// <summary>
-/// Model blobs on the file system, content-addressed by SHA-256 (<c>models/ab/abcdef…</c>). Writes go to a
-/// temporary file that is flushed to disk and renamed into place, so a crash never leaves a partial blob
-/// under a valid name, and the directory is flushed after the rename, so a version's blob survives a power loss
-/// once its state names it; reads verify the hash, so a damaged file is reported rather than published.
+/// Model blobs on the file system, content-addressed by SHA-256 (<c>models/ab/abcdef…</c>). Writes go through
+/// <see cref="AtomicFile"/> (temporary file flushed to disk, renamed into place, directory flushed), so a crash never
+/// leaves a partial blob under a valid name and a version's blob survives a power loss once its state names it;
+/// reads verify the hash, so a damaged file is reported rather than published.
 /// </summary>
 public sealed class FileSystemModelStore
 {
@@ -20,40 +20,21 @@ public sealed class FileSystemModelStore
     }
 
     /// <summary>Stores <paramref name="blob"/> and returns its lower-case hex SHA-256 (idempotent).</summary>
-    public async Task<string> PutAsync(ReadOnlyMemory<byte> blob, CancellationToken cancellationToken = default)
+    public Task<string> PutAsync(ReadOnlyMemory<byte> blob, CancellationToken cancellationToken = default)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         var sha = Convert.ToHexStringLower(SHA256.HashData(blob.Span));
         var path = PathOf(sha);
-        if (File.Exists(path)) return sha;
+        if (File.Exists(path)) return Task.FromResult(sha);
         var directory = Path.GetDirectoryName(path)!;
         if (!Directory.Exists(directory))
         {
             Directory.CreateDirectory(directory);
             AtomicFile.SyncDirectory(_root);
         }
-        var temp = path + ".tmp-" + Guid.NewGuid().ToString("N");
-        try
-        {
-            await using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, useAsync: true))
-            {
-                await stream.WriteAsync(blob, cancellationToken);
-                stream.Flush(flushToDisk: true);
-            }
-            try
-            {
-                File.Move(temp, path, overwrite: false);
-            }
-            catch (IOException) when (File.Exists(path))
-            {
-                // Another writer stored the same content first; the blobs are identical.
-            }
-            AtomicFile.SyncDirectory(directory);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-        return sha;
+        // Content-addressed: a concurrent writer of the same name writes the same bytes, so replacing it is harmless.
+        AtomicFile.Write(path, stream => stream.Write(blob.Span));
+        return Task.FromResult(sha);
     }
 
     /// <summary>Reads a blob and checks it against its name; throws <see cref="InvalidDataException"/> when it was damaged.</summary>
