@@ -1,12 +1,10 @@
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Grains;
-using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Concurrency;
 using Orleans.Runtime;
-using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace FedEdge.Cloud.Tests;

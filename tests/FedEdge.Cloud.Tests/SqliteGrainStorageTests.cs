@@ -1,11 +1,8 @@
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Grains;
 using FedEdge.Cloud.Storage;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
 using Orleans;
 using Orleans.Runtime;
-using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace FedEdge.Cloud.Tests;

@@ -1,9 +1,6 @@
 using FedEdge.Cloud.Grains;
 using FedEdge.Cloud.Storage;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
 using Orleans.Runtime;
-using Orleans.Serialization;
 using Orleans.Storage;
 
 namespace FedEdge.Cloud.Tests;
