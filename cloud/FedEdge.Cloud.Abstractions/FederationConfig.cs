@@ -1,13 +1,19 @@
 namespace FedEdge.Cloud.Abstractions;
 
-/// <summary>How a federation turns updates into model versions.</summary>
+/// <summary>How a federation turns updates into model versions (algorithms.md §3).</summary>
 public enum FederationMode
 {
-    /// <summary>Rounds: sample devices, wait for a minimum count or a deadline, aggregate, publish.</summary>
+    /// <summary>Rounds: sample devices, wait for a quorum or a deadline, aggregate, publish.</summary>
     Sync,
 
-    /// <summary>FedBuff (Nguyen et al. 2022): aggregate every K updates, weighting each by 1/√(1+τ).</summary>
-    Async,
+    /// <summary>FedBuff (Nguyen et al. 2022): aggregate every K updates, each scaled by s(τ) = 1/√(1+τ).</summary>
+    FedBuff,
+
+    /// <summary>FedAsync (Xie et al. 2019): every update is a version, x ← (1 − α·s(τ))·x + α·s(τ)·x_new.</summary>
+    FedAsync,
+
+    /// <summary>FedFix (Fraboni et al. 2023): aggregate every Δt what returned, weighted ⌈τ_i/Δt⌉/n.</summary>
+    FedFix,
 }
 
 /// <summary>A federation's configuration, set once by the operator (or `fededge sim`).</summary>
@@ -40,13 +46,13 @@ public sealed record FederationConfig
     /// <summary>Sync: the round closes at this deadline with what arrived (at least <see cref="MinUpdates"/>).</summary>
     [Id(7)] public TimeSpan RoundDeadline { get; init; } = TimeSpan.FromMinutes(2);
 
-    /// <summary>Async: FedBuff buffer size K.</summary>
+    /// <summary>FedBuff: buffer size K.</summary>
     [Id(8)] public int BufferSize { get; init; } = 10;
 
-    /// <summary>Async: updates more than this many versions behind are dropped (NVFlare's edge example uses 100).</summary>
+    /// <summary>Asynchronous modes: updates more than this many versions behind are refused (NVFlare's edge example uses 100).</summary>
     [Id(9)] public int MaxStaleness { get; init; } = 100;
 
-    /// <summary>Server learning rate η_g applied to the aggregate.</summary>
+    /// <summary>Server learning rate η_g applied to the aggregate (the step size of <see cref="ServerOptimizer"/>).</summary>
     [Id(10)] public double ServerLearningRate { get; init; } = 1.0;
 
     /// <summary>Assumed number of Byzantine devices f, for the rules that need it.</summary>
@@ -57,10 +63,33 @@ public sealed record FederationConfig
 
     /// <summary>
     /// Error feedback the devices use: "none", "ef14" (device-side only), "ef21" or "econtrol". With the last two
-    /// the devices send compressed differences and the server keeps the running estimate g = mean g_i
-    /// (Richtárik et al. 2021): g ← g + (k/n)·aggregate of the k messages, x ← x + η·g. Sync mode only.
+    /// the devices send compressed differences and the server keeps estimates (see <see cref="EstimateAggregation"/>).
+    /// Sync mode only.
     /// </summary>
     [Id(15)] public string ErrorFeedback { get; init; } = "none";
+
+    /// <summary>
+    /// EF21/EControl only: "estimates" (Byz-EF21, Rammal et al. 2024: the server keeps every device's g_i and the rule
+    /// aggregates the g_i) or "messages" (the server keeps g = mean g_i, g ← g + (k/n)·rule(c_1..c_k): the rule sees
+    /// compressed messages).
+    /// </summary>
+    [Id(22)] public string EstimateAggregation { get; init; } = "estimates";
+
+    /// <summary>FedOpt server optimizer on the aggregate: none, fedavgm, fedadam, fedyogi, fedadagrad (Reddi et al. 2021).</summary>
+    [Id(23)] public string ServerOptimizer { get; init; } = "none";
+
+    /// <summary>FedAvgM's β; FedAdam/FedYogi/FedAdagrad's β₁.</summary>
+    [Id(24)] public double ServerMomentum { get; init; } = 0.9;
+
+    /// <summary>Asynchronous modes: the staleness function s(τ) (fedbuff, constant, polynomial[:a], hinge[:a,b]); empty
+    /// for the mode's own (FedBuff 1/√(1+τ), FedAsync polynomial:0.5, FedFix none beyond ⌈τ_i/Δt⌉).</summary>
+    [Id(25)] public string Staleness { get; init; } = "";
+
+    /// <summary>FedAsync: α, the mixing rate of a fresh update.</summary>
+    [Id(26)] public double MixingRate { get; init; } = 0.5;
+
+    /// <summary>FedFix: Δt, the aggregation period.</summary>
+    [Id(27)] public TimeSpan AggregationPeriod { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Whether the server keeps an EF21/EControl estimate.</summary>
     public bool UsesServerEstimate => ErrorFeedback is "ef21" or "econtrol";
@@ -113,6 +142,11 @@ public sealed record FederationConfig
         if (!(ServerLearningRate > 0) || double.IsInfinity(ServerLearningRate)) return $"ServerLearningRate must be positive (got {ServerLearningRate})";
         if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol")) return $"ErrorFeedback must be none, ef14, ef21 or econtrol (got '{ErrorFeedback}')";
         if (UsesServerEstimate && Mode != FederationMode.Sync) return $"ErrorFeedback {ErrorFeedback} keeps a server estimate over sync rounds; use Mode = Sync";
+        if (EstimateAggregation is not ("estimates" or "messages")) return $"EstimateAggregation must be estimates or messages (got '{EstimateAggregation}')";
+        if (!Enum.IsDefined(Mode)) return $"Mode {Mode} is not a federation mode";
+        if (!(MixingRate > 0 && MixingRate <= 1)) return $"MixingRate must be in (0, 1] (got {MixingRate})";
+        if (AggregationPeriod <= TimeSpan.Zero) return $"AggregationPeriod must be positive (got {AggregationPeriod})";
+        if (!(ServerMomentum >= 0 && ServerMomentum < 1)) return $"ServerMomentum must be in [0, 1) (got {ServerMomentum})";
         if (MaxSampleCount < 1) return $"MaxSampleCount must be ≥ 1 (got {MaxSampleCount})";
         if (ByzantineCount < 0) return $"ByzantineCount must be ≥ 0 (got {ByzantineCount})";
         if (Clustering is not ("none" or "feddaa")) return $"Clustering must be none or feddaa (got '{Clustering}')";

@@ -26,6 +26,10 @@ public interface IFederationGrain : IGrainWithStringKey
     /// <summary>Marks a device live or gone (from its status topic); sync rounds sample among live devices.</summary>
     Task SetDeviceLiveAsync(string deviceId, bool live);
 
+    /// <summary>Acts on the open version's deadline if it has passed (called by the grain's own timer, which follows the
+    /// host's <see cref="TimeProvider"/>); returns whether a version was committed.</summary>
+    Task<bool> CheckDeadlineAsync();
+
     Task<FederationStatus> GetStatusAsync();
 
     /// <summary>The current global parameters and their version (for evaluation and the simulator).</summary>
@@ -139,6 +143,10 @@ public sealed record FederationStatus
     [Id(12)] public int ParameterCount { get; init; }
     /// <summary>Cluster model number (0 = the federation's own model; &gt; 0 a FedDAA cluster model).</summary>
     [Id(13)] public int Cluster { get; init; }
+    /// <summary>What runs: mode, rule, estimates and server step (the strategy's name).</summary>
+    [Id(14)] public string Strategy { get; init; } = "";
+    /// <summary>Whether the aggregation takes updates in their codec payload (a streaming mean), so the bridge need not decode them.</summary>
+    [Id(15)] public bool AddsEncodedUpdates { get; init; }
 }
 
 /// <summary>One completed aggregation (a sync round or a FedBuff flush).</summary>

@@ -147,7 +147,7 @@ public sealed class ClusterDeclineTests
     public async Task FedBuffIgnoresDeclines()
     {
         using var data = new TempDirectory();
-        await using var fleet = await ClusteringFleet.StartAsync(data.Path, Groups, ClusteringFleet.Config with { Mode = FederationMode.Async, BufferSize = Groups.Length });
+        await using var fleet = await ClusteringFleet.StartAsync(data.Path, Groups, ClusteringFleet.Config with { Mode = FederationMode.FedBuff, BufferSize = Groups.Length });
         var (a, _, _) = await ClusterAsync(fleet);
         var v0 = (await fleet.Model(a).GetModelAsync())!.Parameters;
 

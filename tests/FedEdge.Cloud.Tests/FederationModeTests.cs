@@ -30,7 +30,7 @@ public sealed class FederationModeTests
             Codec = codec.Spec,
             Rule = "mean",
             Rounds = 0,
-            Mode = FederationMode.Async,
+            Mode = FederationMode.FedBuff,
             BufferSize = 2,
             MaxStaleness = 1,
             ServerLearningRate = 1.0,
@@ -74,7 +74,7 @@ public sealed class FederationModeTests
             Codec = "fp32",
             Rule = "mean",
             Rounds = 0,
-            Mode = FederationMode.Async,
+            Mode = FederationMode.FedBuff,
             BufferSize = 5,
             MaxStaleness = 100,
         };
@@ -122,7 +122,7 @@ public sealed class FederationModeTests
             Codec = "fp32",
             Rule = "mean",
             Rounds = 1,
-            Mode = FederationMode.Async,
+            Mode = FederationMode.FedBuff,
             BufferSize = 2,
             MaxStaleness = 10,
         };

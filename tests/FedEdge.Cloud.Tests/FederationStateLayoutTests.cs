@@ -23,7 +23,7 @@ public sealed class FederationStateLayoutTests
         Codec = "fp32",
         Rule = "mean",
         Rounds = 0,
-        Mode = FederationMode.Async,
+        Mode = FederationMode.FedBuff,
         BufferSize = 3,
         MaxStaleness = 10,
         ServerLearningRate = 1.0,
@@ -85,28 +85,6 @@ public sealed class FederationStateLayoutTests
         Assert.False(history.Reconcile(committedVersion: 5, [])); // never ahead: nothing to undo
     }
 
-    [Fact]
-    public void MigrationMovesTheLegacyFieldsOnce()
-    {
-        var rounds = new List<RoundSummary> { Summary(1, Pending("a", "1")) };
-        var hot = new FederationState { ModelVersion = 1, LegacyHistory = rounds, LegacyRecentlyAggregated = ["a/1"] };
-        var history = new FederationHistory(new FederationHistoryState());
-        Assert.True(history.MigrateFrom(hot, recordExists: false));
-        Assert.Null(hot.LegacyHistory);
-        Assert.Null(hot.LegacyRecentlyAggregated);
-        Assert.True(history.WasAggregated("a", "1"));
-        Assert.Equal(1, history.State.ModelVersion);
-        Assert.Single(history.Rounds);
-        Assert.False(history.MigrateFrom(hot, recordExists: true));
-
-        // A migration that wrote the cold record and stopped before the hot one: the record wins, the copies go.
-        var interrupted = new FederationState { ModelVersion = 1, LegacyHistory = [], LegacyRecentlyAggregated = ["stale/1"] };
-        Assert.True(history.MigrateFrom(interrupted, recordExists: true));
-        Assert.Null(interrupted.LegacyRecentlyAggregated);
-        Assert.False(history.WasAggregated("stale", "1"));
-        Assert.True(history.WasAggregated("a", "1"));
-    }
-
     /// <summary>
     /// The commit of v1 wrote the cold record (summary, aggregated keys) and the process died before the hot state
     /// (still v0 with the updates pending): after the restart the updates are aggregated into v1 exactly once.
@@ -141,158 +119,6 @@ public sealed class FederationStateLayoutTests
         }
     }
 
-    /// <summary>A state stored before the split (history and window inside the hot state) loads, keeps refusing replays and is migrated.</summary>
-    [Fact]
-    public async Task AStateInTheLayoutBeforeTheSplitLoads_AndItsWindowStillRefusesReplays()
-    {
-        using var data = new TempDirectory();
-        string password;
-        byte[] key;
-        byte[] aggregated;
-        int d;
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            await using var dev2 = await TestDevice.RegisterAndConnectAsync(cloud, "dev-2", "fa");
-            await using var dev3 = await TestDevice.RegisterAndConnectAsync(cloud, "dev-3", "fa");
-            (_, password, key) = cloud.Registry.Add("dev-1", "fa");
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
-            aggregated = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
-            await dev1.PublishEnvelopeAsync(aggregated);
-            await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-            await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(3f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1");
-            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 3), "the devices to record their updates");
-        }
-
-        // Rewrite the records into the old layout, and empty dev-1's own window so that only the federation's can refuse.
-        using (var storage = StateFile.Open(data.Path))
-        {
-            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
-            var cold = await storage.ReadAsync<FederationHistoryState>("federation-history", "fa");
-            Assert.Equal(3, cold.RecentlyAggregated.Count);
-            hot.LegacyHistory = cold.Rounds;
-            hot.LegacyRecentlyAggregated = cold.RecentlyAggregated;
-            await storage.WriteAsync("federation", "fa", hot);
-            await storage.ClearAsync<FederationHistoryState>("federation-history", "fa");
-            var device = await storage.ReadAsync<DeviceState>("device", "dev-1");
-            device.RecentUpdateIds = [];
-            await storage.WriteAsync("device", "dev-1", device);
-        }
-
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            var status = await federation.GetStatusAsync();
-            Assert.Equal(1, status.ModelVersion);
-            Assert.Equal(3, Assert.Single(status.History).Updates);
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
-            await dev1.PublishEnvelopeAsync(aggregated); // τ = 1 is within the cut-off: only the window refuses it
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(RejectionReason.Replay) == 1,
-                "the federation to refuse the replay");
-            Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
-        }
-
-        using (var storage = StateFile.Open(data.Path))
-        {
-            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
-            Assert.Null(hot.LegacyHistory);
-            Assert.Null(hot.LegacyRecentlyAggregated);
-            var cold = await storage.ReadAsync<FederationHistoryState>("federation-history", "fa");
-            Assert.Equal(3, cold.RecentlyAggregated.Count);
-            Assert.Single(cold.Rounds);
-        }
-    }
-
-    /// <summary>
-    /// A state stored before the update log (pending list in the hot state, each envelope in a record of its own) loads
-    /// with its pending updates, aggregates each once, and is moved into the log.
-    /// </summary>
-    [Fact]
-    public async Task PendingUpdatesInTheLayoutBeforeTheUpdateLogAreMovedIntoIt_AndAggregatedOnce()
-    {
-        using var data = new TempDirectory();
-        var run = await AcceptTwoAndStopAsync(data.Path);
-
-        // Rewrite the two pending updates into the old layout: listed in the hot state (and counted in its total), each
-        // envelope in an "update" record; the log forgets them.
-        var logged = await LoggedAsync(data.Path, "fa", segment: 1, drop: true);
-        Assert.Equal(2, logged.Count);
-        GrainId OldRecord(PendingUpdate p) => GrainId.Create("fededge-update", $"fa/{p.DeviceId}/{p.UpdateId}");
-        using (var storage = StateFile.Open(data.Path))
-        {
-            var hot = await storage.ReadAsync<FederationState>("federation", "fa");
-            hot.LegacyPending = [.. logged.Select(u => u.Update)];
-            hot.AcceptedTotal += logged.Count;
-            await storage.WriteAsync("federation", "fa", hot);
-            foreach (var (pending, envelope) in logged) await storage.WriteAsync("update", OldRecord(pending), new StoredUpdate { Envelope = envelope.ToArray() });
-        }
-
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            await using var dev1 = await CompleteV1AfterRestartAsync(cloud, run);
-        }
-
-        using (var storage = StateFile.Open(data.Path))
-        {
-            Assert.Null((await storage.ReadAsync<FederationState>("federation", "fa")).LegacyPending);
-            foreach (var (pending, _) in logged) Assert.False(await storage.ExistsAsync<StoredUpdate>("update", OldRecord(pending)));
-        }
-    }
-
-    /// <summary>A device state whose de-duplication window is stored as hex strings (before the packed form) still refuses replays, and is rewritten packed.</summary>
-    [Fact]
-    public async Task ADeviceWindowInTheStringLayoutStillRefusesReplays_AndIsRewrittenPacked()
-    {
-        using var data = new TempDirectory();
-        string password;
-        byte[] key;
-        byte[] accepted;
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            (_, password, key) = cloud.Registry.Add("dev-1", "fa");
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
-            var federation = cloud.Grains.GetGrain<IFederationGrain>("fa");
-            var d = (await federation.StartAsync(AsyncConfig, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
-            accepted = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
-            await dev1.PublishEnvelopeAsync(accepted);
-            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 1), "the update to be accepted");
-        }
-
-        using (var storage = StateFile.Open(data.Path))
-        {
-            var device = await storage.ReadAsync<DeviceState>("device", "dev-1");
-            Assert.Equal(UpdateIdWindow.IdBytes, device.RecentUpdateIds.Length);
-            device.LegacyRecentUpdateIds = [Convert.ToHexString(device.RecentUpdateIds)];
-            device.RecentUpdateIds = [];
-            await storage.WriteAsync("device", "dev-1", device);
-        }
-        // The federation forgets the update too, so that only the device's window can refuse it.
-        Assert.Single(await LoggedAsync(data.Path, "fa", segment: 1, drop: true));
-
-        await using (var cloud = await CloudTestHost.StartAsync(data.Path))
-        {
-            await using var dev1 = await TestDevice.ConnectAsync(cloud, "dev-1", "fa", password, key);
-            await dev1.PublishEnvelopeAsync(accepted);
-            var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.RejectedByReason.GetValueOrDefault(RejectionReason.Replay) == 1),
-                "the device's window to refuse the replay");
-            var status = await cloud.Grains.GetGrain<IFederationGrain>("fa").GetStatusAsync();
-            Assert.Equal(0, status.PendingUpdates);
-            Assert.Equal(0, status.RejectedTotal.GetValueOrDefault(RejectionReason.Replay));
-        }
-
-        using (var storage = StateFile.Open(data.Path))
-        {
-            var device = await storage.ReadAsync<DeviceState>("device", "dev-1");
-            Assert.Empty(device.LegacyRecentUpdateIds);
-            Assert.Equal(UpdateIdWindow.IdBytes, device.RecentUpdateIds.Length);
-            Assert.Equal(1, device.Rejected[RejectionReason.Replay]);
-        }
-    }
 
     /// <summary>The cloud's SQLite state file opened directly, between two runs of the cloud.</summary>
     /// <summary>What <see cref="AcceptTwoAndStopAsync"/> leaves: the devices' credentials, v0, d and dev-1's accepted update.</summary>

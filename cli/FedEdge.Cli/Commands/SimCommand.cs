@@ -34,7 +34,14 @@ internal static partial class SimCommand
         attack.AcceptOnlyFromAmong([.. SimulationAttacks.Names]);
         var attackers = new Option<double>("--attackers") { Description = "Fraction of malicious devices; also the f the robust rule is configured for.", DefaultValueFactory = _ => d.Attackers };
         var assumeF = new Option<int?>("--assume-f") { Description = "f the rule is configured with (default: the attackers; in a clean run the count --attackers gives)." };
-        var mode = new Option<string>("--mode") { Description = "sync (rounds) or async (FedBuff).", DefaultValueFactory = _ => d.Mode };
+        var mode = new Option<string>("--mode") { Description = "sync (rounds), fedbuff (async is an alias), fedasync or fedfix.", DefaultValueFactory = _ => d.Mode };
+        var serverOpt = new Option<string>("--server-opt") { Description = "Server optimizer on the aggregate: none, fedavgm, fedadam, fedyogi, fedadagrad (step size --server-lr).", DefaultValueFactory = _ => d.ServerOptimizer };
+        var buffer = new Option<int?>("--buffer") { Description = "FedBuff: updates per version K (default: half the devices)." };
+        var staleness = new Option<string?>("--staleness") { Description = "Asynchronous modes: s(τ) = fedbuff, constant, polynomial[:a] or hinge[:a,b] (default: the mode's own)." };
+        var maxStaleness = new Option<int>("--max-staleness") { Description = "Asynchronous modes: refuse updates more than this many versions behind.", DefaultValueFactory = _ => d.MaxStaleness };
+        var alpha = new Option<double>("--alpha") { Description = "FedAsync: mixing rate α.", DefaultValueFactory = _ => d.MixingRate };
+        var period = new Option<double>("--period") { Description = "FedFix: aggregation period Δt in seconds.", DefaultValueFactory = _ => d.AggregationPeriod.TotalSeconds };
+        var ef21Over = new Option<string>("--ef21-over") { Description = "EF21/EControl: the rule aggregates the devices' 'estimates' (Byz-EF21) or the 'messages'.", DefaultValueFactory = _ => d.EstimateAggregation };
         mode.AcceptOnlyFromAmong("sync", "async");
         var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round.", DefaultValueFactory = _ => d.LocalEpochs };
         var maxSteps = new Option<int>("--max-steps") { Description = "Cap on local SGD steps per round (0 = none).", DefaultValueFactory = _ => d.MaxStepsPerRound };
@@ -58,7 +65,8 @@ internal static partial class SimCommand
 
         var command = new Command("sim", "Simulate a federation in one process: cloud, broker and N edge agents over loopback MQTT on Fashion-MNIST.")
         {
-            devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, epochs, maxSteps, optimizer, learningRate,
+            devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, serverOpt, buffer, staleness,
+            maxStaleness, alpha, period, ef21Over, epochs, maxSteps, optimizer, learningRate,
             evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, json, report, dataDir, scenario,
         };
         command.SetAction(async (parse, cancellationToken) =>
@@ -84,6 +92,13 @@ internal static partial class SimCommand
                 Attackers = parse.GetValue(attackers),
                 AssumedByzantine = parse.GetValue(assumeF),
                 Mode = parse.GetValue(mode)!,
+                ServerOptimizer = parse.GetValue(serverOpt)!,
+                BufferSize = parse.GetValue(buffer),
+                Staleness = parse.GetValue(staleness) ?? "",
+                MaxStaleness = parse.GetValue(maxStaleness),
+                MixingRate = parse.GetValue(alpha),
+                AggregationPeriod = TimeSpan.FromSeconds(parse.GetValue(period)),
+                EstimateAggregation = parse.GetValue(ef21Over)!,
                 LocalEpochs = parse.GetValue(epochs),
                 MaxStepsPerRound = parse.GetValue(maxSteps),
                 Optimizer = parse.GetValue(optimizer)!,

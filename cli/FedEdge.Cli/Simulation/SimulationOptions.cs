@@ -29,7 +29,30 @@ public sealed record SimulationOptions
     public string Attack { get; init; } = "alie";
     /// <summary>Fraction of the devices that are malicious (rounded down; at least one when the fraction is positive).</summary>
     public double Attackers { get; init; } = 0.2;
+    /// <summary>sync, fedbuff (alias async), fedasync or fedfix (algorithms.md §3).</summary>
     public string Mode { get; init; } = "sync";
+    /// <summary>Server optimizer: none, fedavgm, fedadam, fedyogi, fedadagrad.</summary>
+    public string ServerOptimizer { get; init; } = "none";
+    /// <summary>FedBuff's K (null: half the devices).</summary>
+    public int? BufferSize { get; init; }
+    /// <summary>Asynchronous modes' s(τ) ("" = the mode's own).</summary>
+    public string Staleness { get; init; } = "";
+    public int MaxStaleness { get; init; } = 100;
+    /// <summary>FedAsync's α.</summary>
+    public double MixingRate { get; init; } = 0.5;
+    /// <summary>FedFix's Δt.</summary>
+    public TimeSpan AggregationPeriod { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>EF21/EControl: "estimates" (Byz-EF21) or "messages".</summary>
+    public string EstimateAggregation { get; init; } = "estimates";
+
+    /// <summary>The federation mode <see cref="Mode"/> names.</summary>
+    public FedEdge.Cloud.Abstractions.FederationMode FederationMode => Mode switch
+    {
+        "fedbuff" or "async" => FedEdge.Cloud.Abstractions.FederationMode.FedBuff,
+        "fedasync" => FedEdge.Cloud.Abstractions.FederationMode.FedAsync,
+        "fedfix" => FedEdge.Cloud.Abstractions.FederationMode.FedFix,
+        _ => FedEdge.Cloud.Abstractions.FederationMode.Sync,
+    };
     public int LocalEpochs { get; init; } = 1;
     public int Seed { get; init; }
     /// <summary>Cap on local SGD steps per round (0 = none); keeps the default run and tests short.</summary>
@@ -88,7 +111,20 @@ public sealed record SimulationOptions
             throw new ArgumentException($"Unknown --attack '{Attack}' ({string.Join(", ", SimulationAttacks.Names)}).");
         if (SimulationAttacks.IsOmniscient(Attack) && AttackerCount > 0 && AttackerCount >= Devices)
             throw new ArgumentException($"--attack {Attack} forges from honest updates: at least one device must be honest.");
-        if (Mode is not ("sync" or "async")) throw new ArgumentException($"Unknown --mode '{Mode}' (sync, async).");
+        if (Mode is not ("sync" or "async" or "fedbuff" or "fedasync" or "fedfix")) throw new ArgumentException($"Unknown --mode '{Mode}' (sync, fedbuff, fedasync, fedfix).");
+        if (!FedEdge.Aggregation.Strategies.ServerAggregatorOptions.Optimizers.Contains(ServerOptimizer))
+            throw new ArgumentException($"Unknown --server-opt '{ServerOptimizer}' ({string.Join(", ", FedEdge.Aggregation.Strategies.ServerAggregatorOptions.Optimizers)}).");
+        if (BufferSize is < 1) throw new ArgumentException($"--buffer must be at least 1 (got {BufferSize}).");
+        if (Staleness.Length > 0 && !FedEdge.Aggregation.Asynchronous.StalenessWeightings.TryParse(Staleness, out _, out var stalenessProblem))
+            throw new ArgumentException($"--staleness: {stalenessProblem}.");
+        if (MaxStaleness < 0) throw new ArgumentException("--max-staleness must be ≥ 0.");
+        if (!(MixingRate > 0 && MixingRate <= 1)) throw new ArgumentException($"--alpha must be in (0, 1] (got {MixingRate}).");
+        if (AggregationPeriod <= TimeSpan.Zero) throw new ArgumentException("--period must be positive.");
+        if (EstimateAggregation is not ("estimates" or "messages")) throw new ArgumentException($"--ef21-over is estimates or messages (got '{EstimateAggregation}').");
+        if (FederationMode == FedEdge.Cloud.Abstractions.FederationMode.FedAsync && Aggregator != "mean")
+            throw new ArgumentException($"--mode fedasync mixes one update per version: '{Aggregator}' has nothing to be robust over; use --aggregator mean, or --mode fedbuff for a robust asynchronous federation.");
+        if (ErrorFeedback is "ef21" or "econtrol" && FederationMode != FedEdge.Cloud.Abstractions.FederationMode.Sync)
+            throw new ArgumentException($"--ef {ErrorFeedback} keeps server estimates over sync rounds; use --mode sync (or --ef ef14).");
         if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol"))
             throw new ArgumentException($"Unknown --ef '{ErrorFeedback}' (none, ef14, ef21, econtrol).");
         if (!AggregationRuleFactory.Names.Contains(Aggregator))

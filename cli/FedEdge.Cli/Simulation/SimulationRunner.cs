@@ -69,16 +69,22 @@ public static class SimulationRunner
             Codec = options.Codec,
             Rule = options.Aggregator,
             Rounds = options.Rounds,
-            Mode = options.Mode == "async" ? FederationMode.Async : FederationMode.Sync,
+            Mode = options.FederationMode,
+            ServerOptimizer = options.ServerOptimizer,
+            Staleness = options.Staleness,
+            MaxStaleness = options.MaxStaleness,
+            MixingRate = options.MixingRate,
+            AggregationPeriod = options.AggregationPeriod,
+            EstimateAggregation = options.EstimateAggregation,
             ByzantineCount = options.ByzantineCount,
             Seed = options.Seed,
             ErrorFeedback = options.ErrorFeedback,
-            BufferSize = Math.Max(1, options.Devices / 2),
+            BufferSize = options.BufferSize ?? Math.Max(1, options.Devices / 2),
             RoundDeadline = options.RoundDeadline ?? options.RoundTimeout,
             RuleParameters = ruleParameters,
             ServerLearningRate = options.ServerLearningRate,
         };
-        if (config.Validate() is { } problem) throw new ArgumentException(problem);
+        if (FedEdge.Cloud.Aggregation.FederationStrategyFactory.Validate(config) is { } problem) throw new ArgumentException(problem);
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();
 
         // Attackers: a seeded random choice of devices.

@@ -130,7 +130,7 @@ public static class IngestBenchmark
             Codec = SignCodec.Default.Spec,
             Rule = "mean",
             Rounds = 0,
-            Mode = FederationMode.Async,
+            Mode = FederationMode.FedBuff,
             BufferSize = bufferSize ?? devices,
             MaxStaleness = int.MaxValue,
         }, new Immutable<byte[]>(model));

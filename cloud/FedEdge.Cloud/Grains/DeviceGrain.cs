@@ -14,8 +14,6 @@ public sealed class DeviceState
     [Id(4)] public long BytesAccepted { get; set; }
     [Id(5)] public Dictionary<RejectionReason, long> Rejected { get; set; } = [];
     [Id(6)] public long BytesRejected { get; set; }
-    /// <summary>The de-duplication window as hex strings: the layout before <see cref="RecentUpdateIds"/>, read once and moved there.</summary>
-    [Id(7)] public List<string> LegacyRecentUpdateIds { get; set; } = [];
     /// <summary>Ids of the most recently accepted updates, packed 16 bytes an id, oldest first (<see cref="UpdateIdWindow"/>).</summary>
     [Id(8)] public byte[] RecentUpdateIds { get; set; } = [];
 }
@@ -45,7 +43,6 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
         _writer = new CoalescingWriter(() =>
         {
             _state.State.RecentUpdateIds = Recent.ToBytes();
-            _state.State.LegacyRecentUpdateIds.Clear();
             return _state.WriteStateAsync();
         });
     }
@@ -59,14 +56,7 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
 
     private UpdateIdWindow? _recent;
 
-    private UpdateIdWindow Recent => _recent ??= LoadWindow(_state.State);
-
-    private static UpdateIdWindow LoadWindow(DeviceState state)
-    {
-        var window = UpdateIdWindow.FromBytes(DeduplicationWindow, state.RecentUpdateIds);
-        foreach (var id in state.LegacyRecentUpdateIds) window.Add(id);
-        return window;
-    }
+    private UpdateIdWindow Recent => _recent ??= UpdateIdWindow.FromBytes(DeduplicationWindow, _state.State.RecentUpdateIds);
 
     public async Task<SubmitResult> SubmitAsync(string federation, UpdateSubmission update)
     {

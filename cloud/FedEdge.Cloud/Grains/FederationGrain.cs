@@ -1,9 +1,8 @@
-using System.Numerics.Tensors;
+using System.Runtime.InteropServices;
 using FedEdge.Aggregation;
-using FedEdge.Aggregation.Asynchronous;
-using FedEdge.Aggregation.ServerOptimizers;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Aggregation;
 using FedEdge.Cloud.Clustering;
 using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Ingestion;
@@ -12,81 +11,82 @@ using FedEdge.Cloud.Publishing;
 using FedEdge.Cloud.Security;
 using FedEdge.Cloud.Storage;
 using FedEdge.Compression;
-using FedEdge.Compression.ErrorFeedback;
-using FedEdge.Protocol.Messages;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Orleans.Concurrency;
-using Orleans.Storage;
 using SubmitResult = FedEdge.Cloud.Abstractions.SubmitResult;
 
 namespace FedEdge.Cloud.Grains;
 
 /// <summary>
-/// A federation: configuration, model versions and the round state machine.
+/// One model of a federation: it hosts the federation's <see cref="IFederationStrategy"/> (built once from the
+/// configuration by <see cref="FederationStrategyFactory"/>: sync rounds, FedBuff, FedAsync or FedFix over a rule and a
+/// server step), makes what the strategy takes durable, and publishes each version. The strategy decides who is asked,
+/// what a contribution weighs, when a version is ready and how it is computed; the grain only
 /// <list type="bullet">
-/// <item>Sync: a round samples devices (the strategy's ConfigureRound over live devices, or all registered ones
-/// while none has reported), takes updates based on the current version until the quorum is reached or the
-/// deadline passes with at least <see cref="FederationConfig.MinUpdates"/>, then aggregates, publishes the next
-/// version and opens the next round.</item>
-/// <item>Async: FedBuff (Nguyen et al. 2022) — each update is weighted 1/√(1+τ) (τ = versions behind), dropped
-/// beyond <see cref="FederationConfig.MaxStaleness"/>; every K updates x ← x + η·Δ̄/K and the version advances.</item>
+/// <item>persists: an accepted update is appended to the model's update log (<see cref="IUpdateLog"/>, segment v + 1)
+/// before Submit returns Accepted; a version's commit writes the model blob and the strategy's changed server state
+/// (<see cref="ServerState"/>) to the model store, then the cold <see cref="FederationHistory"/>, then the hot
+/// <see cref="FederationState"/>. On activation the server state is restored and the log's pending segment replayed
+/// into a fresh aggregation, so a restart (or another silo) neither loses nor double-counts an update;</item>
+/// <item>publishes each committed version (<see cref="ModelPublication"/>), in order, after the commit's turn;</item>
+/// <item>keeps time: the open version's deadline (a sync round's, FedFix's period) follows the host's
+/// <see cref="TimeProvider"/>.</item>
 /// </list>
-/// The same grain runs a FedDAA cluster model (key <see cref="ModelGrainKey.For"/>(federation, c), c &gt; 0): its own
-/// versions, rounds among the devices the <see cref="ClusterDirectoryGrain"/> made live in it, update log and
-/// publication on the cluster's model topics. The federation's own grain (cluster 0) is then the reference model whose
-/// versions are the clustering clock, and it forwards device liveness to the directory.
-/// An update is appended to the model's update log (<see cref="IUpdateLog"/>, segment v + 1) before Submit returns
-/// Accepted; on activation the log's pending segment is replayed into a fresh aggregation, so a restart neither loses
-/// nor double-counts them. The hot <see cref="FederationState"/> is written per version, not per update. The round history and
-/// the keys of recently aggregated updates live in a second, cold record (<see cref="FederationHistory"/>) written only
-/// when a version is committed, before the hot state; the keys make a redelivery after a restart a replay even
-/// where the device grain's (lazily written) window has not caught up.
+/// A FedDAA cluster model (key <see cref="ModelGrainKey.For"/>(federation, c), c &gt; 0) runs the same way over the devices
+/// the <see cref="ClusterDirectoryGrain"/> made live in it, and announces P_c(y) with its versions; the federation's own
+/// model (cluster 0) is then the reference whose versions drive the clustering.
 /// <para>
-/// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and
-/// the hand-over to the round run in one synchronous turn; the log appends of concurrent submissions share a write
-/// and its flush to disk (the log group-commits). A version is aggregated only when every update taken into the round is
-/// durable, and no submission is taken while a version is being committed.
+/// Group commit: the grain is reentrant so that submissions overlap while they wait for storage. The checks and the
+/// hand-over to the aggregation run in one synchronous turn; the log appends of concurrent submissions share a write
+/// and its flush (the log group-commits). A version is aggregated only when every update taken into it is durable,
+/// and no submission is taken while a version is committed, except into FedBuff's next buffer (see
+/// <see cref="_admitted"/>).
 /// </para>
 /// </summary>
 [Reentrant]
 public sealed class FederationGrain : Grain, IFederationGrain
 {
+    /// <summary>Past models kept in memory for FedAsync (x_new = x_τ + Δ); staler updates are refused.</summary>
+    private const int KeptModelLimit = 16;
+
+    /// <summary>Committed versions remembered in <see cref="FederationState.RecentVersions"/> (FedFix's τ_i, FedAsync's x_τ).</summary>
+    private const int RecentVersionLimit = 128;
+
+    private static readonly TimeSpan FleetRefresh = TimeSpan.FromSeconds(10);
+
     private readonly IPersistentState<FederationState> _state;
     private readonly IPersistentState<FederationHistoryState> _historyState;
-    private readonly IGrainStorage _storage;
     private readonly IUpdateLog _updateLogs;
     private readonly FileSystemModelStore _models;
     private readonly ModelPublication _publication;
     private readonly DeviceRegistry _registry;
+    private readonly TimeProvider _clock;
     private readonly ILogger<FederationGrain> _logger;
+    private readonly CoalescingWriter _stateWriter;
 
     private OnnxParameterVector? _vector;
     private FederationHistory? _history;
     private float[] _parameters = [];
-    /// <summary>Sync cluster rounds: sampled devices that declined the open round (counted towards its quorum, never aggregated).</summary>
-    private readonly HashSet<string> _declined = new(StringComparer.Ordinal);
-    /// <summary>Sync: devices whose update the open round took (a device answers a round once).</summary>
-    private readonly HashSet<string> _contributed = new(StringComparer.Ordinal);
+    private IFederationStrategy? _strategy;
+    /// <summary>The next version in progress (null: a sync round with nobody to ask yet).</summary>
+    private IVersionAggregation? _version;
+    /// <summary>FedAsync: models of recent versions, by version.</summary>
+    private readonly Dictionary<long, float[]> _keptModels = [];
     /// <summary>Cluster models: FedRC label weights of the updates taken since the last version, and the P_c(y) announced.</summary>
     private readonly ClusterLabelWeightSum _labelWeights = new();
     private float[] _labelDistribution = [];
-    private IFederatedStrategy? _strategy;
-    private IRoundAggregation? _round;
-    private FedBuffBuffer? _buffer;
-    private IGrainTimer? _deadlineTimer;
-    private ErrorFeedbackServerState? _estimate;
+    private ITimer? _deadlineTimer;
     private Task _background = Task.CompletedTask;
-    private readonly CoalescingWriter _stateWriter;
+    private (DateTimeOffset At, IReadOnlyList<DeviceDescriptor> Devices)? _fleet;
     /// <summary>Start or version commit in progress: submissions wait for it.</summary>
     private Task? _exclusive;
-    /// <summary>Updates taken into the round/buffer whose log entries are not yet durable.</summary>
+    /// <summary>Updates taken into the aggregation whose log entries are not yet durable.</summary>
     private readonly HashSet<(string Device, string Update)> _unsaved = [];
     /// <summary>Durable home of the pending updates (opened on activation).</summary>
     private IModelUpdateLog? _log;
-    /// <summary>Updates accepted into the open round or FedBuff buffer, in arrival order (each in the log's segment v + 1).</summary>
+    /// <summary>Updates accepted into the open version, in arrival order (each in the log's segment v + 1).</summary>
     private List<PendingUpdate> _pending = [];
-    /// <summary>Completed (and replaced) whenever a version is committed or a FedBuff commit opens the next buffer: submissions waiting for room look again.</summary>
+    /// <summary>Completed (and replaced) whenever a version is committed or FedBuff's next buffer opens: submissions waiting for room look again.</summary>
     private TaskCompletionSource _roomChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
     /// <summary>
     /// FedBuff: while version v + 1 is written, the next buffer goes on filling. Updates taken meanwhile are held here,
@@ -101,20 +101,20 @@ public sealed class FederationGrain : Grain, IFederationGrain
     public FederationGrain(
         [PersistentState("federation", CloudHostExtensions.StorageName)] IPersistentState<FederationState> state,
         [PersistentState("federation-history", CloudHostExtensions.StorageName)] IPersistentState<FederationHistoryState> history,
-        IServiceProvider services,
         IUpdateLog updateLogs,
         FileSystemModelStore models,
         ModelPublication publication,
         DeviceRegistry registry,
+        CloudClock clock,
         ILogger<FederationGrain> logger)
     {
         _state = state;
         _historyState = history;
-        _storage = services.GetRequiredKeyedService<IGrainStorage>(CloudHostExtensions.StorageName);
         _updateLogs = updateLogs;
         _models = models;
         _publication = publication;
         _registry = registry;
+        _clock = clock.Time;
         _logger = logger;
         _stateWriter = new CoalescingWriter(() => _state.WriteStateAsync());
     }
@@ -134,17 +134,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     private FederationHistory History => _history ??= new FederationHistory(_historyState.State);
 
+    private IClusterDirectoryGrain Directory => GrainFactory.GetGrain<IClusterDirectoryGrain>(Model.Federation);
+
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
-        if (History.MigrateFrom(S, _historyState.RecordExists))
-        {
-            // A state stored before the hot/cold split: the cold record first, so no step loses the window.
-            await _historyState.WriteStateAsync(cancellationToken);
-            await _stateWriter.WriteAsync();
-            _logger.LogInformation("Federation {Federation}: moved its history and de-duplication window to their own record", Name);
-        }
         _log = await _updateLogs.OpenAsync(Name, S.ModelVersion + 1, cancellationToken);
-        await MigrateLegacyPendingAsync(cancellationToken);
         var recovered = _log.Recovered;
         if (History.Reconcile(S.ModelVersion, recovered.Select(r => r.Update)))
             _logger.LogWarning("Federation {Federation}: the commit of v{Version} stopped before its state was written; its {Pending} update(s) are aggregated again",
@@ -155,15 +149,23 @@ public sealed class FederationGrain : Grain, IFederationGrain
             ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
         _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
         _parameters = _vector.Read();
-        await LoadEstimateAsync(cancellationToken);
+        _strategy = FederationStrategyFactory.Create(S.Config, S.ParameterCount);
+        await RestoreServerStateAsync(cancellationToken);
+        await RestoreKeptModelsAsync(cancellationToken);
         if (!S.Finished)
         {
-            RebuildAggregation();
+            ResumeVersion();
             ReplayPending(recovered);
-            if (S.Config.Mode == FederationMode.Sync && S.RoundDeadline is { } deadline) ArmDeadline(deadline);
+            ArmDeadline();
         }
         await PublishCurrentAsync(previousChunkCount: null, cancellationToken);
-        _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s)", Name, S.ModelVersion, _pending.Count);
+        _logger.LogInformation("Federation {Federation} resumed at v{Version} with {Pending} pending update(s): {Strategy}", Name, S.ModelVersion, _pending.Count, _strategy.Name);
+    }
+
+    public override Task OnDeactivateAsync(DeactivationReason reason, CancellationToken cancellationToken)
+    {
+        _deadlineTimer?.Dispose();
+        return Task.CompletedTask;
     }
 
     public Task<FederationStatus> StartAsync(FederationConfig config, Immutable<byte[]> initialModel) =>
@@ -173,9 +175,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         ArgumentNullException.ThrowIfNull(config);
         Identifiers.Require(Model.Federation, "federation");
-        if (config.Validate() is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
-        if (!config.Rule.Equals("sign-vote", StringComparison.Ordinal) && !AggregationRuleFactory.Names.Contains(config.Rule))
-            throw new ArgumentException($"Federation {Name}: unknown rule '{config.Rule}'; expected one of {string.Join(", ", AggregationRuleFactory.Names)}", nameof(config));
+        if (FederationStrategyFactory.Validate(config) is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
         if (!UpdateCodecs.TryParse(config.Codec, out _, out var codecError))
             throw new ArgumentException($"Federation {Name}: {codecError}", nameof(config));
         if (S.Config is not null)
@@ -189,17 +189,18 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var sha = await _models.PutAsync(initialModel.Value);
         _vector = vector;
         _parameters = vector.Read();
+        _strategy = FederationStrategyFactory.Create(config, vector.ParameterCount);
         S.Config = config;
         S.ModelVersion = 0;
         S.ModelSha256 = sha;
         S.ParameterCount = vector.ParameterCount;
         S.ModelBytes = initialModel.Value.Length;
+        S.RecentVersions = [new VersionRecord(0, sha, _clock.GetUtcNow())];
+        KeepModel(0, _parameters);
         if (!IsClusterModel) _registry.AddFederation(Name);
-        await LoadEstimateAsync(CancellationToken.None);
-        RebuildAggregation();
-        if (config.Mode == FederationMode.Sync) OpenRound();
+        OpenVersion();
         await _stateWriter.WriteAsync();
-        _logger.LogInformation("Federation {Federation} started: {Config}, d = {Dimension}", Name, config, S.ParameterCount);
+        _logger.LogInformation("Federation {Federation} started: {Strategy}, d = {Dimension}", Name, _strategy.Name, S.ParameterCount);
         await PublishCurrentAsync(previousChunkCount: null, CancellationToken.None);
         return Status();
     }
@@ -207,7 +208,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     public async Task<SubmitResult> SubmitAsync(UpdateSubmission update)
     {
         if (await WaitForRoomAsync() is { } busy) return Count(busy);
-        // From here to the first await this runs as one turn: the checks and the hand-over to the round are atomic.
+        // From here to the first await this runs as one turn: the checks and the hand-over to the aggregation are atomic.
         if (IsClusterModel && (S.Config is null || S.Retired))
             return Count(SubmitResult.Reject(RejectionReason.UnknownCluster, S.Retired
                 ? $"cluster {Model.Cluster} of federation {Model.Federation} was retired (no devices left)"
@@ -218,24 +219,22 @@ public sealed class FederationGrain : Grain, IFederationGrain
             return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta?.Length ?? update.Dimension} coordinates, the model {S.ParameterCount}"));
         if (update.SampleCount > config.MaxSampleCount)
             return Count(SubmitResult.Reject(RejectionReason.SampleCountOutOfRange, $"claims {update.SampleCount} samples, above the federation's maximum {config.MaxSampleCount}"));
-        var staleness = S.ModelVersion - update.BaseVersion;
-        if (staleness < 0)
+        if (update.BaseVersion > S.ModelVersion)
             return Count(SubmitResult.Reject(RejectionReason.UnknownBaseVersion, $"base v{update.BaseVersion} was never published (current v{S.ModelVersion})"));
-        if (config.Mode == FederationMode.Sync ? staleness > 0 : staleness > config.MaxStaleness)
-            return Count(SubmitResult.Reject(RejectionReason.TooStale, $"base v{update.BaseVersion} is {staleness} version(s) behind v{S.ModelVersion}"));
         var key = (update.DeviceId, update.UpdateId);
         if (_unsaved.Contains(key) || _pending.Exists(p => p.DeviceId == update.DeviceId && p.UpdateId == update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} is already pending"));
         if (History.WasAggregated(update.DeviceId, update.UpdateId))
             return Count(SubmitResult.Reject(RejectionReason.Replay, $"update {update.UpdateId} was already aggregated"));
 
-        // FedBuff has no round to close: a decline changes nothing (accepted so the device does not resend it).
-        if (config.Mode == FederationMode.Async && ClusterDeclines.IsDecline(update)) return SubmitResult.Ok;
-        if (Take(update, (int)staleness) is { } refusal) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, refusal));
+        // Where declines do not count (asynchronous modes) they change nothing: accepted so the device does not resend.
+        if (!_strategy!.CountsDeclines && ClusterDeclines.IsDecline(update)) return SubmitResult.Ok;
+        if (Offer(update) is { } refusal)
+            return Count(SubmitResult.Reject(refusal.Kind == RefusalKind.TooStale ? RejectionReason.TooStale : RejectionReason.NotAccepting, refusal.Reason));
         _unsaved.Add(key);
 
         var pending = new PendingUpdate(update.DeviceId, update.UpdateId, update.BaseVersion, update.SampleCount,
-            update.Envelope.Length, update.TrainLoss, DateTimeOffset.UtcNow);
+            update.Envelope.Length, update.TrainLoss, _clock.GetUtcNow());
         try
         {
             // A device that just delivered an update is live, even if its status message has not been processed
@@ -269,7 +268,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             _unsaved.Remove(key);
         }
 
-        if (_exclusive is null && _unsaved.Count == 0 && (config.Mode == FederationMode.Sync ? RoundAnswered(config) : _buffer!.IsFull))
+        if (_exclusive is null && _unsaved.Count == 0 && _version is { IsReady: true })
         {
             try
             {
@@ -277,11 +276,35 @@ public sealed class FederationGrain : Grain, IFederationGrain
             }
             catch (Exception e)
             {
-                // The update is safely persisted; the round stays open and the deadline retries.
+                // The update is safely persisted; the version stays open and the deadline (or the next update) retries.
                 _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
             }
         }
         return SubmitResult.Ok;
+    }
+
+    /// <summary>Offers an update to the open version (opening one if none is); returns why it was refused, or null.</summary>
+    private Refusal? Offer(UpdateSubmission update)
+    {
+        if (_version is null) OpenVersion();
+        if (_version is null) return new Refusal(RefusalKind.NotExpected, "no round is open (no device available)");
+        var contribution = ClusterDeclines.IsDecline(update)
+            ? DeviceContribution.Decline(update.DeviceId, update.BaseVersion)
+            : update.Delta is { } delta
+                ? DeviceContribution.Update(update.DeviceId, delta, Math.Max(1, update.SampleCount), update.BaseVersion)
+                : _strategy!.AddsEncodedUpdates
+                    ? new DeviceContribution(update.DeviceId, update.BaseVersion, Math.Max(1, update.SampleCount), default, Encoded(update))
+                    : default;
+        if (contribution.DeviceId is null) return new Refusal(RefusalKind.Invalid, $"{_strategy!.Name} takes decoded updates only");
+        var received = _clock.GetUtcNow();
+        contribution = contribution with
+        {
+            BaseModel = _keptModels.TryGetValue(update.BaseVersion, out var baseModel) ? baseModel : default,
+            TrainingTime = S.RecentVersions.Find(r => r.Version == update.BaseVersion) is { } published ? received - published.CommittedAt : default,
+        };
+        var refusal = _version.Offer(contribution);
+        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope.Span, Model.Cluster);
+        return refusal;
     }
 
     /// <summary>Runs an operation that submissions must not interleave with (start, version commit).</summary>
@@ -293,7 +316,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     private async Task<T> RunExclusiveAsync<T>(Func<Task<T>> operation)
     {
-        await WaitForExclusiveAsync();
+        while (_exclusive is { } busy) await busy;
         var done = new TaskCompletionSource();
         _exclusive = done.Task;
         try
@@ -307,14 +330,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
         }
     }
 
-    private async Task WaitForExclusiveAsync()
-    {
-        while (_exclusive is { } busy) await busy;
-    }
-
     /// <summary>
-    /// Waits until no version is being committed and (async) the FedBuff buffer has room: a full buffer is
-    /// aggregated once all its updates are durable. Returns a refusal when the buffer cannot be flushed.
+    /// Waits until no version is being committed and the open version has room (a full FedBuff buffer or FedAsync
+    /// version is aggregated once all its updates are durable). Returns a refusal when it cannot be aggregated.
     /// </summary>
     private async Task<SubmitResult?> WaitForRoomAsync()
     {
@@ -322,15 +340,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
         {
             if (_exclusive is { } busy)
             {
-                if (_admitted is not null && _buffer is { IsFull: false }) return null; // FedBuff: the next buffer fills meanwhile
+                if (_admitted is not null && _version is { IsFull: false }) return null; // FedBuff: the next buffer fills meanwhile
                 await busy;
                 continue;
             }
-            if (S.Config is not { Mode: FederationMode.Async } || _buffer is not { IsFull: true }) return null;
+            if (_version is not { IsFull: true }) return null;
             if (_unsaved.Count > 0)
             {
-                // The submission that makes the last of them durable flushes the buffer.
-                await Task.WhenAny(_roomChanged.Task, Task.Delay(TimeSpan.FromSeconds(1)));
+                // The submission that makes the last of them durable aggregates the version.
+                await Task.WhenAny(_roomChanged.Task, Task.Delay(TimeSpan.FromSeconds(1), _clock));
                 continue;
             }
             try
@@ -340,7 +358,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
             catch (Exception e)
             {
                 _logger.LogError(e, "Federation {Federation}: aggregation of v{Version} failed", Name, S.ModelVersion + 1);
-                return SubmitResult.Reject(RejectionReason.NotAccepting, $"the FedBuff buffer is full and v{S.ModelVersion + 1} could not be aggregated");
+                return SubmitResult.Reject(RejectionReason.NotAccepting, $"v{S.ModelVersion + 1} is full and could not be aggregated");
             }
         }
     }
@@ -352,7 +370,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         if (IsClusteringReference) await Directory.SetDeviceOnlineAsync(deviceId, live);
         if (!(live ? S.Live.Add(deviceId) : S.Live.Remove(deviceId))) return;
         if (S.Retired) return;
-        if (S.Config is { Mode: FederationMode.Sync } && !S.Finished && _round is null) OpenRound();
+        if (S.Config is not null && !S.Finished && _version is null) OpenVersion();
         await _stateWriter.WriteAsync();
     }
 
@@ -377,8 +395,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         S.Retired = true;
         _deadlineTimer?.Dispose();
         _deadlineTimer = null;
-        _round = null;
-        _buffer = null;
+        _version = null;
         // Pending updates of the open round are dropped with the cluster, and their log.
         var dropped = _pending;
         _pending = [];
@@ -397,107 +414,161 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _logger.LogInformation("Cluster {Cluster} of {Federation} retired at v{Version} ({Dropped} pending update(s) dropped)", Model.Cluster, Model.Federation, S.ModelVersion, dropped.Count);
     });
 
-    private IClusterDirectoryGrain Directory => GrainFactory.GetGrain<IClusterDirectoryGrain>(Model.Federation);
-
-    /// <summary>Offers the update to the open round or buffer; returns why it was refused, or null.</summary>
-    private string? Take(UpdateSubmission update, int staleness)
+    public async Task<bool> CheckDeadlineAsync()
     {
-        var refusal = TakeUpdateOrDecline(update, staleness);
-        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope.Span, Model.Cluster);
-        return refusal;
-    }
-
-    /// <summary>
-    /// Sync: the quorum counts updates and declines (every sampled device answered), but a version needs at least
-    /// <see cref="FederationConfig.MinUpdates"/> real updates; with fewer the round waits for its deadline as before.
-    /// </summary>
-    private bool RoundAnswered(FederationConfig config) =>
-        _round is { } round && round.AcceptedCount + _declined.Count >= S.Quorum && round.AcceptedCount >= config.MinUpdates;
-
-    private string? TakeUpdateOrDecline(UpdateSubmission update, int staleness)
-    {
-        if (S.Config!.Mode == FederationMode.Async)
+        if (S.Finished || S.Retired || S.Config is null || S.RoundDeadline is not { } deadline) return false;
+        var now = _clock.GetUtcNow();
+        if (now < deadline)
         {
+            ArmDeadline();
+            return false;
+        }
+        if (_exclusive is not null || _unsaved.Count > 0)
+        {
+            // Updates taken into the version are still being made durable (or a version is being committed): look again shortly.
+            ArmDeadline(now + TimeSpan.FromMilliseconds(100));
+            return false;
+        }
+        if (_version is { Count: > 0 } version && version.AtDeadline() == DeadlineDecision.Aggregate)
+        {
+            _logger.LogInformation("Federation {Federation}: v{Version} deadline with {Count} update(s)", Name, S.ModelVersion + 1, version.Count);
             try
             {
-                var buffered = update.Delta is { } dense ? _buffer!.TryAdd(dense, staleness) : _buffer!.TryAdd(Encoded(update), staleness);
-                return buffered ? null : $"staleness {staleness} above the cut-off";
+                await RunExclusiveAsync(AggregateAsync);
+                return true;
             }
-            catch (InvalidUpdateException e)
+            catch (Exception e)
             {
-                return e.Reason; // the buffer is unchanged
+                _logger.LogError(e, "Federation {Federation}: aggregation at the deadline failed; waiting longer", Name);
             }
         }
-
-        if (_round is null) OpenRound();
-        if (_round is null) return "no round is open (no device available)";
-        if (ClusterDeclines.IsDecline(update))
+        if (_version is null) OpenVersion();
+        else
         {
-            if (!S.Sampled.Contains(update.DeviceId)) return $"device {update.DeviceId} is not sampled in round {S.ModelVersion + 1}";
-            if (_contributed.Contains(update.DeviceId) || !_declined.Add(update.DeviceId)) return $"device {update.DeviceId} already answered round {S.ModelVersion + 1}";
-            return null;
+            // Too little arrived: wait one more period, on the plan's grid (FedFix aggregates every Δt).
+            var period = _version.Plan.Period ?? S.Config.RoundDeadline;
+            do deadline += period; while (deadline <= now);
+            S.RoundDeadline = deadline;
         }
-        // The bridge decodes for sync federations (their rules need the rows); only FedBuff takes payloads.
-        if (update.Delta is not { } delta) return "a sync round takes decoded updates only";
-        var contribution = _strategy!.Contribution == ContributionKind.PackedSigns
-            ? DeviceContribution.Signs(update.DeviceId, PackSigns(delta), update.BaseVersion)
-            : DeviceContribution.Update(update.DeviceId, delta, Math.Max(1, update.SampleCount), update.BaseVersion);
-        var result = _round.Submit(contribution);
-        if (!result.Accepted) return result.Reason;
-        // An update after the device's own decline (it re-planned) replaces the decline.
-        _contributed.Add(update.DeviceId);
-        _declined.Remove(update.DeviceId);
-        return null;
+        ArmDeadline();
+        await _stateWriter.WriteAsync();
+        return false;
+    }
+
+    /// <summary>Plans the next version from the current model (sync: samples the round's devices); none when nobody can be asked.</summary>
+    private void OpenVersion() => OpenVersion(S.ModelVersion, _parameters);
+
+    private void OpenVersion(long currentVersion, float[] model)
+    {
+        var now = _clock.GetUtcNow();
+        var plan = _strategy!.Plan(new VersionContext(currentVersion, now, Fleet().Count) { Model = model }, Available());
+        _version = plan is null ? null : _strategy.Begin(plan);
+        S.Sampled = plan?.Participants?.ToList() ?? [];
+        S.Quorum = plan?.Quorum ?? 0;
+        S.RoundOpenedAt = now;
+        S.RoundDeadline = plan?.Deadline;
+        ArmDeadline();
+    }
+
+    /// <summary>Recreates the open version after activation: a sync round keeps its persisted sample, quorum and deadline.</summary>
+    private void ResumeVersion()
+    {
+        var plan = _strategy!.Plan(new VersionContext(S.ModelVersion, _clock.GetUtcNow(), Fleet().Count) { Model = _parameters }, Available());
+        if (plan is null || plan.Participants is not null && S.Sampled.Count == 0)
+        {
+            _version = null; // a sync round opens once a device can be asked
+            return;
+        }
+        plan = plan with { Deadline = S.RoundDeadline ?? plan.Deadline };
+        if (plan.Participants is not null) plan = plan with { Participants = S.Sampled.ToArray(), Quorum = S.Quorum };
+        _version = _strategy.Begin(plan);
+    }
+
+    /// <summary>Devices a sync round may sample: a cluster model's live members; the federation's live devices, or
+    /// every registered one while none has reported.</summary>
+    private IReadOnlyList<DeviceDescriptor> Available() => S.Live.Count > 0 || IsClusterModel
+        ? S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
+        : Fleet();
+
+    /// <summary>The federation's registered devices (n of EF21 and FedFix), read at most every <see cref="FleetRefresh"/>.</summary>
+    private IReadOnlyList<DeviceDescriptor> Fleet()
+    {
+        var now = _clock.GetUtcNow();
+        if (_fleet is { } fleet && now - fleet.At < FleetRefresh) return fleet.Devices;
+        var devices = _registry.List(Model.Federation).Where(d => !d.Revoked).Select(d => new DeviceDescriptor(d.DeviceId)).ToList();
+        _fleet = (now, devices);
+        return devices;
+    }
+
+    /// <summary>Takes the logged updates of the open version into its fresh aggregation.</summary>
+    private void ReplayPending(IReadOnlyList<LoggedUpdate> logged)
+    {
+        _pending = [];
+        foreach (var (pending, envelope) in logged)
+        {
+            var problem = ClusterDeclines.TryDecodeStored(envelope.Span, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
+            problem ??= Offer(new UpdateSubmission
+            {
+                DeviceId = pending.DeviceId,
+                UpdateId = pending.UpdateId,
+                BaseVersion = pending.BaseVersion,
+                SampleCount = pending.SampleCount,
+                Delta = delta,
+                Dimension = delta!.Length,
+                Envelope = envelope,
+            })?.Reason;
+            if (problem is null) _pending.Add(pending);
+            else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
+        }
+    }
+
+    /// <summary>Arms the timer for <paramref name="due"/>, or for the open version's deadline (none: disarmed).</summary>
+    private void ArmDeadline(DateTimeOffset? due = null)
+    {
+        _deadlineTimer?.Dispose();
+        _deadlineTimer = null;
+        if ((due ?? S.RoundDeadline) is not { } at) return;
+        var wait = at - _clock.GetUtcNow();
+        var self = this.AsReference<IFederationGrain>();
+        _deadlineTimer = _clock.CreateTimer(_ => _ = self.CheckDeadlineAsync(), null, wait < TimeSpan.Zero ? TimeSpan.Zero : wait, Timeout.InfiniteTimeSpan);
+    }
+
+    private void SignalRoomChanged()
+    {
+        var changed = _roomChanged;
+        _roomChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        changed.SetResult();
     }
 
     private async Task AggregateAsync()
     {
         var config = S.Config!;
         var next = _parameters.ToArray();
-        float[]? estimate = null;
-        if (config.Mode == FederationMode.Sync)
-        {
-            var participants = _round!.AcceptedCount;
-            _round.Complete(next);
-            if (_estimate is not null)
-            {
-                // The strategy applied x + a (a = aggregate of the k messages c_i); EF21's server step instead is
-                // g ← g + (k/n)·a with n the federation's devices, then x ← x + η·g.
-                var aggregate = new float[next.Length];
-                TensorPrimitives.Subtract(next, _parameters, aggregate);
-                var devices = Math.Max(participants, _registry.List(Name).Count(d => !d.Revoked));
-                estimate = _estimate.Estimate.ToArray();
-                TensorPrimitives.MultiplyAdd(aggregate, (float)participants / devices, estimate, estimate);
-                TensorPrimitives.MultiplyAdd(estimate, (float)config.ServerLearningRate, _parameters, next);
-            }
-        }
-        else
-        {
-            _buffer!.ApplyTo(next, new float[next.Length]);
-        }
+        var version = _version!;
+        version.Complete(next);
         if (UpdateValidator.IndexOfNonFinite(next) is var bad and >= 0)
             throw new InvalidOperationException($"Federation {Name}: aggregation produced a non-finite parameter at index {bad}; v{S.ModelVersion} kept");
-        // FedBuff: the version is fixed, so new updates may fill the next buffer while it is written (the commit takes
-        // 5–25 ms of model-store and SQLite fsyncs, during which ingest otherwise stood still). Not for the last version
-        // of a federation with a round limit: nothing would ever aggregate that buffer.
-        if (config.Mode == FederationMode.Async && !(config.Rounds > 0 && S.ModelVersion + 1 >= config.Rounds))
+        // Asynchronous modes: the version is fixed, so new updates may fill the next one while it is written (the commit
+        // takes 5–25 ms of model-store and SQLite fsyncs, during which ingest otherwise stood still). Not for the last
+        // version of a federation with a round limit: nothing would ever aggregate the next.
+        if (version.Plan.Participants is null && !(config.Rounds > 0 && S.ModelVersion + 1 >= config.Rounds))
         {
             await CommitAdmittingAsync(next);
             return;
         }
-        await CommitVersionAsync(next, estimate);
+        await CommitVersionAsync(next, admitting: false);
     }
 
-    /// <summary>Commits a FedBuff version while the next buffer fills (see <see cref="_admitted"/>).</summary>
+    /// <summary>Commits a version while the next one fills (see <see cref="_admitted"/>).</summary>
     private async Task CommitAdmittingAsync(float[] next)
     {
-        _buffer = NewFedBuffBuffer(S.Config!);
         _admitted = [];
         _admission = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        SignalRoomChanged(); // submissions waiting for the full buffer may go into the next one
+        OpenVersion(S.ModelVersion + 1, next);
+        SignalRoomChanged(); // submissions waiting for the full version may go into the next one
         try
         {
-            await CommitVersionAsync(next, estimate: null);
+            await CommitVersionAsync(next, admitting: true);
             _admission.SetResult();
         }
         catch (Exception e)
@@ -515,57 +586,61 @@ public sealed class FederationGrain : Grain, IFederationGrain
     }
 
     /// <summary>
-    /// Commits version v+1: the blobs into the model store, then the cold record (its summary and the aggregated keys),
-    /// then the hot state (new version and SHA-256, empty pending list). The hot state is changed only once the cold
-    /// record is durable, so no write of it (a coalesced one from a liveness change included) can persist v+1 first;
-    /// <see cref="FederationHistory"/> explains why this order, and how a crash between the two writes is undone.
+    /// Commits version v+1: the model blob and the strategy's changed server state into the model store, with the cold
+    /// record (its summary and the aggregated keys), then the hot state (new version, SHA-256s, empty pending list). The
+    /// hot state is changed only once the cold record is durable, so no write of it (a coalesced one from a liveness
+    /// change included) can persist v+1 first; <see cref="FederationHistory"/> explains why this order, and how a crash
+    /// between the two writes is undone.
     /// </summary>
-    private async Task CommitVersionAsync(float[] next, float[]? estimate)
+    private async Task CommitVersionAsync(float[] next, bool admitting)
     {
         var config = S.Config!;
-        var estimateSha = estimate is null
-            ? S.EstimateSha256
-            : await _models.PutAsync(System.Runtime.InteropServices.MemoryMarshal.AsBytes(estimate.AsSpan()).ToArray());
-        // Read before the blobs' awaits: the updates a FedBuff buffer admits meanwhile belong to the next version.
+        // Read before the blobs' awaits: the updates admitted meanwhile belong to the next version.
         var aggregated = _pending;
         // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
         var labels = IsClusterModel ? _labelDistribution = _labelWeights.TakeDistribution() ?? _labelDistribution : [];
         var model = _vector!.Write(next);
         var previousChunks = _publication.ChunkCount(S.ModelBytes);
-        var now = DateTimeOffset.UtcNow;
+        var changedState = _strategy!.State.TakeChanged();
+        var now = _clock.GetUtcNow();
         try
         {
-            // The blob and the cold record are independent (a cold record ahead of the hot state is undone on
-            // activation, whether or not the blob made it), so their fsyncs overlap; the hot state needs both.
+            // The blobs and the cold record are independent (a cold record ahead of the hot state is undone on
+            // activation, whether or not the blobs made it), so their fsyncs overlap; the hot state needs them all.
             History.RecordVersion(FederationHistory.Summarize(S.ModelVersion + 1, aggregated, S.RoundOpenedAt, now), aggregated);
             var put = _models.PutAsync(model);
-            await Task.WhenAll(put, _historyState.WriteStateAsync());
+            var stateBlobs = changedState.Select(async v => (v.Name, Sha: await _models.PutAsync(MemoryMarshal.AsBytes(v.Vector.AsSpan()).ToArray()))).ToArray();
+            await Task.WhenAll(put, Task.WhenAll(stateBlobs), _historyState.WriteStateAsync());
             var sha = await put;
-            S.EstimateSha256 = estimateSha;
+            foreach (var blob in stateBlobs) S.ServerState[(await blob).Name] = (await blob).Sha;
             S.ModelVersion++;
             S.ModelSha256 = sha;
             S.ModelBytes = model.Length;
+            S.RecentVersions.Add(new VersionRecord(S.ModelVersion, sha, now));
+            if (S.RecentVersions.Count > RecentVersionLimit) S.RecentVersions.RemoveRange(0, S.RecentVersions.Count - RecentVersionLimit);
+            KeepModel(S.ModelVersion, next);
             if (IsClusterModel) S.LabelDistribution = labels;
-            var admitting = _admitted is not null;
             S.AcceptedTotal += aggregated.Count;
             _pending = _admitted ?? [];
             _admitted = null; // from here submissions wait for this state write, as before the admission
-
             S.Finished = config.Rounds > 0 && S.ModelVersion >= config.Rounds;
             _parameters = next;
-            if (estimate is not null) _estimate!.Load(estimate);
-            _deadlineTimer?.Dispose();
-            _deadlineTimer = null;
-            if (!admitting) RebuildAggregation(); // else FedBuff's next buffer is already filling
-            S.Sampled = [];
-            S.RoundDeadline = null;
-            if (config.Mode == FederationMode.Async) S.RoundOpenedAt = now;
-            else if (!S.Finished) OpenRound();
+            if (S.Finished)
+            {
+                _version = null;
+                S.Sampled = [];
+                S.RoundDeadline = null;
+                ArmDeadline();
+            }
+            else if (!admitting)
+            {
+                OpenVersion(); // else the next version is already filling
+            }
             await _stateWriter.WriteAsync();
         }
         catch
         {
-            // Memory is ahead of storage (the round was consumed): reload and replay from what is durable.
+            // Memory is ahead of storage (the version was consumed): reload and replay from what is durable.
             DeactivateOnIdle();
             throw;
         }
@@ -613,162 +688,39 @@ public sealed class FederationGrain : Grain, IFederationGrain
         }
     }
 
-    /// <summary>
-    /// Moves the pending list of a state stored before the update log (<see cref="FederationState.LegacyPending"/>, each
-    /// envelope in a grain-storage record of its own) into the log: appended, then the state written without the list
-    /// (an interrupted move is repeated, and the log keeps an update once), then the old records deleted.
-    /// </summary>
-    private async Task MigrateLegacyPendingAsync(CancellationToken cancellationToken)
+    /// <summary>Reads the strategy's persisted server state back (vectors by SHA-256 in the model store).</summary>
+    private async Task RestoreServerStateAsync(CancellationToken cancellationToken)
     {
-        if (S.LegacyPending is not { } legacy) return;
-        var logged = _log!.Recovered.Select(r => (r.Update.DeviceId, r.Update.UpdateId)).ToHashSet();
-        foreach (var pending in legacy.Where(p => !logged.Contains((p.DeviceId, p.UpdateId))))
+        foreach (var (name, sha) in S.ServerState)
         {
-            if (await LegacyRecord(pending).ReadAsync() is { } stored)
-                await _log.AppendAsync(S.ModelVersion + 1, new LoggedUpdate(pending, stored.Envelope));
-            else
-                _logger.LogWarning("Federation {Federation}: pending update {Update} of {Device} was not fully persisted; dropped", Name, pending.UpdateId, pending.DeviceId);
+            var blob = await _models.GetAsync(sha, cancellationToken)
+                ?? throw new InvalidDataException($"Federation {Name}: server state '{name}' ({sha}) is missing from the model store");
+            _strategy!.State.Restore(name, MemoryMarshal.Cast<byte, float>(blob));
         }
-        S.AcceptedTotal -= legacy.Count; // that layout counted its pending updates; this one counts them once aggregated
-        S.LegacyPending = null;
-        await _stateWriter.WriteAsync();
-        foreach (var pending in legacy)
+    }
+
+    /// <summary>FedAsync: loads the models of the recent versions that stale updates may have been trained from.</summary>
+    private async Task RestoreKeptModelsAsync(CancellationToken cancellationToken)
+    {
+        int keep = Math.Min(_strategy!.ModelHistory, KeptModelLimit);
+        foreach (var record in S.RecentVersions.TakeLast(keep + 1))
         {
-            try
+            if (record.Version == S.ModelVersion)
             {
-                await LegacyRecord(pending).ClearAsync();
+                KeepModel(record.Version, _parameters);
+                continue;
             }
-            catch (Exception e)
-            {
-                _logger.LogWarning(e, "Federation {Federation}: could not delete the old record of update {Update}", Name, pending.UpdateId);
-            }
-        }
-        _log = await _updateLogs.OpenAsync(Name, S.ModelVersion + 1, cancellationToken);
-        _logger.LogInformation("Federation {Federation}: moved {Count} pending update(s) into the update log", Name, legacy.Count);
-    }
-
-    private async Task LoadEstimateAsync(CancellationToken cancellationToken)
-    {
-        if (!S.Config!.UsesServerEstimate) return;
-        _estimate = new ErrorFeedbackServerState(S.ParameterCount);
-        if (S.EstimateSha256 is null) return;
-        var blob = await _models.GetAsync(S.EstimateSha256, cancellationToken)
-            ?? throw new InvalidDataException($"Federation {Name}: the EF estimate {S.EstimateSha256} is missing from the model store");
-        _estimate.Load(System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(blob));
-    }
-
-    /// <summary>Samples the round's devices; leaves no round open when no device is known yet.</summary>
-    private void OpenRound()
-    {
-        // A cluster model samples only the devices the directory made live in it; the federation's own model falls
-        // back to every registered device while none has reported.
-        var available = S.Live.Count > 0 || IsClusterModel
-            ? S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
-            : _registry.List(Name).Where(d => !d.Revoked).Select(d => new DeviceDescriptor(d.DeviceId)).ToList();
-        if (available.Count == 0)
-        {
-            _round = null;
-            return;
-        }
-        _strategy = CreateStrategy(S.Config!, available.Count);
-        var plan = _strategy.ConfigureRound(new RoundContext(S.ModelVersion + 1, S.ModelVersion), available);
-        _round = _strategy.BeginAggregation(plan, S.ParameterCount);
-        S.Sampled = plan.Assignments.Select(a => a.DeviceId).ToList();
-        S.Quorum = plan.MinimumContributions;
-        S.RoundOpenedAt = DateTimeOffset.UtcNow;
-        S.RoundDeadline = S.RoundOpenedAt + S.Config!.RoundDeadline;
-        ArmDeadline(S.RoundDeadline.Value);
-    }
-
-    /// <summary>Recreates the in-memory aggregation for the persisted round (sampled devices) or buffer.</summary>
-    private void RebuildAggregation()
-    {
-        var config = S.Config!;
-        _round = null;
-        _buffer = null;
-        _declined.Clear();
-        _contributed.Clear();
-        if (config.Mode == FederationMode.Async)
-        {
-            _buffer = NewFedBuffBuffer(config);
-            return;
-        }
-        if (S.Sampled.Count == 0) return;
-        _strategy = CreateStrategy(config, S.Sampled.Count);
-        var assignments = S.Sampled.Select(id => new DeviceAssignment(id, _strategy.Contribution, new Dictionary<string, string>())).ToArray();
-        _round = _strategy.BeginAggregation(new RoundPlan(new RoundContext(S.ModelVersion + 1, S.ModelVersion), assignments, S.Quorum), S.ParameterCount);
-    }
-
-    private void SignalRoomChanged()
-    {
-        var changed = _roomChanged;
-        _roomChanged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        changed.SetResult();
-    }
-
-    private FedBuffBuffer NewFedBuffBuffer(FederationConfig config) =>
-        new(S.ParameterCount, config.BufferSize, config.ServerLearningRate, config.MaxStaleness);
-
-    /// <summary>Takes the logged updates of the open round or buffer into a fresh aggregation.</summary>
-    private void ReplayPending(IReadOnlyList<LoggedUpdate> logged)
-    {
-        _pending = [];
-        foreach (var (pending, envelope) in logged)
-        {
-            var problem = ClusterDeclines.TryDecodeStored(envelope.Span, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
-            problem ??= Take(new UpdateSubmission
-            {
-                DeviceId = pending.DeviceId,
-                UpdateId = pending.UpdateId,
-                BaseVersion = pending.BaseVersion,
-                SampleCount = pending.SampleCount,
-                Delta = delta,
-                Dimension = delta!.Length,
-                Envelope = envelope,
-            }, (int)(S.ModelVersion - pending.BaseVersion));
-            if (problem is null) _pending.Add(pending);
-            else _logger.LogError("Federation {Federation}: pending update {Update} of {Device} cannot be replayed: {Problem}", Name, pending.UpdateId, pending.DeviceId, problem);
+            if (await _models.GetAsync(record.ModelSha256, cancellationToken) is { } blob)
+                KeepModel(record.Version, new OnnxParameterVector(blob, $"{Name} v{record.Version}").Read());
         }
     }
 
-    private void ArmDeadline(DateTimeOffset deadline)
+    private void KeepModel(long version, float[] parameters)
     {
-        _deadlineTimer?.Dispose();
-        var due = deadline - DateTimeOffset.UtcNow;
-        _deadlineTimer = this.RegisterGrainTimer(OnDeadlineAsync, new GrainTimerCreationOptions
-        {
-            DueTime = due < TimeSpan.Zero ? TimeSpan.Zero : due,
-            Period = Timeout.InfiniteTimeSpan,
-            KeepAlive = true,
-        });
-    }
-
-    private async Task OnDeadlineAsync(CancellationToken cancellationToken)
-    {
-        if (S.Finished || S.Retired || S.Config is not { Mode: FederationMode.Sync } config) return;
-        if (_exclusive is not null || _unsaved.Count > 0)
-        {
-            // Updates taken into the round are still being made durable (or a version is being committed): look again shortly.
-            ArmDeadline(DateTimeOffset.UtcNow + TimeSpan.FromMilliseconds(100));
-            return;
-        }
-        if (_round is not null && _round.AcceptedCount >= config.MinUpdates)
-        {
-            _logger.LogInformation("Federation {Federation}: round {Round} deadline with {Count}/{Sampled} update(s)", Name, S.ModelVersion + 1, _round.AcceptedCount, S.Sampled.Count);
-            try
-            {
-                await RunExclusiveAsync(AggregateAsync);
-                return;
-            }
-            catch (Exception e)
-            {
-                _logger.LogError(e, "Federation {Federation}: aggregation at the deadline failed; waiting longer", Name);
-            }
-        }
-        if (_round is null) OpenRound();
-        S.RoundDeadline = DateTimeOffset.UtcNow + config.RoundDeadline;
-        ArmDeadline(S.RoundDeadline.Value);
-        await _stateWriter.WriteAsync();
+        int keep = Math.Min(_strategy!.ModelHistory, KeptModelLimit);
+        if (keep == 0) return;
+        _keptModels[version] = parameters;
+        _keptModels.Remove(version - keep - 1);
     }
 
     private async Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken)
@@ -806,10 +758,6 @@ public sealed class FederationGrain : Grain, IFederationGrain
         return result;
     }
 
-    /// <summary>Where a pending update's envelope was kept before the update log (read once, by the migration).</summary>
-    private StorageRecord<StoredUpdate> LegacyRecord(PendingUpdate update) =>
-        new(_storage, "update", GrainId.Create("fededge-update", $"{Name}/{update.DeviceId}/{update.UpdateId}"));
-
     private FederationStatus Status() => new()
     {
         Federation = Model.Federation,
@@ -826,51 +774,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
         RejectedTotal = new Dictionary<RejectionReason, long>(S.RejectedTotal),
         RoundDeadline = S.RoundDeadline,
         History = History.RoundsThrough(S.ModelVersion),
+        Strategy = _strategy?.Name ?? "",
+        AddsEncodedUpdates = _strategy?.AddsEncodedUpdates ?? false,
     };
 
-    private static IFederatedStrategy CreateStrategy(FederationConfig config, int count)
-    {
-        var options = new RoundOptions
-        {
-            FractionFit = config.SampleFraction,
-            MinimumDevices = 1,
-            QuorumFraction = config.QuorumFraction,
-            Seed = config.Seed,
-        };
-        if (config.Rule == "sign-vote") return new SignVoteStrategy(config.ServerLearningRate, options);
-        var p = config.RuleParameters;
-        int? Int(string key) => p.TryGetValue(key, out var v) ? int.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : null;
-        double? Double(string key) => p.TryGetValue(key, out var v) ? double.Parse(v, System.Globalization.CultureInfo.InvariantCulture) : null;
-        var parameters = new RuleParameters
-        {
-            F = config.ByzantineCount,
-            M = Int("m"),
-            BucketSize = Int("bucket") ?? 0,
-            Seed = config.Seed,
-            Tau = Double("tau") ?? 10.0,
-            Iterations = Int("iters"),
-            Nu = Double("nu") ?? 0.1,
-        };
-        // The server step x ← x + η·agg: η = 1 is plain FedAvg and needs no optimizer; other η use FedAvgM with β = 0,
-        // which keeps no state between rounds. With a server estimate (EF21) the grain applies η itself to g.
-        var serverStep = config.ServerLearningRate == 1.0 || config.UsesServerEstimate
-            ? null
-            : new FedAvgMOptimizer(config.ServerLearningRate, momentum: 0);
-        return new RobustAggregationStrategy(AggregationRuleFactory.Create(config.Rule, parameters, count), options, serverOptimizer: serverStep);
-    }
-
-    /// <summary>The payload of a submission the bridge left encoded, ready to add into FedBuff's sum.</summary>
+    /// <summary>The payload of a submission the bridge left encoded, ready to add into a streaming sum.</summary>
     private static EncodedUpdate Encoded(UpdateSubmission update) =>
         UpdateCodecs.TryParse(update.Codec, out var codec, out var problem)
             ? new EncodedUpdate(codec, update.Payload, update.Dimension)
             : throw new InvalidUpdateException(null, problem);
-
-    private static byte[] PackSigns(ReadOnlySpan<float> delta)
-    {
-        var bits = new byte[(delta.Length + 7) / 8];
-        SignCodec.PackSignBits(delta, bits);
-        return bits;
-    }
 
     private static bool SameConfig(FederationConfig a, FederationConfig b) =>
         a with { RuleParameters = b.RuleParameters } == b

@@ -89,28 +89,6 @@ public sealed class FederationHistory
         return true;
     }
 
-    /// <summary>
-    /// Moves the history and window out of a hot state written before the split (they were fields of it) into this
-    /// record, unless <paramref name="recordExists"/> (an earlier migration wrote it and then stopped before clearing
-    /// the hot state's copies). Returns whether both records must be written: this one first, then the hot state.
-    /// </summary>
-    public bool MigrateFrom(FederationState hot, bool recordExists)
-    {
-        ArgumentNullException.ThrowIfNull(hot);
-        if (hot.LegacyHistory is null && hot.LegacyRecentlyAggregated is null) return false;
-        if (!recordExists)
-        {
-            State.ModelVersion = hot.ModelVersion;
-            State.Rounds = hot.LegacyHistory ?? [];
-            State.RecentlyAggregated = hot.LegacyRecentlyAggregated ?? [];
-            _window.Clear();
-            _window.UnionWith(State.RecentlyAggregated);
-        }
-        hot.LegacyHistory = null;
-        hot.LegacyRecentlyAggregated = null;
-        return true;
-    }
-
     /// <summary>The summary of version <paramref name="version"/> aggregated from <paramref name="aggregated"/>.</summary>
     /// <param name="openedAt">When the round (sync) or buffer (async) opened, if known.</param>
     public static RoundSummary Summarize(long version, IReadOnlyList<PendingUpdate> aggregated, DateTimeOffset? openedAt, DateTimeOffset now)

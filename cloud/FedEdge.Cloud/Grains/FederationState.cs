@@ -23,26 +23,28 @@ public sealed class FederationState
     [Id(7)] public int Quorum { get; set; }
     [Id(8)] public DateTimeOffset? RoundOpenedAt { get; set; }
     [Id(9)] public DateTimeOffset? RoundDeadline { get; set; }
-    /// <summary>Layout before the update log: the pending updates (envelopes in records of their own). Moved into the
-    /// log once on activation, then null.</summary>
-    [Id(10)] public List<PendingUpdate>? LegacyPending { get; set; }
     [Id(11)] public HashSet<string> Live { get; set; } = [];
     /// <summary>Updates aggregated into committed versions (a status adds the pending ones).</summary>
     [Id(12)] public long AcceptedTotal { get; set; }
     [Id(13)] public Dictionary<RejectionReason, long> RejectedTotal { get; set; } = [];
-    /// <summary>Layout before the hot/cold split: the round history, now in <see cref="FederationHistoryState"/>.
-    /// Read once on activation to migrate, then null.</summary>
-    [Id(14)] public List<RoundSummary>? LegacyHistory { get; set; }
-    /// <summary>EF21/EControl: SHA-256 in the model store of the server estimate g (float32 little-endian), if any.</summary>
-    [Id(15)] public string? EstimateSha256 { get; set; }
-    /// <summary>Layout before the hot/cold split: the de-duplication window, now in <see cref="FederationHistoryState"/>.
-    /// Read once on activation to migrate, then null.</summary>
-    [Id(16)] public List<string>? LegacyRecentlyAggregated { get; set; }
     /// <summary>Cluster models only: retired by the cluster directory (no devices left); takes no updates.</summary>
     [Id(17)] public bool Retired { get; set; }
     /// <summary>Cluster models only: P_c(y) announced with the current version, so a restart republishes it too.</summary>
     [Id(18)] public float[]? LabelDistribution { get; set; }
+    /// <summary>The strategy's server state (<see cref="FedEdge.Aggregation.Strategies.ServerState"/>): each vector's
+    /// SHA-256 in the model store (float32 little-endian), written with the version that changed it.</summary>
+    [Id(19)] public Dictionary<string, string> ServerState { get; set; } = [];
+    /// <summary>The last versions committed, newest last: their model's SHA-256 (FedAsync mixes with the model an
+    /// update was trained from) and when they were committed (FedFix's training time τ_i).</summary>
+    [Id(20)] public List<VersionRecord> RecentVersions { get; set; } = [];
 }
+
+/// <summary>A committed version: its model in the store and when it was committed.</summary>
+[GenerateSerializer, Immutable]
+public sealed record VersionRecord(
+    [property: Id(0)] long Version,
+    [property: Id(1)] string ModelSha256,
+    [property: Id(2)] DateTimeOffset CommittedAt);
 
 /// <summary>
 /// A federation's cold persisted state: changed only when a version is committed, so written once per version, not
@@ -72,8 +74,7 @@ public sealed record PendingUpdate(
     [property: Id(5)] double? TrainLoss,
     [property: Id(6)] DateTimeOffset ReceivedAt);
 
-/// <summary>An accepted update's signed envelope in a grain-storage record (<see cref="Storage.GrainStorageUpdateLog"/>,
-/// and the layout before the update log).</summary>
+/// <summary>An accepted update's signed envelope in a grain-storage record (<see cref="Storage.GrainStorageUpdateLog"/>).</summary>
 [GenerateSerializer]
 public sealed class StoredUpdate
 {

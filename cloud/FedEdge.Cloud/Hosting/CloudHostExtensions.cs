@@ -6,6 +6,7 @@ using FedEdge.Cloud.Storage;
 using FedEdge.Cloud.Telemetry.Hosting;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Orleans.Configuration;
@@ -39,6 +40,7 @@ public static class CloudHostExtensions
         var data = new CloudDataDirectory(options.DataDirectory);
         Directory.CreateDirectory(data.Root);
         services.AddSingleton(data);
+        services.TryAddSingleton(CloudClock.System);
         services.AddSingleton(_ => new DeviceRegistry(data.RegistryDatabase));
         services.AddSingleton(_ => options.ServicePassword is { Length: > 0 } password
             ? new ServiceIdentity(options.ServiceUserName, password)

@@ -322,7 +322,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     /// <summary>What the bridge needs of a started federation (shared by its cluster models; a configuration never changes).</summary>
     /// <param name="Dimension">The update dimension.</param>
     /// <param name="Clustered">Whether it is a FedDAA federation.</param>
-    /// <param name="AddsEncoded">Whether its aggregation takes updates in their codec payload (FedBuff), so the bridge does not decode them.</param>
+    /// <param name="AddsEncoded">Whether its aggregation takes updates in their codec payload (a streaming mean), so the bridge does not decode them.</param>
     private sealed record KnownFederation(int Dimension, bool Clustered, bool AddsEncoded);
 
     /// <summary>The federation's shape; null if it is not started.</summary>
@@ -332,7 +332,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         var status = await _grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
         if (status.Phase == FederationPhase.NotStarted) return null;
         return _federations[federation] = new KnownFederation(status.ParameterCount, status.Config is { IsClustered: true },
-            status.Config is { Mode: FederationMode.Async });
+            status.AddsEncodedUpdates);
     }
 
     private async Task RejectAsync(string federation, string deviceId, RejectionReason reason, string detail, long bytes, bool countForDevice)

@@ -78,3 +78,44 @@ internal static class StalenessCheck
         ? staleness
         : throw new ArgumentOutOfRangeException(nameof(staleness), staleness, "Staleness (model versions behind) cannot be negative.");
 }
+
+/// <summary>Staleness functions by their configuration names.</summary>
+public static class StalenessWeightings
+{
+    /// <summary>The accepted forms, for error messages.</summary>
+    public const string Forms = "fedbuff, constant, polynomial[:a], hinge[:a,b]";
+
+    /// <summary>Parses "fedbuff", "constant", "polynomial[:a]" or "hinge[:a,b]"; false with a reason otherwise.</summary>
+    public static bool TryParse(string spec, out IStalenessWeighting? weighting, out string? problem)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        weighting = null;
+        problem = null;
+        var parts = spec.Split(':', 2);
+        var args = parts.Length > 1 ? parts[1].Split(',') : [];
+        bool Number(int index, double fallback, out double value)
+        {
+            value = fallback;
+            return index >= args.Length || double.TryParse(args[index], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out value) && value >= 0;
+        }
+
+        switch (parts[0])
+        {
+            case "fedbuff" when args.Length == 0:
+                weighting = new FedBuffStaleness();
+                return true;
+            case "constant" when args.Length == 0:
+                weighting = new ConstantStaleness();
+                return true;
+            case "polynomial" when args.Length <= 1 && Number(0, 0.5, out var a):
+                weighting = new PolynomialStaleness(a);
+                return true;
+            case "hinge" when args.Length <= 2 && Number(0, 10, out var slope) && Number(1, 4, out var b) && b == Math.Floor(b):
+                weighting = new HingeStaleness(slope, (int)b);
+                return true;
+            default:
+                problem = $"unknown staleness function '{spec}'; expected {Forms} (non-negative numbers)";
+                return false;
+        }
+    }
+}

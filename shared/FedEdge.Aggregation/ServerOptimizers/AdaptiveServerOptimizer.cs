@@ -39,6 +39,8 @@ public abstract class AdaptiveServerOptimizer : ServerOptimizer
         Array.Fill(_v, (float)(Tau * Tau));
     }
 
+    protected override IReadOnlyList<(string Name, float[] Vector)> Vectors => [("m", _m), ("v", _v)];
+
     /// <summary>The new second moment from the old one and Δ².</summary>
     protected abstract float SecondMoment(float v, float squared);
 

@@ -19,6 +19,8 @@ public sealed class FedAvgMOptimizer(double learningRate = 1.0, double momentum 
 
     protected override void InitializeState(int length) => _momentum = new float[length];
 
+    protected override IReadOnlyList<(string Name, float[] Vector)> Vectors => [("m", _momentum)];
+
     protected override void Step(Span<float> model, ReadOnlySpan<float> aggregate)
     {
         float beta = (float)Momentum, eta = (float)LearningRate;

@@ -14,6 +14,12 @@ public interface IServerOptimizer
 
     /// <summary>Forgets the state (new model or new federation).</summary>
     void Reset();
+
+    /// <summary>Copies the optimizer's vectors (m, v) into <paramref name="state"/> under <paramref name="prefix"/>, marked changed.</summary>
+    void SaveTo(Strategies.ServerState state, string prefix);
+
+    /// <summary>Takes the vectors saved by <see cref="SaveTo"/> back (on activation); absent ones start fresh.</summary>
+    void LoadFrom(Strategies.ServerState state, string prefix, int length);
 }
 
 /// <summary>Shared shape checks and lazily sized state for the FedOpt family.</summary>
@@ -44,6 +50,33 @@ public abstract class ServerOptimizer : IServerOptimizer
     }
 
     public void Reset() => InitializeState(0);
+
+    public void SaveTo(Strategies.ServerState state, string prefix)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        foreach (var (name, vector) in Vectors)
+        {
+            string key = prefix + name;
+            vector.CopyTo(state.GetOrCreate(key, vector.Length), 0);
+            state.MarkChanged(key);
+        }
+    }
+
+    public void LoadFrom(Strategies.ServerState state, string prefix, int length)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        InitializeState(length);
+        foreach (var (name, vector) in Vectors)
+        {
+            if (state.TryGet(prefix + name, out var saved) && saved.Length == length)
+            {
+                saved.CopyTo(vector, 0);
+            }
+        }
+    }
+
+    /// <summary>The optimizer's state vectors by name (empty before the first step).</summary>
+    protected abstract IReadOnlyList<(string Name, float[] Vector)> Vectors { get; }
 
     protected abstract int StateLength { get; }
 
