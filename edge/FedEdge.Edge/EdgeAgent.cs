@@ -44,21 +44,32 @@ public sealed partial class EdgeAgent
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly IUpdateTransform? _transform;
+    private readonly IDeviceSpeed? _speed;
+    private readonly TaskScheduler? _trainingScheduler;
     private readonly UpdateEnvelopeSigner _signer;
     private readonly TaskCompletionSource _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     // (cluster, version) whose training threw: not retried on every later event, only by a newer version.
     private readonly HashSet<(int Cluster, long Version)> _failed = [];
+    // Local rounds trained in this run (what a simulated device's speed counts in).
+    private int _localRounds;
 
     /// <summary>An agent on one static data set (one window that never changes).</summary>
+    /// <param name="speed">Simulations only: the device's simulated speed and outages (null = this machine's speed).</param>
+    /// <param name="trainingScheduler">Where local training and drift statistics run (null = the .NET thread pool; see
+    /// <see cref="TrainingWorkerPool"/> for agents that share a process with the cloud).</param>
     public EdgeAgent(EdgeAgentOptions options, EdgeDeviceIdentity identity, EdgeLocalData data, IMqttClientFactory? mqtt = null,
-        TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null)
-        : this(options, identity, new FixedDataWindow(data), mqtt, clock, loggers, transform)
+        TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null,
+        IDeviceSpeed? speed = null, TaskScheduler? trainingScheduler = null)
+        : this(options, identity, new FixedDataWindow(data), mqtt, clock, loggers, transform, speed, trainingScheduler)
     {
     }
 
     /// <summary>An agent whose local data arrives in time windows, advanced by the host.</summary>
+    /// <param name="speed">Simulations only: the device's simulated speed and outages (null = this machine's speed).</param>
+    /// <param name="trainingScheduler">Where local training and drift statistics run (null = the .NET thread pool).</param>
     public EdgeAgent(EdgeAgentOptions options, EdgeDeviceIdentity identity, IEdgeDataWindows windows, IMqttClientFactory? mqtt = null,
-        TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null)
+        TimeProvider? clock = null, ILoggerFactory? loggers = null, IUpdateTransform? transform = null,
+        IDeviceSpeed? speed = null, TaskScheduler? trainingScheduler = null)
     {
         ArgumentNullException.ThrowIfNull(windows);
         _options = options;
@@ -69,6 +80,9 @@ public sealed partial class EdgeAgent
         _loggers = loggers ?? NullLoggerFactory.Instance;
         _logger = _loggers.CreateLogger<EdgeAgent>();
         _transform = transform;
+        _speed = speed;
+        // A real device's process holds only its agent, so the thread pool is all its own: no scheduler by default.
+        _trainingScheduler = trainingScheduler;
         _signer = new UpdateEnvelopeSigner(identity.SigningKey);
     }
 
@@ -140,7 +154,7 @@ public sealed partial class EdgeAgent
         {
             while (true)
             {
-                progress = await TrainDueAsync(streams, drift, trainer, outbox, progress, progressPath, stopping.Token).ConfigureAwait(false);
+                progress = await TrainDueAsync(streams, drift, trainer, outbox, link, progress, progressPath, stopping.Token).ConfigureAwait(false);
                 var next = await events.Reader.ReadAsync(stopping.Token).ConfigureAwait(false);
                 do
                 {
@@ -169,7 +183,7 @@ public sealed partial class EdgeAgent
     /// travel with every update of the pass; the verdict only with the first one queued.
     /// </summary>
     private async Task<AgentProgress> TrainDueAsync(ModelStreams streams, DeviceDrift? drift, LocalTrainer trainer, UpdateOutbox outbox,
-        AgentProgress progress, string progressPath, CancellationToken cancellationToken)
+        MqttLink link, AgentProgress progress, string progressPath, CancellationToken cancellationToken)
     {
         var assignment = drift?.Assignment;
         int[] assigned = assignment is null ? [] : [.. assignment.Clusters.Select(c => c.Cluster).Distinct()];
@@ -192,7 +206,7 @@ public sealed partial class EdgeAgent
         var windows = _windows.Poll();
         var reference = streams.Find(0)?.Latest;
         var data = windows.Current.Train;
-        var (observation, plan) = await Task.Run(() =>
+        var (observation, plan) = await OnTrainingThreadAsync(() =>
         {
             DriftObservation? observed = null;
             if (drift is not null && reference is not null)
@@ -266,7 +280,7 @@ public sealed partial class EdgeAgent
             try
             {
                 var local = samples is null || samples.Length == data.Count ? data : data.Subset(samples);
-                trained = await Task.Run(() => trainer.Train(model, local, test, cancellationToken), cancellationToken).ConfigureAwait(false);
+                trained = await OnTrainingThreadAsync(() => trainer.Train(model, local, test, cancellationToken), cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -277,6 +291,8 @@ public sealed partial class EdgeAgent
                 continue;
             }
             Statistics.TrainingSessionBuilds = trainer.SessionBuilds;
+            if (_speed is not null)
+                await SimulateDeviceTimeAsync(_speed.AfterTraining(++_localRounds, trained.Duration), link, model.Version, cancellationToken).ConfigureAwait(false);
             var statistics = ClusterStatistics(observation, plan, assignment);
             var report = drift?.Monitor.PendingReport;
             var round = await PublishRoundAsync(model, trained, stream, outbox, statistics, report, cancellationToken).ConfigureAwait(false);
@@ -288,6 +304,32 @@ public sealed partial class EdgeAgent
             RoundCompleted?.Invoke(round);
         }
         return progress;
+    }
+
+    /// <summary>
+    /// CPU-heavy work on the training scheduler, else on the thread pool as <c>Task.Run</c>.
+    /// Its continuations run asynchronously so that what follows (compression, signing, an attacker's collusion wait) goes
+    /// to the thread pool and never holds one of the few training threads.
+    /// </summary>
+    private Task<T> OnTrainingThreadAsync<T>(Func<T> work, CancellationToken cancellationToken) => _trainingScheduler is null
+        ? Task.Run(work, cancellationToken)
+        : Task.Factory.StartNew(work, cancellationToken, TaskCreationOptions.DenyChildAttach | TaskCreationOptions.RunContinuationsAsynchronously, _trainingScheduler);
+
+    /// <summary>
+    /// A simulated device's extra training time, then its outage: the link goes down (the cloud sees it offline) and
+    /// the trained update is held back until it is up again.
+    /// </summary>
+    private async Task SimulateDeviceTimeAsync(DeviceRoundTiming timing, MqttLink link, long version, CancellationToken cancellationToken)
+    {
+        if (timing.Delay > TimeSpan.Zero)
+            await Task.Delay(timing.Delay, _clock, cancellationToken).ConfigureAwait(false);
+        if (timing.Outage <= TimeSpan.Zero)
+            return;
+        LogOutage(version, timing.Outage.TotalSeconds);
+        Statistics.OutageStarted();
+        await link.SuspendAsync(cancellationToken).ConfigureAwait(false);
+        await Task.Delay(timing.Outage, _clock, cancellationToken).ConfigureAwait(false);
+        link.Resume();
     }
 
     /// <summary>
@@ -561,6 +603,9 @@ public sealed partial class EdgeAgent
 
     [LoggerMessage(EventId = 512, Level = LogLevel.Debug, Message = "Decline of cluster {Cluster} v{Version} queued as {UpdateId}")]
     private partial void LogDeclined(int cluster, long version, string updateId);
+
+    [LoggerMessage(EventId = 513, Level = LogLevel.Information, Message = "Simulated outage after training on v{Version}: offline for {Seconds:F1} s")]
+    private partial void LogOutage(long version, double seconds);
 
     [LoggerMessage(EventId = 504, Level = LogLevel.Error, Message = "Update on v{Version} was not queued and is dropped: {Reason}")]
     private partial void LogNotQueued(long version, string reason);

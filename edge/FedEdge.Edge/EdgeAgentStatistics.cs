@@ -10,6 +10,7 @@ public sealed class EdgeAgentStatistics
     private long _modelMessagesRejected;
     private long _driftVerdicts;
     private long _declinesEnqueued;
+    private long _outages;
 
     public long Rounds => Interlocked.Read(ref _rounds);
     public long UpdatesEnqueued => Interlocked.Read(ref _updatesEnqueued);
@@ -28,6 +29,9 @@ public sealed class EdgeAgentStatistics
     /// <summary>Data windows judged by the drift monitor (FedDAA).</summary>
     public long DriftVerdicts => Interlocked.Read(ref _driftVerdicts);
 
+    /// <summary>Simulated outages begun (<see cref="Training.IDeviceSpeed"/>; always 0 on a real device).</summary>
+    public long Outages => Interlocked.Read(ref _outages);
+
     /// <summary>Training sessions built so far; stays at 1 while new versions only change weights.</summary>
     public int TrainingSessionBuilds { get; internal set; }
 
@@ -38,6 +42,7 @@ public sealed class EdgeAgentStatistics
     internal void ModelMessageRejected() => Interlocked.Increment(ref _modelMessagesRejected);
     internal void DriftJudged() => Interlocked.Increment(ref _driftVerdicts);
     internal void DeclineEnqueued() => Interlocked.Increment(ref _declinesEnqueued);
+    internal void OutageStarted() => Interlocked.Increment(ref _outages);
 }
 
 /// <summary>What one local round produced, raised by <see cref="EdgeAgent.RoundCompleted"/>.</summary>

@@ -1,5 +1,6 @@
 using FedEdge.Aggregation.Asynchronous;
 using FedEdge.Aggregation.ServerOptimizers;
+using FedEdge.Aggregation.Strategies;
 
 namespace FedEdge.Aggregation.Tests;
 
@@ -101,20 +102,6 @@ public class OptimizerAndStalenessTests
         Assert.Throws<ArgumentOutOfRangeException>(() => FedFixWeighting.Weight(TimeSpan.FromSeconds(1), TimeSpan.Zero, 0.1));
     }
 
-    [Fact]
-    public void FedBuffBufferDiscountsAndDropsStaleUpdates()
-    {
-        var buffer = new FedBuffBuffer(1, bufferSize: 2, serverLearningRate: 1, maxStaleness: 10);
-        Assert.True(buffer.TryAdd([2], 0));
-        Assert.False(buffer.TryAdd([1000], 11));
-        Assert.True(buffer.TryAdd([4], 3));
-        Assert.True(buffer.IsFull);
-        float[] model = [0];
-        buffer.ApplyTo(model, new float[1]);
-        Assert.Equal(2f, model[0], 6); // (2 + 4/2) / 2
-        Assert.Equal(0, buffer.Count);
-    }
-
     /// <summary>An update kept "compressed" as a constant vector; refuses itself when <see cref="Refuse"/> is set.</summary>
     private sealed class ConstantUpdate(int dimension, float value) : IAccumulableUpdate
     {
@@ -142,35 +129,26 @@ public class OptimizerAndStalenessTests
     }
 
     [Fact]
-    public void FedBuffBufferTakesCompressedUpdatesLikeDecodedOnes()
+    public void FedBuffTakesCompressedUpdatesLikeDecodedOnes()
     {
-        // The worked example above, with the updates added in their compressed form.
-        var buffer = new FedBuffBuffer(2, bufferSize: 2, serverLearningRate: 1, maxStaleness: 10);
+        // FedBuffStrategy's worked example, with the updates added in their compressed form.
+        var server = new ServerAggregator(new ServerAggregatorOptions(), 2);
+        var strategy = new FedBuffStrategy(2, new AsyncOptions { MaxStaleness = 10 }, server);
+        var version = strategy.Begin(strategy.Plan(new VersionContext(11, DateTimeOffset.UnixEpoch, 4), [])!);
+        DeviceContribution Encoded(IAccumulableUpdate update, long baseVersion) => new("dev", baseVersion, 1, default, update);
         var stale = new ConstantUpdate(2, 1000);
-        Assert.True(buffer.TryAdd(new ConstantUpdate(2, 2), 0));
-        Assert.False(buffer.TryAdd(stale, 11));
-        Assert.Equal(0, stale.Calls); // dropped for staleness before it is read
+        Assert.Null(version.Offer(Encoded(new ConstantUpdate(2, 2), 11)));
+        Assert.Equal(RefusalKind.TooStale, version.Offer(Encoded(stale, 0))!.Kind);
+        Assert.Equal(0, stale.Calls); // refused for staleness before it is read
         var bad = new ConstantUpdate(2, 7) { Refuse = "coordinate 1 is NaN" };
-        var refused = Assert.Throws<InvalidUpdateException>(() => buffer.TryAdd(bad, 0));
-        Assert.Contains("NaN", refused.Reason, StringComparison.Ordinal);
-        Assert.Throws<InvalidUpdateException>(() => buffer.TryAdd(new ConstantUpdate(3, 1), 0));
-        Assert.Equal(1, buffer.Count); // neither refusal counted
-        Assert.True(buffer.TryAdd(new ConstantUpdate(2, 4), 3));
-        Assert.True(buffer.IsFull);
+        Assert.Contains("NaN", version.Offer(Encoded(bad, 11))!.Reason, StringComparison.Ordinal);
+        Assert.Contains("coordinates", version.Offer(Encoded(new ConstantUpdate(3, 1), 11))!.Reason, StringComparison.Ordinal);
+        Assert.Equal(1, version.Count); // neither refusal counted
+        Assert.Null(version.Offer(Encoded(new ConstantUpdate(2, 4), 8)));
+        Assert.True(version.IsFull);
         float[] model = [0, 1];
-        buffer.ApplyTo(model, new float[2]);
+        version.Complete(model);
         Assert.Equal(2f, model[0], 6); // (2 + 4/2) / 2
         Assert.Equal(3f, model[1], 6);
-    }
-
-    [Fact]
-    public void FedAsyncMixesWithTheDiscountedRate()
-    {
-        float[] model = [0];
-        new FedAsyncMixer(0.5, new ConstantStaleness()).Mix(model, [2], 7);
-        Assert.Equal(1f, model[0], 6);
-        model[0] = 0;
-        new FedAsyncMixer(0.5, new PolynomialStaleness(0.5)).Mix(model, [2], 3);
-        Assert.Equal(0.5f, model[0], 6); // α_t = 0.5·0.5
     }
 }

@@ -170,46 +170,6 @@ public sealed class FederationModeTests
     }
 
     [Fact]
-    public async Task SyncRoundClosesAtItsDeadlineWithTheUpdatesThatArrived()
-    {
-        using var data = new TempDirectory();
-        await using var cloud = await CloudTestHost.StartAsync(data.Path);
-        await using var dev1 = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "fs");
-        cloud.Registry.Add("dev-2", "fs"); // sampled, never reports
-        var federation = cloud.Grains.GetGrain<IFederationGrain>("fs");
-        var config = new FederationConfig
-        {
-            Model = "logreg",
-            Codec = "fp32",
-            Rule = "mean",
-            Rounds = 2,
-            Mode = FederationMode.Sync,
-            MinUpdates = 1,
-            RoundDeadline = TimeSpan.FromSeconds(1.5),
-        };
-        var started = await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()));
-        Assert.Equal(2, started.Sampled.Count);
-        var d = started.ParameterCount;
-        var v0 = (await federation.GetModelAsync())!.Parameters;
-
-        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "dev-1's update");
-        Assert.Equal(0, (await federation.GetStatusAsync()).ModelVersion); // quorum (both) not reached
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the deadline to close round 1");
-        var v1 = (await federation.GetModelAsync())!;
-        for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 1f, v1.Parameters[i], 1e-5f);
-
-        // Round 2 gets nothing: the deadline passes without MinUpdates and the round stays open.
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        var status = await federation.GetStatusAsync();
-        Assert.Equal(1, status.ModelVersion);
-        Assert.Equal(FederationPhase.Collecting, status.Phase);
-        await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 1));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Finished, "round 2 to close and the federation to finish");
-        Assert.Equal(2, (await federation.GetStatusAsync()).History.Count);
-    }
-
-    [Fact]
     public async Task Ef21ServerEstimateAccumulatesAcrossRoundsAndRestarts()
     {
         using var data = new TempDirectory();

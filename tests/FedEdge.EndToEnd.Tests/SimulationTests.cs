@@ -51,7 +51,7 @@ public sealed class SimulationTests
         Assert.Equal(3, json.RootElement.GetProperty("options").GetProperty("devices").GetInt32());
         Assert.True(json.RootElement.GetProperty("rounds")[0].GetProperty("bytesDown").GetInt64() > 0);
         var html = SimulationReport.ToHtml(result);
-        Assert.Equal(4, html.Split("<svg").Length - 1); // accuracy, bytes, violations, diameter
+        Assert.Equal(5, html.Split("<svg").Length - 1); // accuracy per round and over time, bytes, violations, diameter
         Assert.Contains("bytes down", html);
         Assert.Contains("Monotonicity", html);
     }

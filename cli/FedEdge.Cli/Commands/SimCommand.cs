@@ -58,6 +58,17 @@ internal static partial class SimCommand
         var brokerPid = new Option<int?>("--broker-pid") { Description = "External broker: send this process (Mosquitto) SIGHUP to reload the files." };
         var roundDeadline = new Option<double?>("--round-deadline") { Description = "Seconds after which a round closes with the updates that arrived (default: 600)." };
         var giveUp = new Option<double?>("--give-up") { Description = "Stop the run when no new model version was committed for this many seconds (default: 600)." };
+        var deviceSpeed = new Option<string>("--device-speed")
+        {
+            Description = "Device speeds: uniform (all as fast as this machine) or lognormal:SIGMA (device i is exp(SIGMA·z_i) times slower, z_i ~ N(0,1) seeded by --seed).",
+            DefaultValueFactory = _ => d.DeviceSpeed,
+        };
+        var stragglers = new Option<double>("--stragglers") { Description = "Fraction of devices that straggle (a seeded choice).", DefaultValueFactory = _ => d.Stragglers };
+        var stragglerSlowdown = new Option<double>("--straggler-slowdown") { Description = "How many times slower a straggler is, on top of its speed.", DefaultValueFactory = _ => d.StragglerSlowdown };
+        var offline = new Option<double>("--offline") { Description = "Fraction of devices that go offline once (disconnect after a seeded local round, update held back).", DefaultValueFactory = _ => d.Offline };
+        var offlineSeconds = new Option<double>("--offline-seconds") { Description = "Simulated seconds an offline device stays away.", DefaultValueFactory = _ => d.OfflineSeconds };
+        var timeScale = new Option<double>("--time-scale") { Description = "Real seconds per simulated second of the devices' extra time and outages (e.g. 0.1 for 10x shorter runs).", DefaultValueFactory = _ => d.TimeScale };
+        var targetAccuracy = new Option<double>("--target-accuracy") { Description = "Test accuracy whose wall-clock time the run reports.", DefaultValueFactory = _ => d.TargetAccuracy };
         var json = new Option<string>("--json") { Description = "Write the run record as JSON to this file.", DefaultValueFactory = _ => "run.json" };
         var report = new Option<string>("--report") { Description = "Write the HTML report (accuracy, bytes, diagnostics) to this file.", DefaultValueFactory = _ => "run.html" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
@@ -67,7 +78,8 @@ internal static partial class SimCommand
         {
             devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, serverOpt, buffer, staleness,
             maxStaleness, alpha, period, ef21Over, epochs, maxSteps, optimizer, learningRate,
-            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, json, report, dataDir, scenario,
+            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, deviceSpeed, stragglers, stragglerSlowdown, offline, offlineSeconds,
+            timeScale, targetAccuracy, json, report, dataDir, scenario,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -108,6 +120,13 @@ internal static partial class SimCommand
                 Broker = parse.GetValue(broker)!,
                 DataDirectory = parse.GetValue(dataDir),
                 RoundDeadline = parse.GetValue(roundDeadline) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
+                DeviceSpeed = parse.GetValue(deviceSpeed)!,
+                Stragglers = parse.GetValue(stragglers),
+                StragglerSlowdown = parse.GetValue(stragglerSlowdown),
+                Offline = parse.GetValue(offline),
+                OfflineSeconds = parse.GetValue(offlineSeconds),
+                TimeScale = parse.GetValue(timeScale),
+                TargetAccuracy = parse.GetValue(targetAccuracy),
             };
             if (parse.GetValue(giveUp) is { } giveUpSeconds) options = options with { RoundTimeout = TimeSpan.FromSeconds(giveUpSeconds) };
             try
@@ -125,7 +144,8 @@ internal static partial class SimCommand
                     onStatus: line => Console.WriteLine("  " + line), cancellationToken: cancellationToken);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"done: {result.Rounds.Count} rounds in {result.TotalSeconds:F1} s, {result.TotalBytesUp:N0} bytes up, {result.TotalBytesDown:N0} bytes down, " +
-                    $"d = {result.ParameterCount:N0}, accuracy {100 * result.InitialAccuracy:F2} % -> {100 * SimulationReport.FinalAccuracy(result):F2} %"));
+                    $"d = {result.ParameterCount:N0}, accuracy {100 * result.InitialAccuracy:F2} % -> {100 * SimulationReport.FinalAccuracy(result):F2} %{(result.Outages > 0 ? $", {result.Outages} outage(s)" : "")}"));
+                Console.WriteLine(SimulationReport.DescribeTimeToTarget(result));
                 var jsonPath = parse.GetValue(json)!;
                 var htmlPath = parse.GetValue(report)!;
                 SimulationReport.WriteJson(result, jsonPath);
@@ -143,10 +163,10 @@ internal static partial class SimCommand
     }
 
     internal static readonly string Header =
-        $"{"round",5} {"devices",7} {"bytes up",12} {"bytes down",13} {"train loss",10} {"test acc",9} {"round s",8}";
+        $"{"round",5} {"devices",7} {"bytes up",12} {"bytes down",13} {"train loss",10} {"test acc",9} {"round s",8} {"elapsed s",9}";
 
     internal static string FormatRound(SimulationRound r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {r.BytesDown,13:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {r.RoundSeconds,8:F2}");
+        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {r.BytesDown,13:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {r.RoundSeconds,8:F2} {r.ElapsedSeconds,9:F1}");
 
     /// <summary>For an external broker: copy the generated files where the broker reads them and make it reload.</summary>
     private static Func<SimulationBrokerFiles, CancellationToken, Task>? BrokerAccess(string? directory, int? pid) =>

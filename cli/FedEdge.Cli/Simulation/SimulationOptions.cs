@@ -80,6 +80,34 @@ public sealed record SimulationOptions
     public TimeSpan CollusionWait { get; init; } = TimeSpan.FromMinutes(2);
 
     /// <summary>
+    /// Devices' speeds (<see cref="SimulatedDevices"/>): <c>uniform</c> (all as fast as this machine) or
+    /// <c>lognormal:SIGMA</c> (device i is exp(SIGMA·z_i) times slower, z_i ~ N(0, 1) seeded by <see cref="Seed"/>).
+    /// </summary>
+    public string DeviceSpeed { get; init; } = "uniform";
+    /// <summary>Fraction of the devices that straggle (rounded down; at least one when positive).</summary>
+    public double Stragglers { get; init; }
+    /// <summary>How many times slower a straggler is, on top of its speed draw.</summary>
+    public double StragglerSlowdown { get; init; } = 10;
+    /// <summary>Fraction of the devices that go offline once during the run (rounded down; at least one when positive).</summary>
+    public double Offline { get; init; }
+    /// <summary>How long (simulated seconds) an offline device stays off the network.</summary>
+    public double OfflineSeconds { get; init; } = 30;
+    /// <summary>Real seconds per simulated second of the devices' extra time and outages (1 = real time; 0.1 = ten times shorter runs).</summary>
+    public double TimeScale { get; init; } = 1;
+    /// <summary>Test accuracy whose first version's elapsed time the run reports (time to accuracy).</summary>
+    public double TargetAccuracy { get; init; } = 0.8;
+
+    /// <summary>σ of the lognormal speed draw (0 = uniform).</summary>
+    public double SpeedSigma => SimulatedDevices.ParseSpeed(DeviceSpeed);
+
+    public int StragglerCount => SimulatedDevices.Share(Stragglers, Devices);
+
+    public int OfflineCount => SimulatedDevices.Share(Offline, Devices);
+
+    /// <summary>Whether any device differs from this machine's speed (else the agents get no <see cref="FedEdge.Edge.Training.IDeviceSpeed"/>).</summary>
+    public bool HeterogeneousDevices => SpeedSigma > 0 || (StragglerCount > 0 && StragglerSlowdown > 1) || OfflineCount > 0;
+
+    /// <summary>
     /// f the robust rule is configured with (null = <see cref="ByzantineCount"/>'s default). An operator sets f from the
     /// share of devices the federation must tolerate, without knowing whether anyone attacks.
     /// </summary>
@@ -137,6 +165,15 @@ public sealed record SimulationOptions
         if (RoundTimeout <= TimeSpan.Zero) throw new ArgumentException("--give-up must be positive.");
         if (RoundDeadline is { } deadline && deadline <= TimeSpan.Zero) throw new ArgumentException("--round-deadline must be positive.");
         if (DiagnosticsWindow < 2) throw new ArgumentException("The diagnostics window must hold at least 2 models.");
+        _ = SpeedSigma; // throws the parse error
+        if (Stragglers is < 0 or > 1 || double.IsNaN(Stragglers)) throw new ArgumentException($"--stragglers is a fraction in [0, 1] (got {Stragglers}).");
+        if (!(StragglerSlowdown >= 1) || !double.IsFinite(StragglerSlowdown))
+            throw new ArgumentException($"--straggler-slowdown is a factor ≥ 1 (got {StragglerSlowdown}).");
+        if (Offline is < 0 or > 1 || double.IsNaN(Offline)) throw new ArgumentException($"--offline is a fraction in [0, 1] (got {Offline}).");
+        if (!(OfflineSeconds >= 0) || !double.IsFinite(OfflineSeconds)) throw new ArgumentException($"--offline-seconds must be ≥ 0 (got {OfflineSeconds}).");
+        if (OfflineCount > 0 && OfflineSeconds == 0) throw new ArgumentException("--offline needs --offline-seconds > 0.");
+        if (!(TimeScale > 0) || !double.IsFinite(TimeScale)) throw new ArgumentException($"--time-scale must be positive (got {TimeScale}).");
+        if (!(TargetAccuracy is > 0 and <= 1)) throw new ArgumentException($"--target-accuracy is in (0, 1] (got {TargetAccuracy}).");
         if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp")))
             throw new ArgumentException($"--broker is 'embedded' or mqtt://host:port (got '{Broker}').");
     }
@@ -147,6 +184,7 @@ public sealed record SimulationOptions
 /// <param name="BytesDown">The published model's bytes times the devices subscribed to it.</param>
 /// <param name="MonotonicityViolations">Fraction of consecutive rounds so far with ⟨Δθ, ΔF⟩ &lt; 0 (algorithms.md §7).</param>
 /// <param name="Diameter">max ‖x_s − x_t‖ over the last W global models (algorithms.md §7).</param>
+/// <param name="ElapsedSeconds">Wall-clock seconds from the agents' start to the version's commit.</param>
 public sealed record SimulationRound(
     long Round, int Participants, long BytesUp, long BytesDown, double? MeanTrainLoss, double TestAccuracy, double TestLoss,
     double RoundSeconds, double MeanStaleness, double ElapsedSeconds, double MonotonicityViolations, double Diameter);
@@ -154,7 +192,16 @@ public sealed record SimulationRound(
 /// <summary>The whole run: settings, the devices that attacked, the rounds.</summary>
 /// <param name="LastToAverageGap">‖x_last − x̄‖ between the last and the averaged global model (algorithms.md §7).</param>
 /// <param name="CollusionShortWaits">Times a colluding attacker forged before every honest update had arrived.</param>
+/// <param name="Devices">Every device's drawn speed, straggling and outage (the settings are in <paramref name="Options"/>).</param>
+/// <param name="Outages">Simulated outages that began during the run.</param>
 public sealed record SimulationResult(
     SimulationOptions Options, int ParameterCount, int ModelBytes, IReadOnlyList<string> Attackers, double InitialAccuracy,
     IReadOnlyList<SimulationRound> Rounds, double TotalSeconds, long TotalBytesUp, long TotalBytesDown,
-    double LastToAverageGap, int CollusionShortWaits);
+    double LastToAverageGap, int CollusionShortWaits, IReadOnlyList<SimulatedDevice> Devices, long Outages)
+{
+    /// <summary>What the cloud ran, as the federation reports it (mode, rule with its f, estimates, server step).</summary>
+    public string Strategy { get; init; } = "";
+
+    /// <summary>Elapsed seconds of the first version at <see cref="SimulationOptions.TargetAccuracy"/> (null = not reached).</summary>
+    public double? TimeToTargetSeconds => SimulationReport.TimeToAccuracy(Rounds, Options.TargetAccuracy);
+}

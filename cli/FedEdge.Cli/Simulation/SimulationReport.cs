@@ -32,7 +32,38 @@ public static class SimulationReport
         $"{o.Devices} devices{(o.AttackerCount > 0 ? $" ({o.AttackerCount} {o.Attack} attackers)" : ", no attackers")}, {o.Model}, {o.Partition}, " +
         $"{o.Codec}{(o.ErrorFeedback == "none" ? "" : " + " + o.ErrorFeedback)}, " +
         $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.Aggregator}{(o.ByzantineCount != o.AttackerCount ? $" (f = {o.ByzantineCount})" : "")}" +
-        $"{(o.ServerLearningRate != 1.0 ? string.Create(CultureInfo.InvariantCulture, $" (server lr {o.ServerLearningRate})") : "")}, {o.Mode}, {o.Rounds} rounds";
+        $"{(o.ServerLearningRate != 1.0 ? string.Create(CultureInfo.InvariantCulture, $" (server lr {o.ServerLearningRate})") : "")}, {o.Mode}, {o.Rounds} rounds" +
+        (o.HeterogeneousDevices ? ", " + DescribeDevices(o) : "");
+
+    /// <summary>The devices' speed settings, e.g. "lognormal(σ = 1) speeds, 1 straggler ×10, 2 offline 30 s once, time scale 0.5".</summary>
+    public static string DescribeDevices(SimulationOptions o)
+    {
+        var parts = new List<string> { o.SpeedSigma > 0 ? Inv($"lognormal(σ = {o.SpeedSigma}) speeds") : "uniform speeds" };
+        if (o.StragglerCount > 0) parts.Add(Inv($"{o.StragglerCount} straggler{(o.StragglerCount == 1 ? "" : "s")} ×{o.StragglerSlowdown}"));
+        if (o.OfflineCount > 0) parts.Add(Inv($"{o.OfflineCount} offline {o.OfflineSeconds} s once"));
+        if (o.TimeScale != 1) parts.Add(Inv($"time scale {o.TimeScale}"));
+        return string.Join(", ", parts);
+    }
+
+    /// <summary>The first version whose test accuracy reached <paramref name="target"/> (null = none did).</summary>
+    public static SimulationRound? FirstReaching(IEnumerable<SimulationRound> rounds, double target)
+    {
+        ArgumentNullException.ThrowIfNull(rounds);
+        return rounds.FirstOrDefault(r => r.TestAccuracy >= target); // NaN (not evaluated) never compares ≥
+    }
+
+    /// <summary>Time to accuracy: the <see cref="SimulationRound.ElapsedSeconds"/> of the first version at <paramref name="target"/>, else null.</summary>
+    public static double? TimeToAccuracy(IEnumerable<SimulationRound> rounds, double target) => FirstReaching(rounds, target)?.ElapsedSeconds;
+
+    /// <summary>One line on the time to the target accuracy (printed at the end of a run, and in the report).</summary>
+    public static string DescribeTimeToTarget(SimulationResult result)
+    {
+        var target = result.Options.TargetAccuracy;
+        if (FirstReaching(result.Rounds, target) is { } reached)
+            return Inv($"time to {100 * target:F1} % test accuracy: {reached.ElapsedSeconds:F1} s (v{reached.Round})");
+        var best = result.Rounds.Where(r => double.IsFinite(r.TestAccuracy)).MaxBy(r => r.TestAccuracy);
+        return Inv($"time to {100 * target:F1} % test accuracy: not reached") + (best is null ? "" : Inv($" (best {100 * best.TestAccuracy:F2} % at v{best.Round}, {best.ElapsedSeconds:F1} s)"));
+    }
 
     public static string ToHtml(SimulationResult result)
     {
@@ -48,12 +79,20 @@ public static class SimulationReport
             + Inv($"‖x_last − x̄‖ = {result.LastToAverageGap:G4}; ")
             + $"attackers: {WebUtility.HtmlEncode(result.Attackers.Count == 0 ? "none" : string.Join(", ", result.Attackers))}; {o.Optimizer} lr {o.LearningRate.ToString(CultureInfo.InvariantCulture)}, "
             + Inv($"≤ {o.MaxStepsPerRound} steps × {o.LocalEpochs} epoch(s) per round, seed {o.Seed}.</p>"));
+        html.Append("<p>Devices: ").Append(WebUtility.HtmlEncode(DescribeDevices(o)))
+            .Append(Inv($" (slowdowns {string.Join(", ", result.Devices.Select(d => d.Slowdown.ToString("F2", CultureInfo.InvariantCulture)))}; {result.Outages} outage(s)). "))
+            .Append(WebUtility.HtmlEncode(Capitalized(DescribeTimeToTarget(result)))).Append(".</p>");
 
         var rounds = result.Rounds;
         var accuracy = new List<(double, double)> { (0, result.InitialAccuracy) };
         accuracy.AddRange(rounds.Where(r => double.IsFinite(r.TestAccuracy)).Select(r => ((double)r.Round, r.TestAccuracy)));
         html.Append(Figure("Test accuracy of the global model (round 0 = initial model)",
             LineChart([new("test accuracy", "#1f77b4", accuracy)], yMin: 0, yMax: 1, yFormat: v => Inv($"{100 * v:F0}%"))));
+        var overTime = new List<(double, double)> { (0, result.InitialAccuracy) };
+        overTime.AddRange(rounds.Where(r => double.IsFinite(r.TestAccuracy)).Select(r => (r.ElapsedSeconds, r.TestAccuracy)));
+        html.Append(Figure(Inv($"Test accuracy over wall-clock time since the agents started (dashed: the {100 * o.TargetAccuracy:F0} % target)"),
+            LineChart([new("test accuracy", "#1f77b4", overTime), new("target", "#999999", [(0, o.TargetAccuracy), (overTime.Max(p => p.Item1), o.TargetAccuracy)], Dashed: true)],
+                yMin: 0, yMax: 1, yFormat: v => Inv($"{100 * v:F0}%"), xLabel: "seconds")));
         html.Append(Figure("Bytes per round (log scale): updates up, model publications down",
             LineChart([
                 new("bytes up", "#d62728", rounds.Select(r => ((double)r.Round, (double)r.BytesUp)).ToList()),
@@ -66,11 +105,11 @@ public static class SimulationReport
             LineChart([new("diameter", "#ff7f0e", rounds.Select(r => ((double)r.Round, r.Diameter)).ToList())], yMin: 0, yFormat: v => Inv($"{v:G3}"))));
 
         html.Append("<table><tr><th>round</th><th>participants</th><th>bytes up</th><th>bytes down</th><th>train loss</th><th>test accuracy</th><th>test loss</th>")
-            .Append("<th>round time (s)</th><th>violation fraction</th><th>diameter</th></tr>");
+            .Append("<th>round time (s)</th><th>elapsed (s)</th><th>violation fraction</th><th>diameter</th></tr>");
         foreach (var r in rounds)
             html.Append(Inv($"<tr><td>{r.Round}</td><td>{r.Participants}</td><td>{r.BytesUp:N0}</td><td>{r.BytesDown:N0}</td><td>{(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "")}</td>")
                 + Inv($"<td>{(double.IsFinite(r.TestAccuracy) ? $"{100 * r.TestAccuracy:F2} %" : "–")}</td><td>{(double.IsFinite(r.TestLoss) ? r.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "–")}</td>")
-                + Inv($"<td>{r.RoundSeconds:F2}</td><td>{r.MonotonicityViolations:F2}</td><td>{r.Diameter:G4}</td></tr>"));
+                + Inv($"<td>{r.RoundSeconds:F2}</td><td>{r.ElapsedSeconds:F1}</td><td>{r.MonotonicityViolations:F2}</td><td>{r.Diameter:G4}</td></tr>"));
         html.Append("</table></body></html>\n");
         return html.ToString();
     }
@@ -79,12 +118,13 @@ public static class SimulationReport
     public static double FinalAccuracy(SimulationResult result) =>
         result.Rounds.LastOrDefault(r => double.IsFinite(r.TestAccuracy))?.TestAccuracy ?? result.InitialAccuracy;
 
-    private sealed record Series(string Name, string Color, IReadOnlyList<(double X, double Y)> Points);
+    private sealed record Series(string Name, string Color, IReadOnlyList<(double X, double Y)> Points, bool Dashed = false);
 
     private static string Figure(string caption, string svg) =>
         "<figure>" + svg + "<figcaption>" + WebUtility.HtmlEncode(caption) + "</figcaption></figure>";
 
-    private static string LineChart(IReadOnlyList<Series> series, double? yMin = null, double? yMax = null, bool logY = false, Func<double, string>? yFormat = null)
+    private static string LineChart(IReadOnlyList<Series> series, double? yMin = null, double? yMax = null, bool logY = false, Func<double, string>? yFormat = null,
+        string xLabel = "round")
     {
         const int width = 560, height = 300, left = 64, right = 16, top = 16, bottom = 40;
         yFormat ??= v => v.ToString("G3", CultureInfo.InvariantCulture);
@@ -111,16 +151,16 @@ public static class SimulationReport
         }
         var axis = top + height - top - bottom;
         svg.Append(Inv($"<line x1=\"{left}\" y1=\"{axis}\" x2=\"{width - right}\" y2=\"{axis}\" stroke=\"#000\"/>"))
-            .Append(Inv($"<text x=\"{(left + width - right) / 2}\" y=\"{height - 8}\" font-size=\"12\" text-anchor=\"middle\">round</text>"))
+            .Append(Inv($"<text x=\"{(left + width - right) / 2}\" y=\"{height - 8}\" font-size=\"12\" text-anchor=\"middle\">{xLabel}</text>"))
             .Append(Inv($"<text x=\"{left}\" y=\"{axis + 14}\" font-size=\"11\" text-anchor=\"middle\">{minX:F0}</text>"))
             .Append(Inv($"<text x=\"{width - right}\" y=\"{axis + 14}\" font-size=\"11\" text-anchor=\"end\">{maxX:F0}</text>"));
         for (var k = 0; k < series.Count; k++)
         {
             var s = series[k];
             var visible = s.Points.Where(p => double.IsFinite(p.Y) && (!logY || p.Y > 0)).ToList();
-            svg.Append(Inv($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\" points=\""))
+            svg.Append(Inv($"<polyline fill=\"none\" stroke=\"{s.Color}\" stroke-width=\"2\"{(s.Dashed ? " stroke-dasharray=\"6 4\"" : "")} points=\""))
                 .AppendJoin(' ', visible.Select(p => Inv($"{Px(p.X):F1},{Py(p.Y):F1}"))).Append("\"/>");
-            foreach (var p in visible) svg.Append(Inv($"<circle cx=\"{Px(p.X):F1}\" cy=\"{Py(p.Y):F1}\" r=\"2.5\" fill=\"{s.Color}\"/>"));
+            foreach (var p in s.Dashed ? [] : visible) svg.Append(Inv($"<circle cx=\"{Px(p.X):F1}\" cy=\"{Py(p.Y):F1}\" r=\"2.5\" fill=\"{s.Color}\"/>"));
             svg.Append(Inv($"<text x=\"{width - right - 4}\" y=\"{top + 14 + 14 * k}\" font-size=\"12\" text-anchor=\"end\" fill=\"{s.Color}\">")).Append(WebUtility.HtmlEncode(s.Name)).Append("</text>");
         }
         return svg.Append("</svg>").ToString();
@@ -133,6 +173,8 @@ public static class SimulationReport
         >= 1e3 => Inv($"{v / 1e3:G3} kB"),
         _ => Inv($"{v:G3} B"),
     };
+
+    private static string Capitalized(string s) => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..];
 
     private static string Inv(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

@@ -31,6 +31,8 @@ public sealed partial class MqttLink : IAsyncDisposable
     private TaskCompletionSource _lost = NewSignal();
     private CancellationTokenSource? _stopping;
     private Task? _loop;
+    private CancellationToken _startToken;
+    private bool _stopped;
     private int _connectCount;
 
     public MqttLink(MqttLinkOptions options, IMqttClientFactory? clientFactory = null, ILogger<MqttLink>? logger = null, TimeProvider? clock = null, Random? random = null)
@@ -58,9 +60,41 @@ public sealed partial class MqttLink : IAsyncDisposable
     {
         if (_loop is not null)
             throw new InvalidOperationException("MqttLink is already started.");
-        _stopping = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        _loop = Task.Run(() => RunAsync(_stopping.Token), CancellationToken.None);
+        _startToken = cancellationToken;
+        StartLoop();
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Takes the link down until <see cref="Resume"/>, as a device that goes off the network for a while: stops
+    /// reconnecting, publishes the "offline" status and disconnects, keeping the broker-side session (which queues the
+    /// QoS 1 messages meanwhile). <see cref="Inbound"/> stays open; publishing fails as while the link is lost.
+    /// </summary>
+    public Task SuspendAsync(CancellationToken cancellationToken = default)
+    {
+        if (_stopping is null)
+            throw new InvalidOperationException("MqttLink is not started.");
+        return DisconnectAsync(cancellationToken);
+    }
+
+    /// <summary>Connects again after <see cref="SuspendAsync"/> (in the background, like <see cref="StartAsync"/>).</summary>
+    public void Resume()
+    {
+        if (_stopping is null || _loop is null)
+            throw new InvalidOperationException("MqttLink is not started.");
+        if (_stopped)
+            throw new InvalidOperationException("MqttLink is stopped.");
+        if (!_stopping.IsCancellationRequested)
+            return;
+        _stopping.Dispose();
+        StartLoop();
+    }
+
+    private void StartLoop()
+    {
+        _stopping = CancellationTokenSource.CreateLinkedTokenSource(_startToken);
+        var stopping = _stopping.Token;
+        _loop = Task.Run(() => RunAsync(stopping), CancellationToken.None);
     }
 
     /// <summary>Completes when the link is connected and its subscriptions are in place.</summary>
@@ -149,7 +183,22 @@ public sealed partial class MqttLink : IAsyncDisposable
     {
         if (_stopping is null)
             return;
-        await _stopping.CancelAsync().ConfigureAwait(false);
+        _stopped = true;
+        await DisconnectAsync(cancellationToken).ConfigureAwait(false);
+        _inbound.Writer.TryComplete();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _client.Dispose();
+        _stopping?.Dispose();
+    }
+
+    /// <summary>Stops the connection loop; if connected, publishes the "offline" status and disconnects, keeping the session.</summary>
+    private async Task DisconnectAsync(CancellationToken cancellationToken)
+    {
+        await _stopping!.CancelAsync().ConfigureAwait(false);
         if (_loop is not null)
             await _loop.ConfigureAwait(false);
         if (_client.IsConnected)
@@ -168,14 +217,6 @@ public sealed partial class MqttLink : IAsyncDisposable
                 LogStopFailed(e.Message);
             }
         }
-        _inbound.Writer.TryComplete();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        await StopAsync().ConfigureAwait(false);
-        _client.Dispose();
-        _stopping?.Dispose();
     }
 
     private async Task RunAsync(CancellationToken stopping)
