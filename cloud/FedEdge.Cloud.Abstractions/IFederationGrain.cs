@@ -3,10 +3,11 @@ using Orleans.Concurrency;
 namespace FedEdge.Cloud.Abstractions;
 
 /// <summary>
-/// One model of a federation: its configuration, the model versions it has published and the round state machine
-/// (sync rounds or FedBuff). The arithmetic is the aggregation library's. Key: the federation id for the
-/// federation's own model (cluster 0), or <see cref="ModelGrainKey.For"/>(federation, c) for cluster model c &gt; 0 of a
-/// clustered (FedDAA) federation; both run the same machinery (versions, robust aggregation, update log, publication).
+/// One model of a federation: its configuration, the model versions it has published and the strategy that makes them
+/// (sync rounds, FedBuff, FedAsync or FedFix over a rule and a server step; the arithmetic is the aggregation
+/// library's). Key: the federation id for the federation's own model (cluster 0), or <see cref="ModelGrainKey.For"/>(federation, c)
+/// for cluster model c &gt; 0 of a clustered (FedDAA) federation; both run the same machinery (versions, strategy,
+/// update log, publication).
 /// </summary>
 public interface IFederationGrain : IGrainWithStringKey
 {

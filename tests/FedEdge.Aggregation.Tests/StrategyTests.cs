@@ -192,6 +192,7 @@ public class StrategyTests
         Assert.Equal(DeadlineDecision.Extend, version.AtDeadline());
         Assert.Null(version.Offer(DeviceContribution.Update("dev-0", new float[] { 1 }, 1, 4) with { TrainingTime = TimeSpan.FromSeconds(5) }));
         Assert.Null(version.Offer(DeviceContribution.Update("dev-1", new float[] { 2 }, 1, 2) with { TrainingTime = TimeSpan.FromSeconds(25) }));
+        Assert.Contains("already answered", version.Offer(DeviceContribution.Update("dev-1", new float[] { 9 }, 1, 3))!.Reason); // once per period
         Assert.False(version.IsReady); // only the period's end aggregates
         Assert.Equal(DeadlineDecision.Aggregate, version.AtDeadline());
         float[] model = [0];

@@ -84,6 +84,40 @@ public sealed class SimulationTests
         Assert.True(result.Rounds[0].TestAccuracy > 0.3);
     }
 
+    /// <summary>
+    /// A robust asynchronous federation: what the run names is what the cloud ran (FedBuff with the trimmed mean, not a
+    /// plain mean), and a Gaussian attacker in every buffer does not stop it from learning.
+    /// </summary>
+    [Fact]
+    public async Task RobustFedBuffRunsTheConfiguredRuleAndLearnsUnderAGaussianAttacker()
+    {
+        Assert.True(HaveFashionMnist);
+        var options = new SimulationOptions
+        {
+            Devices = 5,
+            Rounds = 3,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "fp16",
+            ErrorFeedback = "none",
+            Aggregator = "trimmed-mean",
+            Mode = "fedbuff",
+            BufferSize = 5,
+            Attack = "gaussian",
+            Attackers = 0.2,
+            MaxStepsPerRound = 30,
+            EvaluationSamples = 1000,
+            Seed = 3,
+            RoundTimeout = TimeSpan.FromMinutes(1),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var result = await SimulationRunner.RunAsync(options, cancellationToken: timeout.Token);
+        Assert.StartsWith("fedbuff(K = 5", result.Strategy);
+        Assert.Contains("trimmed-mean(f≤1)", result.Strategy);
+        Assert.Equal(3, result.Rounds.Count);
+        Assert.True(result.Rounds[^1].TestAccuracy > 0.5, $"accuracy {result.Rounds[^1].TestAccuracy:P1} after 3 versions");
+    }
+
     [Fact]
     public async Task AlieAttackersColludeOnTheHonestUpdatesOfEachRound()
     {

@@ -42,7 +42,9 @@ internal static partial class SimCommand
         var alpha = new Option<double>("--alpha") { Description = "FedAsync: mixing rate α.", DefaultValueFactory = _ => d.MixingRate };
         var period = new Option<double>("--period") { Description = "FedFix: aggregation period Δt in seconds.", DefaultValueFactory = _ => d.AggregationPeriod.TotalSeconds };
         var ef21Over = new Option<string>("--ef21-over") { Description = "EF21/EControl: the rule aggregates the devices' 'estimates' (Byz-EF21) or the 'messages'.", DefaultValueFactory = _ => d.EstimateAggregation };
-        mode.AcceptOnlyFromAmong("sync", "async");
+        mode.AcceptOnlyFromAmong("sync", "fedbuff", "async", "fedasync", "fedfix");
+        serverOpt.AcceptOnlyFromAmong([.. FedEdge.Aggregation.Strategies.ServerAggregatorOptions.Optimizers]);
+        ef21Over.AcceptOnlyFromAmong("estimates", "messages");
         var epochs = new Option<int>("--local-epochs") { Description = "Local epochs per round.", DefaultValueFactory = _ => d.LocalEpochs };
         var maxSteps = new Option<int>("--max-steps") { Description = "Cap on local SGD steps per round (0 = none).", DefaultValueFactory = _ => d.MaxStepsPerRound };
         var optimizer = new Option<string>("--optimizer") { Description = "Local optimizer: sgd, momentum (μ = 0.9), adam.", DefaultValueFactory = _ => d.Optimizer };

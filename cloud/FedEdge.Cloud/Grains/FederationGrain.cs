@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using FedEdge.Aggregation;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
@@ -46,9 +45,6 @@ namespace FedEdge.Cloud.Grains;
 [Reentrant]
 public sealed class FederationGrain : Grain, IFederationGrain
 {
-    /// <summary>Past models kept in memory for FedAsync (x_new = x_τ + Δ); staler updates are refused.</summary>
-    private const int KeptModelLimit = 16;
-
     /// <summary>Committed versions remembered in <see cref="FederationState.RecentVersions"/> (FedFix's τ_i, FedAsync's x_τ).</summary>
     private const int RecentVersionLimit = 128;
 
@@ -70,11 +66,11 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private IFederationStrategy? _strategy;
     /// <summary>The next version in progress (null: a sync round with nobody to ask yet).</summary>
     private IVersionAggregation? _version;
-    /// <summary>FedAsync: models of recent versions, by version.</summary>
-    private readonly Dictionary<long, float[]> _keptModels = [];
-    /// <summary>Cluster models: FedRC label weights of the updates taken since the last version, and the P_c(y) announced.</summary>
-    private readonly ClusterLabelWeightSum _labelWeights = new();
+    /// <summary>FedAsync: models of recent versions.</summary>
+    private PastModels _pastModels = new(0);
+    /// <summary>Cluster models: the P_c(y) announced with the current version.</summary>
     private float[] _labelDistribution = [];
+    private ModelRole? _role;
     private ITimer? _deadlineTimer;
     private Task _background = Task.CompletedTask;
     private (DateTimeOffset At, IReadOnlyList<DeviceDescriptor> Devices)? _fleet;
@@ -125,16 +121,12 @@ public sealed class FederationGrain : Grain, IFederationGrain
     private (string Federation, int Cluster) Model => _model ??= ModelGrainKey.Parse(Name);
     private (string Federation, int Cluster)? _model;
 
-    private bool IsClusterModel => Model.Cluster > 0;
-
-    /// <summary>The reference model of a clustered federation: its versions drive the cluster directory.</summary>
-    private bool IsClusteringReference => !IsClusterModel && S.Config is { IsClustered: true };
+    /// <summary>What this model is in its federation (its only model, FedDAA's reference, or a cluster model).</summary>
+    private ModelRole Role => _role ??= ModelRole.For(Name, S.Config, GrainFactory, _logger);
 
     private FederationState S => _state.State;
 
     private FederationHistory History => _history ??= new FederationHistory(_historyState.State);
-
-    private IClusterDirectoryGrain Directory => GrainFactory.GetGrain<IClusterDirectoryGrain>(Model.Federation);
 
     public override async Task OnActivateAsync(CancellationToken cancellationToken)
     {
@@ -150,8 +142,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
         _parameters = _vector.Read();
         _strategy = FederationStrategyFactory.Create(S.Config, S.ParameterCount);
-        await RestoreServerStateAsync(cancellationToken);
-        await RestoreKeptModelsAsync(cancellationToken);
+        _pastModels = new PastModels(_strategy.ModelHistory);
+        await ServerStateBlobs.RestoreAsync(_models, S.ServerState, _strategy.State, $"Federation {Name}", cancellationToken);
+        await _pastModels.RestoreAsync(S.RecentVersions, S.ModelVersion, _parameters, _models, Name, cancellationToken);
         if (!S.Finished)
         {
             ResumeVersion();
@@ -191,13 +184,15 @@ public sealed class FederationGrain : Grain, IFederationGrain
         _parameters = vector.Read();
         _strategy = FederationStrategyFactory.Create(config, vector.ParameterCount);
         S.Config = config;
+        _role = null; // the configuration decides whether this is a clustering reference
         S.ModelVersion = 0;
         S.ModelSha256 = sha;
         S.ParameterCount = vector.ParameterCount;
         S.ModelBytes = initialModel.Value.Length;
         S.RecentVersions = [new VersionRecord(0, sha, _clock.GetUtcNow())];
-        KeepModel(0, _parameters);
-        if (!IsClusterModel) _registry.AddFederation(Name);
+        _pastModels = new PastModels(_strategy.ModelHistory);
+        _pastModels.Keep(0, _parameters);
+        if (Model.Cluster == 0) _registry.AddFederation(Name);
         OpenVersion();
         await _stateWriter.WriteAsync();
         _logger.LogInformation("Federation {Federation} started: {Strategy}, d = {Dimension}", Name, _strategy.Name, S.ParameterCount);
@@ -209,7 +204,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         if (await WaitForRoomAsync() is { } busy) return Count(busy);
         // From here to the first await this runs as one turn: the checks and the hand-over to the aggregation are atomic.
-        if (IsClusterModel && (S.Config is null || S.Retired))
+        if (Model.Cluster > 0 && (S.Config is null || S.Retired))
             return Count(SubmitResult.Reject(RejectionReason.UnknownCluster, S.Retired
                 ? $"cluster {Model.Cluster} of federation {Model.Federation} was retired (no devices left)"
                 : $"federation {Model.Federation} has no cluster {Model.Cluster}"));
@@ -239,7 +234,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         {
             // A device that just delivered an update is live, even if its status message has not been processed
             // yet; otherwise the next round, opened right after this one, could leave it out of the sample.
-            S.Live.Add(update.DeviceId);
+            if (S.Live.Add(update.DeviceId)) _live = null;
             // Updates admitted during a FedBuff commit of v + 1 belong to v + 2 (see _admitted).
             var logged = _log!.AppendAsync(S.ModelVersion + (_admitted is null ? 1 : 2), new LoggedUpdate(pending, update.Envelope));
             if (_admitted is { } admitted)
@@ -299,12 +294,20 @@ public sealed class FederationGrain : Grain, IFederationGrain
         var received = _clock.GetUtcNow();
         contribution = contribution with
         {
-            BaseModel = _keptModels.TryGetValue(update.BaseVersion, out var baseModel) ? baseModel : default,
-            TrainingTime = S.RecentVersions.Find(r => r.Version == update.BaseVersion) is { } published ? received - published.CommittedAt : default,
+            BaseModel = _pastModels.Find(update.BaseVersion),
+            TrainingTime = CommittedAt(update.BaseVersion) is { } published ? received - published : default,
         };
         var refusal = _version.Offer(contribution);
-        if (refusal is null && IsClusterModel) _labelWeights.Add(update.Envelope.Span, Model.Cluster);
+        if (refusal is null) Role.OnAccepted(update.Envelope.Span);
         return refusal;
+    }
+
+    /// <summary>When <paramref name="version"/> was committed, if it is among the recent ones (searched newest first: most updates are fresh).</summary>
+    private DateTimeOffset? CommittedAt(long version)
+    {
+        for (var i = S.RecentVersions.Count - 1; i >= 0; i--)
+            if (S.RecentVersions[i].Version == version) return S.RecentVersions[i].CommittedAt;
+        return null;
     }
 
     /// <summary>Runs an operation that submissions must not interleave with (start, version commit).</summary>
@@ -367,8 +370,9 @@ public sealed class FederationGrain : Grain, IFederationGrain
     {
         // Liveness comes from the status topic to the federation's own grain; in a clustered federation the
         // directory passes it on to the clusters the device is assigned to.
-        if (IsClusteringReference) await Directory.SetDeviceOnlineAsync(deviceId, live);
+        await Role.OnDeviceLiveAsync(deviceId, live);
         if (!(live ? S.Live.Add(deviceId) : S.Live.Remove(deviceId))) return;
+        _live = null;
         if (S.Retired) return;
         if (S.Config is not null && !S.Finished && _version is null) OpenVersion();
         await _stateWriter.WriteAsync();
@@ -390,7 +394,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     public Task RetireAsync() => RunExclusiveAsync(async () =>
     {
-        if (!IsClusterModel) throw new InvalidOperationException($"Federation {Name}: only cluster models are retired");
+        if (!Role.CanRetire) throw new InvalidOperationException($"Federation {Name}: only cluster models are retired");
         if (S.Config is null || S.Retired) return;
         S.Retired = true;
         _deadlineTimer?.Dispose();
@@ -486,9 +490,12 @@ public sealed class FederationGrain : Grain, IFederationGrain
 
     /// <summary>Devices a sync round may sample: a cluster model's live members; the federation's live devices, or
     /// every registered one while none has reported.</summary>
-    private IReadOnlyList<DeviceDescriptor> Available() => S.Live.Count > 0 || IsClusterModel
-        ? S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
+    private IReadOnlyList<DeviceDescriptor> Available() => S.Live.Count > 0 || Role.SamplesLiveDevicesOnly
+        ? _live ??= S.Live.Order(StringComparer.Ordinal).Select(id => new DeviceDescriptor(id)).ToList()
         : Fleet();
+
+    /// <summary><see cref="FederationState.Live"/> as descriptors, until it changes (built per version otherwise).</summary>
+    private IReadOnlyList<DeviceDescriptor>? _live;
 
     /// <summary>The federation's registered devices (n of EF21 and FedFix), read at most every <see cref="FleetRefresh"/>.</summary>
     private IReadOnlyList<DeviceDescriptor> Fleet()
@@ -598,7 +605,7 @@ public sealed class FederationGrain : Grain, IFederationGrain
         // Read before the blobs' awaits: the updates admitted meanwhile belong to the next version.
         var aggregated = _pending;
         // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
-        var labels = IsClusterModel ? _labelDistribution = _labelWeights.TakeDistribution() ?? _labelDistribution : [];
+        var labels = _labelDistribution = Role.TakeVersionLabels(_labelDistribution);
         var model = _vector!.Write(next);
         var previousChunks = _publication.ChunkCount(S.ModelBytes);
         var changedState = _strategy!.State.TakeChanged();
@@ -609,17 +616,17 @@ public sealed class FederationGrain : Grain, IFederationGrain
             // activation, whether or not the blobs made it), so their fsyncs overlap; the hot state needs them all.
             History.RecordVersion(FederationHistory.Summarize(S.ModelVersion + 1, aggregated, S.RoundOpenedAt, now), aggregated);
             var put = _models.PutAsync(model);
-            var stateBlobs = changedState.Select(async v => (v.Name, Sha: await _models.PutAsync(MemoryMarshal.AsBytes(v.Vector.AsSpan()).ToArray()))).ToArray();
-            await Task.WhenAll(put, Task.WhenAll(stateBlobs), _historyState.WriteStateAsync());
+            var stateBlobs = ServerStateBlobs.SaveAsync(_models, changedState);
+            await Task.WhenAll(put, stateBlobs, _historyState.WriteStateAsync());
             var sha = await put;
-            foreach (var blob in stateBlobs) S.ServerState[(await blob).Name] = (await blob).Sha;
+            foreach (var (name, stateSha) in await stateBlobs) S.ServerState[name] = stateSha;
             S.ModelVersion++;
             S.ModelSha256 = sha;
             S.ModelBytes = model.Length;
             S.RecentVersions.Add(new VersionRecord(S.ModelVersion, sha, now));
             if (S.RecentVersions.Count > RecentVersionLimit) S.RecentVersions.RemoveRange(0, S.RecentVersions.Count - RecentVersionLimit);
-            KeepModel(S.ModelVersion, next);
-            if (IsClusterModel) S.LabelDistribution = labels;
+            _pastModels.Keep(S.ModelVersion, next);
+            S.LabelDistribution = labels;
             S.AcceptedTotal += aggregated.Count;
             _pending = _admitted ?? [];
             _admitted = null; // from here submissions wait for this state write, as before the admission
@@ -658,21 +665,8 @@ public sealed class FederationGrain : Grain, IFederationGrain
         // Publish first (devices wait for it), from the bytes in hand rather than a re-read of the store; the version's
         // log segment is dropped after.
         await PublishAsync(version, model, previousChunks, CancellationToken.None, labels);
-        if (IsClusteringReference) _ = TickClusteringAsync(version);
+        Role.OnVersionPublished(version);
         await DropLogThroughAsync(version);
-    }
-
-    /// <summary>Tells the cluster directory that the reference model advanced (not awaited by the commit).</summary>
-    private async Task TickClusteringAsync(long version)
-    {
-        try
-        {
-            await Directory.OnReferenceVersionAsync(version);
-        }
-        catch (Exception e)
-        {
-            _logger.LogError(e, "Federation {Federation}: the cluster directory failed at reference v{Version}", Name, version);
-        }
     }
 
     /// <summary>Drops the log's segments through a committed version (a segment left behind is dropped on the next activation).</summary>
@@ -686,41 +680,6 @@ public sealed class FederationGrain : Grain, IFederationGrain
         {
             _logger.LogWarning(e, "Federation {Federation}: could not drop the update log through v{Version}", Name, version);
         }
-    }
-
-    /// <summary>Reads the strategy's persisted server state back (vectors by SHA-256 in the model store).</summary>
-    private async Task RestoreServerStateAsync(CancellationToken cancellationToken)
-    {
-        foreach (var (name, sha) in S.ServerState)
-        {
-            var blob = await _models.GetAsync(sha, cancellationToken)
-                ?? throw new InvalidDataException($"Federation {Name}: server state '{name}' ({sha}) is missing from the model store");
-            _strategy!.State.Restore(name, MemoryMarshal.Cast<byte, float>(blob));
-        }
-    }
-
-    /// <summary>FedAsync: loads the models of the recent versions that stale updates may have been trained from.</summary>
-    private async Task RestoreKeptModelsAsync(CancellationToken cancellationToken)
-    {
-        int keep = Math.Min(_strategy!.ModelHistory, KeptModelLimit);
-        foreach (var record in S.RecentVersions.TakeLast(keep + 1))
-        {
-            if (record.Version == S.ModelVersion)
-            {
-                KeepModel(record.Version, _parameters);
-                continue;
-            }
-            if (await _models.GetAsync(record.ModelSha256, cancellationToken) is { } blob)
-                KeepModel(record.Version, new OnnxParameterVector(blob, $"{Name} v{record.Version}").Read());
-        }
-    }
-
-    private void KeepModel(long version, float[] parameters)
-    {
-        int keep = Math.Min(_strategy!.ModelHistory, KeptModelLimit);
-        if (keep == 0) return;
-        _keptModels[version] = parameters;
-        _keptModels.Remove(version - keep - 1);
     }
 
     private async Task PublishCurrentAsync(int? previousChunkCount, CancellationToken cancellationToken)

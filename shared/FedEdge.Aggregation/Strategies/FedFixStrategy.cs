@@ -45,6 +45,12 @@ public sealed class FedFixStrategy(TimeSpan period, AsyncOptions options, Server
         return null;
     }
 
+    /// <summary>
+    /// A device contributes once per period, as in the paper (a client returns once per aggregation): a fast device,
+    /// or an attacker, cannot fill a period with its own rows, so the f the rule tolerates bounds the attackers' rows.
+    /// </summary>
+    protected override bool OneAnswerPerDevice => true;
+
     /// <summary>Only the period's end aggregates.</summary>
     protected override bool IsReady(IVersionAggregation version) => false;
 
