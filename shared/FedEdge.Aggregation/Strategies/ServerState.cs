@@ -56,7 +56,4 @@ public sealed class ServerState
 
     /// <summary>Sets a vector as persisted (on activation): not marked as changed.</summary>
     public void Restore(string name, ReadOnlySpan<float> vector) => _vectors[name] = vector.ToArray();
-
-    /// <summary>A copy of every vector (so that a failed version can be rolled back by the host).</summary>
-    public Dictionary<string, float[]> Snapshot() => _vectors.ToDictionary(kv => kv.Key, kv => kv.Value.ToArray(), StringComparer.Ordinal);
 }
