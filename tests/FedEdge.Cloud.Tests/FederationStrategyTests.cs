@@ -159,11 +159,12 @@ public sealed class FederationStrategyTests
     /// uninterrupted run, and differ from a run that forgot the state.
     /// </summary>
     [Theory]
-    [InlineData("centered-clip", "none", "none")]
-    [InlineData("mean", "fedadam", "none")]
-    [InlineData("mean", "fedavgm", "none")]
-    [InlineData("median", "none", "ef21")]
-    public async Task ServerStateSurvivesARestartBetweenVersions(string rule, string optimizer, string errorFeedback)
+    [InlineData("centered-clip", "none", "none", "messages")]
+    [InlineData("mean", "fedadam", "none", "messages")]
+    [InlineData("mean", "fedavgm", "none", "messages")]
+    [InlineData("median", "none", "ef21", "messages")]
+    [InlineData("median", "none", "ef21", "estimates")]
+    public async Task ServerStateSurvivesARestartBetweenVersions(string rule, string optimizer, string errorFeedback, string estimates)
     {
         using var data = new TempDirectory();
         var config = Config(rule, FederationMode.Sync, 3) with
@@ -171,6 +172,7 @@ public sealed class FederationStrategyTests
             ServerOptimizer = optimizer,
             ServerLearningRate = optimizer == "fedadam" ? 0.1 : 1.0,
             ErrorFeedback = errorFeedback,
+            EstimateAggregation = estimates,
             ByzantineCount = 0,
             RuleParameters = new Dictionary<string, string> { ["tau"] = "1", ["iters"] = "1" },
         };

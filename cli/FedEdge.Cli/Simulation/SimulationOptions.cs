@@ -42,8 +42,9 @@ public sealed record SimulationOptions
     public double MixingRate { get; init; } = 0.5;
     /// <summary>FedFix's Δt.</summary>
     public TimeSpan AggregationPeriod { get; init; } = TimeSpan.FromSeconds(10);
-    /// <summary>EF21/EControl: "estimates" (Byz-EF21) or "messages".</summary>
-    public string EstimateAggregation { get; init; } = "estimates";
+    /// <summary>EF21/EControl: "messages" (the rule over the compressed messages; measured the better default,
+    /// docs/learning.md §4) or "estimates" (Byz-EF21).</summary>
+    public string EstimateAggregation { get; init; } = "messages";
 
     /// <summary>The federation mode <see cref="Mode"/> names.</summary>
     public FedEdge.Cloud.Abstractions.FederationMode FederationMode => Mode switch
