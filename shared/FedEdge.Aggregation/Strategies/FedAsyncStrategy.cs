@@ -48,10 +48,9 @@ public sealed class FedAsyncStrategy : FederationStrategy
     {
         weight = 1f;
         scale = 0f;
-        long staleness = Staleness(contribution, plan);
-        if (staleness > Options.MaxStaleness)
+        if (Options.RefuseTooStale(contribution, plan, out long staleness) is { } tooStale)
         {
-            return new Refusal(RefusalKind.TooStale, $"base v{contribution.BaseVersion} is {staleness} version(s) behind v{plan.BaseVersion}, above the cut-off {Options.MaxStaleness}");
+            return tooStale;
         }
 
         if (staleness > 0 && contribution.BaseModel.Length != plan.Model.Length)

@@ -11,6 +11,16 @@ public sealed record AsyncOptions
 
     /// <summary>The discount s(τ); null for the mode's default (FedBuff 1/√(1+τ), FedAsync polynomial a = 0.5, FedFix none).</summary>
     public IStalenessWeighting? Staleness { get; init; }
+
+    /// <summary>The refusal of a contribution more than <see cref="MaxStaleness"/> versions behind <paramref name="plan"/>'s base, or null.</summary>
+    public Refusal? RefuseTooStale(in DeviceContribution contribution, VersionPlan plan, out long staleness)
+    {
+        ArgumentNullException.ThrowIfNull(plan);
+        staleness = plan.BaseVersion - contribution.BaseVersion;
+        return staleness > MaxStaleness
+            ? new Refusal(RefusalKind.TooStale, $"base v{contribution.BaseVersion} is {staleness} version(s) behind v{plan.BaseVersion}, above the cut-off {MaxStaleness}")
+            : null;
+    }
 }
 
 /// <summary>
@@ -49,10 +59,9 @@ public sealed class FedBuffStrategy : FederationStrategy
     {
         weight = 1f;
         scale = 0f;
-        long staleness = Staleness(contribution, plan);
-        if (staleness > Options.MaxStaleness)
+        if (Options.RefuseTooStale(contribution, plan, out long staleness) is { } tooStale)
         {
-            return new Refusal(RefusalKind.TooStale, $"base v{contribution.BaseVersion} is {staleness} version(s) behind v{plan.BaseVersion}, above the cut-off {Options.MaxStaleness}");
+            return tooStale;
         }
 
         scale = (float)_staleness.Weight((int)staleness);

@@ -29,10 +29,9 @@ public sealed class FedFixStrategy(TimeSpan period, AsyncOptions options, Server
     {
         weight = 1f;
         scale = 0f;
-        long staleness = Staleness(contribution, plan);
-        if (staleness > Options.MaxStaleness)
+        if (Options.RefuseTooStale(contribution, plan, out long staleness) is { } tooStale)
         {
-            return new Refusal(RefusalKind.TooStale, $"base v{contribution.BaseVersion} is {staleness} version(s) behind v{plan.BaseVersion}, above the cut-off {Options.MaxStaleness}");
+            return tooStale;
         }
 
         // ⌈τ_i/Δt⌉ ≥ 1: an update back within its first period counts once.
