@@ -1,5 +1,6 @@
 using System.CommandLine;
 using FedEdge.Cloud;
+using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Security;
 using Microsoft.Extensions.Configuration;
@@ -32,7 +33,11 @@ internal static class CloudCommand
         var rule = new Option<string?>("--rule") { Description = "Aggregation rule of --federation: mean, median, trimmed-mean, krum, multi-krum, geomed, centered-clip, sign-vote." };
         var codec = new Option<string?>("--codec") { Description = "Codec hint of --federation: fp32, fp16, topk:0.01, sign." };
         var rounds = new Option<int?>("--rounds") { Description = "Model versions of --federation before it finishes (0 = unbounded)." };
-        var mode = new Option<string?>("--mode") { Description = "sync (rounds) or async (FedBuff) for --federation." };
+        var mode = new Option<string?>("--mode") { Description = "How --federation makes versions: sync (rounds), fedbuff (async is an alias), fedasync or fedfix." };
+        mode.AcceptOnlyFromAmong("sync", "fedbuff", "async", "fedasync", "fedfix");
+        var serverOpt = new Option<string?>("--server-opt") { Description = "Server optimizer of --federation: none, fedavgm, fedadam, fedyogi, fedadagrad (step size: Config:ServerLearningRate)." };
+        serverOpt.AcceptOnlyFromAmong([.. FedEdge.Aggregation.Strategies.ServerAggregatorOptions.Optimizers]);
+        var serverLr = new Option<double?>("--server-lr") { Description = "Server learning rate η of --federation (default 1; FedAdam/FedYogi typically 0.01–0.1)." };
         var driftClustering = new Option<string?>("--drift-clustering") { Description = "Device clustering of --federation: none (one model) or feddaa (drift-aware cluster models, docs/drift.md)." };
         var reclusterEvery = new Option<int?>("--recluster-every") { Description = "FedDAA: reference-model versions between clustering decisions (default 10)." };
         var warmupVersions = new Option<int?>("--warmup-versions") { Description = "FedDAA: reference-model versions before the first clustering (default 10)." };
@@ -40,7 +45,7 @@ internal static class CloudCommand
         var command = new Command("cloud", "Run the cloud aggregator: Orleans silo, MQTT broker and ingestion.")
         {
             dataDir, broker, port, bind, storage, clustering, redis, siloPort, gatewayPort, config,
-            federation, model, rule, codec, rounds, mode, driftClustering, reclusterEvery, warmupVersions,
+            federation, model, rule, codec, rounds, mode, serverOpt, serverLr, driftClustering, reclusterEvery, warmupVersions,
             KeyCommand(),
             BenchIngestCommand(),
         };
@@ -73,7 +78,10 @@ internal static class CloudCommand
                 Flag(driftClustering, $"Federations:{name}:Config:Clustering");
                 Flag(reclusterEvery, $"Federations:{name}:Config:ReclusterEvery");
                 Flag(warmupVersions, $"Federations:{name}:Config:WarmupVersions");
-                if (parse.GetValue(mode) is { } m) flags[$"{prefix}:Mode"] = m.Equals("async", StringComparison.OrdinalIgnoreCase) ? "Async" : "Sync";
+                Flag(serverOpt, $"Federations:{name}:Config:ServerOptimizer");
+                Flag(serverLr, $"Federations:{name}:Config:ServerLearningRate");
+                if (parse.GetValue(mode) is { } m)
+                    flags[$"{prefix}:Mode"] = (m switch { "fedbuff" or "async" => FederationMode.FedBuff, "fedasync" => FederationMode.FedAsync, "fedfix" => FederationMode.FedFix, _ => FederationMode.Sync }).ToString();
             }
             builder.Configuration.AddInMemoryCollection(flags);
             builder.Logging.AddFilter("Orleans", LogLevel.Warning).AddFilter("Polly", LogLevel.Warning);
