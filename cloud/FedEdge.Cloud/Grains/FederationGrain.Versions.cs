@@ -1,18 +1,9 @@
 using FedEdge.Aggregation;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
-using FedEdge.Cloud.Aggregation;
 using FedEdge.Cloud.Clustering;
-using FedEdge.Cloud.Hosting;
-using FedEdge.Cloud.Ingestion;
-using FedEdge.Cloud.Models;
-using FedEdge.Cloud.Publishing;
-using FedEdge.Cloud.Security;
 using FedEdge.Cloud.Storage;
-using FedEdge.Compression;
 using Microsoft.Extensions.Logging;
-using Orleans.Concurrency;
-using SubmitResult = FedEdge.Cloud.Abstractions.SubmitResult;
 
 namespace FedEdge.Cloud.Grains;
 

@@ -169,10 +169,8 @@ public abstract class FederationStrategy(ServerAggregator server) : IFederationS
 
         public VersionResult Complete(Span<float> model)
         {
-            var before = model.ToArray();
             _collector.Complete(model, Plan.FleetSize, _owner.Factor(this));
-            double norm = Math.Sqrt(Kernels.PairwiseDistances.SquaredDistance(before, model));
-            return new VersionResult(Plan.Version, Count, norm);
+            return new VersionResult(Plan.Version, Count);
         }
     }
 }

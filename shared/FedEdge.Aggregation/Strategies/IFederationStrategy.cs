@@ -179,5 +179,4 @@ public interface IVersionAggregation
 
 /// <summary>What completing a version produced.</summary>
 /// <param name="Contributions">Contributions aggregated.</param>
-/// <param name="UpdateNorm">‖x_new − x_old‖ of the global model.</param>
-public sealed record VersionResult(long Version, int Contributions, double UpdateNorm);
+public sealed record VersionResult(long Version, int Contributions);

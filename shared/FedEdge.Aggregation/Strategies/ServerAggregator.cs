@@ -226,7 +226,6 @@ public sealed class ServerAggregator
         private readonly List<string> _estimateDevices = [];
         private float[] _rows = [];
         private double _weightSum;
-        private float[]? _estimates;
 
         internal Collector(ServerAggregator owner, int capacity)
         {
@@ -342,14 +341,14 @@ public sealed class ServerAggregator
             else if (_owner.Options.Estimate == ServerEstimate.PerDevice)
             {
                 var keys = _owner.State.Names.Where(n => n.StartsWith(DeviceEstimatePrefix, StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToArray();
-                _estimates = new float[(long)keys.Length * d];
+                var estimates = new float[(long)keys.Length * d];
                 for (int i = 0; i < keys.Length; i++)
                 {
                     _owner.State.TryGet(keys[i], out var estimate);
-                    estimate.CopyTo(_estimates.AsSpan(i * d, d));
+                    estimate.CopyTo(estimates.AsSpan(i * d, d));
                 }
 
-                _owner.Aggregate(new UpdateBatch(_estimates, keys.Length, d), aggregate);
+                _owner.Aggregate(new UpdateBatch(estimates, keys.Length, d), aggregate);
             }
             else
             {

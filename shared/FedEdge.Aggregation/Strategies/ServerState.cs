@@ -15,9 +15,6 @@ public sealed class ServerState
     /// <summary>Names of the vectors held.</summary>
     public IEnumerable<string> Names => _vectors.Keys;
 
-    /// <summary>Vectors changed since the last <see cref="TakeChanged"/>.</summary>
-    public int ChangedCount => _changed.Count;
-
     public bool TryGet(string name, out float[] vector) => _vectors.TryGetValue(name, out vector!);
 
     /// <summary>The vector called <paramref name="name"/>, created filled with <paramref name="initial"/> when absent.
