@@ -92,6 +92,15 @@ public sealed record FederationConfig
     /// <summary>FedFix: Δt, the aggregation period.</summary>
     [Id(27)] public TimeSpan AggregationPeriod { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// What devices compute and how the server turns it into a model, in the syntax of <c>FedEdge.Protocol.AlgorithmSpec</c>,
+    /// announced with every model: "fedavg" (the default: local training, updates Δ, <see cref="Rule"/> and
+    /// <see cref="Mode"/> as configured), "fedavg:l1=λ" (local proximal SGD on g = λ‖θ‖₁), "fedmm:surrogate=...,..."
+    /// (FedMM surrogate statistics, algorithms.md §5) or "far-sign:order=first|zeroth,directions=K,..." (FAR-SIGN's
+    /// signed directional derivatives, §4).
+    /// </summary>
+    [Id(28)] public string Algorithm { get; init; } = "fedavg";
+
     /// <summary>Whether the server keeps an EF21/EControl estimate.</summary>
     public bool UsesServerEstimate => ErrorFeedback is "ef21" or "econtrol";
 

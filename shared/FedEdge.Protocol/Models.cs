@@ -29,6 +29,15 @@ public sealed class ModelPublishOptions
     public IReadOnlyList<float> LabelDistribution { get; init; } = [];
 
     public TimeProvider Time { get; init; } = TimeProvider.System;
+
+    /// <summary>What devices compute from this model (<see cref="AlgorithmSpec"/>; empty = FedAvg).</summary>
+    public string Algorithm { get; init; } = "";
+
+    /// <summary>FedMM: float32 statistics Ŝ appended to the model bytes (see <see cref="ModelBundle"/>); 0 = none.</summary>
+    public long StatisticsCount { get; init; }
+
+    /// <summary>FAR-SIGN: the version's work seed (directions are generated from it and the device id).</summary>
+    public ulong WorkSeed { get; init; }
 }
 
 /// <summary>A model ready to publish: the signed, retained announcement and the serialized chunks.</summary>
@@ -85,6 +94,9 @@ public sealed class ModelPublisher(SigningKeyPair cloudKey)
             ParameterCount = options.ParameterCount,
             Cluster = options.Cluster,
             CloudKeyId = cloudKey.KeyId,
+            Algorithm = options.Algorithm,
+            StatisticsCount = options.StatisticsCount,
+            WorkSeed = options.WorkSeed,
         };
         announcement.CodecHints.Add(options.CodecHints);
         announcement.LabelDistribution.Add(options.LabelDistribution);
@@ -161,6 +173,14 @@ public sealed class ModelAnnouncementVerifier(string federation, IVerificationKe
         if (a.TotalSize < 1 || a.ChunkSize < 1 || a.ChunkCount != (a.TotalSize + a.ChunkSize - 1) / a.ChunkSize)
         {
             return Reject(RejectReason.Inconsistent, $"Model v{a.ModelVersion}: {a.ChunkCount} chunks of {a.ChunkSize} bytes cannot hold {a.TotalSize} bytes.");
+        }
+        if (a.StatisticsCount < 0 || a.StatisticsCount * sizeof(float) >= a.TotalSize)
+        {
+            return Reject(RejectReason.Inconsistent, $"Model v{a.ModelVersion}: {a.StatisticsCount} statistics do not fit in {a.TotalSize} model bytes.");
+        }
+        if (a.Algorithm.Length > AlgorithmSpec.MaxLength || (a.Algorithm.Length > 0 && !AlgorithmSpec.TryParse(a.Algorithm, out _, out var bad)))
+        {
+            return Reject(RejectReason.Malformed, $"Model v{a.ModelVersion}: algorithm '{UpdateEnvelopeVerifier.Printable(a.Algorithm)}' is not valid.");
         }
         return Decoded<ModelAnnouncement>.Accept(a);
     }

@@ -37,6 +37,9 @@ public sealed class OnnxTrainer : IDisposable
     private SessionOptions? _shardSessionOptions;
     private readonly ZerothOrderEstimator? _zeroth;
     private EvaluationRunner? _evaluation;
+    private readonly Dictionary<int, GradientRunner> _gradients = [];
+    private float[]? _probe; // a parameter point other than the current one (gradient or loss probes)
+    private OrtValue[]? _probeValues;
     private int _current;
     private int _previous = -1; // side holding the weights before the last step, while still intact
     private bool _disposed;
@@ -171,6 +174,52 @@ public sealed class OnnxTrainer : IDisposable
         return labels.Length == 0 ? default : new EvaluationResult(lossSum / labels.Length, (double)correct / labels.Length, labels.Length);
     }
 
+    /// <summary>
+    /// Mean loss f(w) and gradient ∇f(w) over a whole labelled set at the current parameters, in chunks of
+    /// <see cref="TrainingOptions.BatchSize"/>, without an optimizer step (the parameters do not change). FedMM's
+    /// surrogate statistics and FAR-SIGN's first-order answers read it. Throws <see cref="NotSupportedException"/> for
+    /// models with buffers (BatchNorm running statistics), whose flat gradient is not defined.
+    /// </summary>
+    public float ComputeGradient(ReadOnlySpan<float> features, ReadOnlySpan<long> labels, Span<float> gradient)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return GradientAt(_parameterValues[_current], features, labels, gradient);
+    }
+
+    /// <summary>As <see cref="ComputeGradient(ReadOnlySpan{float}, ReadOnlySpan{long}, Span{float})"/> at another point <paramref name="parameters"/> (flat).</summary>
+    public float ComputeGradient(ReadOnlySpan<float> parameters, ReadOnlySpan<float> features, ReadOnlySpan<long> labels, Span<float> gradient)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return GradientAt(Probe(parameters), features, labels, gradient);
+    }
+
+    /// <summary>Mean loss over a labelled set at <paramref name="parameters"/> (flat), inference mode; the trainer's own
+    /// parameters do not change (FAR-SIGN's zeroth-order answers, objective values).</summary>
+    public double EvaluateLoss(ReadOnlySpan<float> parameters, ReadOnlySpan<float> features, ReadOnlySpan<long> labels, int batchSize = 256)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ValidateBatch(features, labels);
+        return EvaluateSum(features, labels, Probe(parameters), batchSize).LossSum / labels.Length;
+    }
+
+    /// <summary>
+    /// The proximal step of g(w) = λ‖w‖₁ on the trainable parameters: w ← sign(w)·max(|w| − <paramref name="threshold"/>, 0)
+    /// with threshold = η·λ (local proximal SGD, e.g. FedAvg on an L1-regularised objective). Buffers are left alone.
+    /// </summary>
+    public void SoftThreshold(float threshold)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(threshold);
+        var w = _parameters[_current];
+        foreach (var t in _layout.Tensors)
+        {
+            if (t.Trainable)
+            {
+                L1Proximal.Apply(w.AsSpan(t.Offset, t.Length), threshold);
+            }
+        }
+    }
+
     /// <summary>Copies the flat parameter vector (see <see cref="Parameters"/>) into <paramref name="destination"/>.</summary>
     public void CopyParametersTo(Span<float> destination)
     {
@@ -251,6 +300,16 @@ public sealed class OnnxTrainer : IDisposable
         }
 
         _evaluation?.Dispose();
+        foreach (var g in _gradients.Values)
+        {
+            g.Dispose();
+        }
+
+        foreach (var v in _probeValues ?? [])
+        {
+            v.Dispose();
+        }
+
         _zeroth?.Dispose();
         _shardSessionOptions?.Dispose();
         foreach (var v in _parameterValues.SelectMany(x => x).Concat(_flatParameterValues).Concat(_anchorValues).Append(_flatAnchorValue))
@@ -275,6 +334,53 @@ public sealed class OnnxTrainer : IDisposable
     {
         _evaluation ??= new EvaluationRunner(TrainingGraphBuilder.BuildEvaluation(_model, _options.Loss), _sessionOptions);
         return _evaluation.Run(features, labels, parameters, batchSize, _layout.SampleSize);
+    }
+
+    private float GradientAt(OrtValue[] parameters, ReadOnlySpan<float> features, ReadOnlySpan<long> labels, Span<float> gradient)
+    {
+        ValidateBatch(features, labels);
+        CheckLength(gradient.Length);
+        gradient.Clear();
+        var total = labels.Length;
+        var sample = _layout.SampleSize;
+        double loss = 0;
+        for (var start = 0; start < total; start += _options.BatchSize)
+        {
+            var n = Math.Min(_options.BatchSize, total - start);
+            var runner = GradientRunnerFor(n);
+            var chunk = runner.Run(features.Slice(start * sample, n * sample), labels.Slice(start, n), parameters, out var chunkLoss);
+            // Each chunk's graph averages over its own n samples; weigh by n/total for the set's mean.
+            TensorPrimitives.MultiplyAdd(chunk, (float)n / total, gradient, gradient);
+            loss += chunkLoss * (double)n / total;
+        }
+
+        return (float)loss;
+    }
+
+    private GradientRunner GradientRunnerFor(int batch)
+    {
+        if (!_gradients.TryGetValue(batch, out var runner))
+        {
+            var graph = TrainingGraphBuilder.BuildGradient(_model, _options, batch, batch)
+                ?? throw new NotSupportedException("The model's flat gradient is not defined (it has buffers such as BatchNorm running statistics, or a tensor gets no gradient).");
+            runner = new GradientRunner(graph, _sessionOptions, ParameterCount);
+            _gradients[batch] = runner;
+        }
+
+        return runner;
+    }
+
+    private OrtValue[] Probe(ReadOnlySpan<float> parameters)
+    {
+        CheckLength(parameters.Length);
+        if (_probe is null)
+        {
+            _probe = new float[ParameterCount];
+            _probeValues = [.. _layout.Tensors.Select(t => Slice(_probe, t.Offset, t.Length, t.Dims))];
+        }
+
+        parameters.CopyTo(_probe);
+        return _probeValues!;
     }
 
     /// <summary>Side written by a step that reads <paramref name="side"/>.</summary>
