@@ -148,6 +148,10 @@ public sealed record FederationStatus
     [Id(14)] public string Strategy { get; init; } = "";
     /// <summary>Whether the aggregation takes updates in their codec payload (a streaming mean), so the bridge need not decode them.</summary>
     [Id(15)] public bool AddsEncodedUpdates { get; init; }
+    /// <summary>Length of the vector a device sends: d for updates, FedMM's statistic length, FAR-SIGN's directions per answer.</summary>
+    [Id(16)] public int ContributionLength { get; init; }
+    /// <summary>Bytes of the current model as published (FedMM: with its statistics).</summary>
+    [Id(17)] public long PublishedModelBytes { get; init; }
 }
 
 /// <summary>One completed aggregation (a sync round or a FedBuff flush).</summary>

@@ -2,7 +2,9 @@ using FedEdge.Aggregation;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Clustering;
+using FedEdge.Cloud.Publishing;
 using FedEdge.Cloud.Storage;
+using FedEdge.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace FedEdge.Cloud.Grains;
@@ -109,7 +111,7 @@ public sealed partial class FederationGrain
         _pending = [];
         foreach (var (pending, envelope) in logged)
         {
-            var problem = ClusterDeclines.TryDecodeStored(envelope.Span, S.ParameterCount, out var delta, out var decodeProblem) ? null : decodeProblem;
+            var problem = ClusterDeclines.TryDecodeStored(envelope.Span, _strategy!.ContributionLength, out var delta, out var decodeProblem) ? null : decodeProblem;
             problem ??= Offer(new UpdateSubmission
             {
                 DeviceId = pending.DeviceId,
@@ -203,7 +205,7 @@ public sealed partial class FederationGrain
         // A cluster version announces P_c(y) from the label weights of the updates it aggregated (else the last one).
         var labels = _labelDistribution = Role.TakeVersionLabels(_labelDistribution);
         var model = _vector!.Write(next);
-        var previousChunks = _publication.ChunkCount(S.ModelBytes);
+        var previousChunks = _publication.ChunkCount(PublishedBytes(S.ModelBytes));
         var changedState = _strategy!.State.TakeChanged();
         var now = _clock.GetUtcNow();
         try
@@ -298,7 +300,12 @@ public sealed partial class FederationGrain
     {
         try
         {
-            await _publication.PublishAsync(Model.Federation, Model.Cluster, version, model, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken, labels ?? _labelDistribution);
+            // FedMM's devices need Ŝ with θ, FAR-SIGN's the version's work seed; every device is told what to compute.
+            var extras = _strategy as IPublishesWithModel;
+            var statistics = extras?.PublishedStatistics ?? default;
+            var published = statistics.IsEmpty ? model : ModelBundle.Join(model, statistics.Span);
+            await _publication.PublishAsync(Model.Federation, Model.Cluster, version, published, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken,
+                labels ?? _labelDistribution, new AnnouncedAlgorithm(AlgorithmSpec.Parse(S.Config.Algorithm).ToString(), statistics.Length, extras?.WorkSeed(version) ?? 0));
         }
         catch (Exception e)
         {
@@ -306,4 +313,8 @@ public sealed partial class FederationGrain
             _logger.LogError(e, "Federation {Federation}: publishing v{Version} failed", Name, version);
         }
     }
+
+    /// <summary>Bytes published for a model blob of <paramref name="modelBytes"/> (FedMM appends its statistics).</summary>
+    private long PublishedBytes(long modelBytes) =>
+        modelBytes + (_strategy is IPublishesWithModel extras ? (long)extras.PublishedStatistics.Length * sizeof(float) : 0);
 }

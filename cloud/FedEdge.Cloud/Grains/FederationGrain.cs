@@ -210,8 +210,9 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
                 : $"federation {Model.Federation} has no cluster {Model.Cluster}"));
         if (S.Config is not { } config) return Count(SubmitResult.Reject(RejectionReason.UnknownFederation, $"federation {Name} is not configured"));
         if (S.Finished) return Count(SubmitResult.Reject(RejectionReason.NotAccepting, $"federation {Name} finished at v{S.ModelVersion}"));
-        if (update.Dimension != S.ParameterCount || update.Delta is { } dense && dense.Length != update.Dimension)
-            return Count(SubmitResult.Reject(RejectionReason.Oversized, $"update has {update.Delta?.Length ?? update.Dimension} coordinates, the model {S.ParameterCount}"));
+        var expected = _strategy!.ContributionLength;
+        if (update.Dimension != expected || update.Delta is { } dense && dense.Length != update.Dimension)
+            return Count(SubmitResult.Reject(RejectionReason.Oversized, $"contribution has {update.Delta?.Length ?? update.Dimension} coordinates, {_strategy.Name} takes {expected}"));
         if (update.SampleCount > config.MaxSampleCount)
             return Count(SubmitResult.Reject(RejectionReason.SampleCountOutOfRange, $"claims {update.SampleCount} samples, above the federation's maximum {config.MaxSampleCount}"));
         if (update.BaseVersion > S.ModelVersion)
@@ -409,7 +410,7 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
         await _log!.DropThroughAsync(long.MaxValue);
         try
         {
-            await _publication.WithdrawAsync(Model.Federation, Model.Cluster, S.ModelVersion, _publication.ChunkCount(S.ModelBytes), CancellationToken.None);
+            await _publication.WithdrawAsync(Model.Federation, Model.Cluster, S.ModelVersion, _publication.ChunkCount(PublishedBytes(S.ModelBytes)), CancellationToken.None);
         }
         catch (Exception e)
         {
@@ -442,6 +443,8 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
         History = History.RoundsThrough(S.ModelVersion),
         Strategy = _strategy?.Name ?? "",
         AddsEncodedUpdates = _strategy?.AddsEncodedUpdates ?? false,
+        ContributionLength = _strategy?.ContributionLength ?? S.ParameterCount,
+        PublishedModelBytes = S.ModelBytes + (_strategy is IPublishesWithModel extras ? extras.PublishedStatistics.Length * sizeof(float) : 0),
     };
 
     /// <summary>The payload of a submission the bridge left encoded, ready to add into a streaming sum.</summary>

@@ -320,7 +320,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly ConcurrentDictionary<string, IDeviceGrain> _devices = new(StringComparer.Ordinal);
 
     /// <summary>What the bridge needs of a started federation (shared by its cluster models; a configuration never changes).</summary>
-    /// <param name="Dimension">The update dimension.</param>
+    /// <param name="Dimension">The contribution's dimension (d for updates; see <see cref="FederationStatus.ContributionLength"/>).</param>
     /// <param name="Clustered">Whether it is a FedDAA federation.</param>
     /// <param name="AddsEncoded">Whether its aggregation takes updates in their codec payload (a streaming mean), so the bridge does not decode them.</param>
     private sealed record KnownFederation(int Dimension, bool Clustered, bool AddsEncoded);
@@ -331,7 +331,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         if (_federations.TryGetValue(federation, out var known)) return known;
         var status = await _grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
         if (status.Phase == FederationPhase.NotStarted) return null;
-        return _federations[federation] = new KnownFederation(status.ParameterCount, status.Config is { IsClustered: true },
+        return _federations[federation] = new KnownFederation(status.ContributionLength, status.Config is { IsClustered: true },
             status.AddsEncodedUpdates);
     }
 

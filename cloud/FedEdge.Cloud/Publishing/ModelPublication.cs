@@ -36,8 +36,9 @@ public sealed class ModelPublication : IDisposable
         PublishAsync(federation, cluster: 0, version, model, parameterCount, codecHint, previousChunkCount, cancellationToken);
 
     /// <param name="labelDistribution">Cluster models: P_c(y) of this version, signed with the announcement (null or empty: unknown).</param>
+    /// <param name="algorithm">What devices compute (null: FedAvg, nothing announced), with FedMM's statistics count and FAR-SIGN's work seed.</param>
     public async Task PublishAsync(string federation, int cluster, long version, ReadOnlyMemory<byte> model, int parameterCount, string codecHint,
-        int? previousChunkCount, CancellationToken cancellationToken, IReadOnlyList<float>? labelDistribution = null)
+        int? previousChunkCount, CancellationToken cancellationToken, IReadOnlyList<float>? labelDistribution = null, AnnouncedAlgorithm? algorithm = null)
     {
         var published = _publisher.Publish(federation, version, model.Span, new ModelPublishOptions
         {
@@ -46,6 +47,9 @@ public sealed class ModelPublication : IDisposable
             CodecHints = [codecHint],
             Cluster = cluster,
             LabelDistribution = labelDistribution ?? [],
+            Algorithm = algorithm?.Spec is null or AlgorithmSpec.FedAvg ? "" : algorithm.Spec,
+            StatisticsCount = algorithm?.StatisticsCount ?? 0,
+            WorkSeed = algorithm?.WorkSeed ?? 0,
         });
         foreach (var (topic, payload) in published.Messages())
             await _mqtt.PublishAsync(Retained(topic, payload), cancellationToken);
@@ -82,3 +86,9 @@ public sealed class ModelPublication : IDisposable
         .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce)
         .Build();
 }
+
+/// <summary>What a model announcement tells devices to compute (see <c>ModelAnnouncement.algorithm</c>).</summary>
+/// <param name="Spec">The canonical algorithm spec ("fedavg" is not announced: devices default to it).</param>
+/// <param name="StatisticsCount">FedMM: floats of Ŝ appended to the model bytes.</param>
+/// <param name="WorkSeed">FAR-SIGN: the version's work seed.</param>
+public sealed record AnnouncedAlgorithm(string Spec, long StatisticsCount, ulong WorkSeed);

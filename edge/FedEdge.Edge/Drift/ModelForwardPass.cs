@@ -83,7 +83,7 @@ public sealed class ModelForwardPass(int threads = 1) : IDisposable
         var cluster = model.Announcement.Cluster;
         if (_logits is not null && _parameters.TryGetValue(cluster, out var cached) && cached.Version == model.Version)
             return cached.Parameters;
-        var proto = OnnxModelFile.Parse(model.ModelBytes, Describe(model));
+        var proto = OnnxModelFile.Parse(model.OnnxBytes.Span, Describe(model));
         var fingerprint = ModelGraph.Fingerprint(proto);
         if (_logits is null || !fingerprint.AsSpan().SequenceEqual(_fingerprint))
         {

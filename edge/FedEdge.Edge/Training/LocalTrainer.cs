@@ -3,6 +3,7 @@ using System.Numerics.Tensors;
 using FedEdge.Data;
 using FedEdge.Edge.Models;
 using FedEdge.Onnx;
+using FedEdge.Protocol;
 using FedEdge.Training;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -29,6 +30,7 @@ public sealed partial class LocalTrainer : IDisposable
     private OnnxTrainer? _trainer;
     private ModelLayout? _layout;
     private byte[] _graphFingerprint = [];
+    private LocalObjective? _objective;
     private float[] _global = [];
     private float[] _local = [];
     private int _batch;
@@ -60,9 +62,56 @@ public sealed partial class LocalTrainer : IDisposable
     /// </summary>
     public LocalRoundResult Train(VerifiedModel model, Dataset train, Dataset? test, CancellationToken cancellationToken)
     {
-        CheckTrainingData(train);
         var stopwatch = Stopwatch.StartNew();
-        var proto = OnnxModelFile.Parse(model.ModelBytes, $"model v{model.Version}");
+        var trainer = Prepare(model, train);
+        trainer.ResetOptimizerState();
+        trainer.LearningRate = _options.LearningRate;
+        if (_options.ProximalMu > 0)
+            trainer.SetProximalAnchor(_global);
+
+        // "fedavg:l1=λ": local proximal SGD on g = λ‖θ‖₁, the same g that FedMM's map handles (algorithms.md §5).
+        var algorithm = model.Algorithm;
+        var l1 = algorithm.Name == AlgorithmSpec.FedAvg ? (float)algorithm.Number("l1", 0) : 0f;
+        var (loss, steps) = RunEpochs(trainer, train, model.Version, l1, cancellationToken);
+        trainer.CopyParametersTo(_local);
+        var delta = new float[_local.Length];
+        TensorPrimitives.Subtract(_local, _global, delta);
+        var accuracy = Evaluate(trainer, test ?? train);
+        return new LocalRoundResult(model.Version, delta, train.Count, loss, accuracy, steps, stopwatch.Elapsed);
+    }
+
+    /// <summary>
+    /// The device's objective f_i at <paramref name="model"/>'s parameters over <paramref name="train"/>, for the
+    /// algorithms that ask for statistics or signed directional derivatives instead of a trained update (FedMM,
+    /// FAR-SIGN). Valid until the next call on this trainer.
+    /// </summary>
+    public LocalObjective Objective(VerifiedModel model, Dataset train)
+    {
+        var trainer = Prepare(model, train);
+        if (!ReferenceEquals(_objective?.Data, train) || !ReferenceEquals(_objective.Trainer, trainer))
+            _objective = new LocalObjective(trainer, train);
+        return _objective;
+    }
+
+    /// <summary>The global parameters of the model last prepared (<see cref="Train(VerifiedModel, Dataset, Dataset?, CancellationToken)"/> or <see cref="Objective"/>).</summary>
+    public ReadOnlySpan<float> GlobalParameters => _global;
+
+    /// <summary>Test accuracy of <paramref name="parameters"/> on the device's evaluation data (else its training data).</summary>
+    public double Accuracy(ReadOnlySpan<float> parameters, Dataset data)
+    {
+        _trainer!.SetParameters(parameters);
+        return Evaluate(_trainer, data);
+    }
+
+    /// <summary>
+    /// The trainer for <paramref name="model"/> with its global weights loaded. The session is rebuilt only when the
+    /// graph, the parameter layout or the batch size (smaller than configured for a data set smaller than one batch)
+    /// changes.
+    /// </summary>
+    private OnnxTrainer Prepare(VerifiedModel model, Dataset train)
+    {
+        CheckTrainingData(train);
+        var proto = OnnxModelFile.Parse(model.OnnxBytes.Span, $"model v{model.Version}");
         var layout = ModelLayout.Analyze(proto);
         var fingerprint = ModelGraph.Fingerprint(proto);
         var batch = Math.Min(_options.BatchSize, train.Count);
@@ -80,24 +129,13 @@ public sealed partial class LocalTrainer : IDisposable
         }
         EnsureDataFits(_trainer, train);
         layout.ReadParameters(proto, _global);
-        var trainer = _trainer;
-        trainer.SetParameters(_global);
-        trainer.ResetOptimizerState();
-        trainer.LearningRate = _options.LearningRate;
-        if (_options.ProximalMu > 0)
-            trainer.SetProximalAnchor(_global);
-
-        var (loss, steps) = RunEpochs(trainer, train, model.Version, cancellationToken);
-        trainer.CopyParametersTo(_local);
-        var delta = new float[_local.Length];
-        TensorPrimitives.Subtract(_local, _global, delta);
-        var accuracy = Evaluate(trainer, test ?? train);
-        return new LocalRoundResult(model.Version, delta, train.Count, loss, accuracy, steps, stopwatch.Elapsed);
+        _trainer.SetParameters(_global);
+        return _trainer;
     }
 
     public void Dispose() => _trainer?.Dispose();
 
-    private (double Loss, long Steps) RunEpochs(OnnxTrainer trainer, Dataset train, long version, CancellationToken cancellationToken)
+    private (double Loss, long Steps) RunEpochs(OnnxTrainer trainer, Dataset train, long version, float l1, CancellationToken cancellationToken)
     {
         var batch = _batch;
         var x = new float[batch * train.SampleSize];
@@ -122,6 +160,8 @@ public sealed partial class LocalTrainer : IDisposable
                     LogNonFiniteLoss(version, steps);
                     return (double.NaN, steps);
                 }
+                if (l1 > 0)
+                    trainer.SoftThreshold(trainer.LearningRate * l1);
                 lossSum += loss;
                 steps++;
             }

@@ -21,6 +21,8 @@ public abstract class FederationStrategy(ServerAggregator server) : IFederationS
 
     public virtual bool AddsEncodedUpdates => Server.Streams;
 
+    public int ContributionLength => Server.Dimension;
+
     public virtual int ModelHistory => 0;
 
     public bool CountsDeclines => OneAnswerPerDevice;

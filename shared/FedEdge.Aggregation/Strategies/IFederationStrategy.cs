@@ -27,6 +27,10 @@ public interface IFederationStrategy
     /// for) counts towards the version's quorum (sync rounds); elsewhere a decline changes nothing.</summary>
     bool CountsDeclines { get; }
 
+    /// <summary>Length of the vector a device sends: d for model updates, FedMM's statistic length m, FAR-SIGN's
+    /// number of directions K per answer message.</summary>
+    int ContributionLength { get; }
+
     /// <summary>Versions of past global models a contribution needs (FedAsync mixes with the model the device
     /// trained from); 0 when only the current model is used.</summary>
     int ModelHistory { get; }
@@ -40,6 +44,17 @@ public interface IFederationStrategy
     /// <summary>The server state that outlives a version (optimizer moments, clipping centre, EF21 estimates),
     /// persisted by the host after each version and restored before any contribution is replayed.</summary>
     ServerState State { get; }
+}
+
+/// <summary>A strategy whose devices need more than the parameters: FedMM publishes its aggregated statistics Ŝ with every
+/// model (devices form S_i − Ŝ − V_i), FAR-SIGN a work seed per version (devices regenerate their directions from it).</summary>
+public interface IPublishesWithModel
+{
+    /// <summary>Statistics published with the current model (empty: none).</summary>
+    ReadOnlyMemory<float> PublishedStatistics { get; }
+
+    /// <summary>The work seed of <paramref name="version"/> (0: none).</summary>
+    ulong WorkSeed(long version);
 }
 
 /// <summary>What a device sends back; a strategy accepts one kind.</summary>
