@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using FedEdge.Compression;
 using FedEdge.Compression.ErrorFeedback;
@@ -34,6 +35,9 @@ public sealed partial class EdgeAgent
     public const string ModelDirectoryName = "model";
     public const string ErrorFeedbackFileName = "error-feedback.bin";
     public const string ProgressFileName = "agent.json";
+
+    /// <summary>FedMM's control variate V_i (algorithms.md §5), kept like error-feedback memory.</summary>
+    public const string ControlVariateFileName = "fedmm-control-variate.bin";
     public const string AssignmentFileName = "cluster-assignment.bin";
 
     private readonly EdgeAgentOptions _options;
@@ -52,6 +56,8 @@ public sealed partial class EdgeAgent
     private readonly HashSet<(int Cluster, long Version)> _failed = [];
     // Local rounds trained in this run (what a simulated device's speed counts in).
     private int _localRounds;
+    private FedMMDevice? _fedmm;
+    private FarSignDevice? _farSign;
 
     /// <summary>An agent on one static data set (one window that never changes).</summary>
     /// <param name="speed">Simulations only: the device's simulated speed and outages (null = this machine's speed).</param>
@@ -280,7 +286,7 @@ public sealed partial class EdgeAgent
             try
             {
                 var local = samples is null || samples.Length == data.Count ? data : data.Subset(samples);
-                trained = await OnTrainingThreadAsync(() => trainer.Train(model, local, test, cancellationToken), cancellationToken).ConfigureAwait(false);
+                trained = await OnTrainingThreadAsync(() => Contribute(model, trainer, local, test, cancellationToken), cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
@@ -304,6 +310,41 @@ public sealed partial class EdgeAgent
             RoundCompleted?.Invoke(round);
         }
         return progress;
+    }
+
+    /// <summary>
+    /// What the federation's announced algorithm asks of this device for <paramref name="model"/>: FedAvg trains locally
+    /// (Δ); FedMM computes its surrogate statistic against the published Ŝ (no training); FAR-SIGN answers signed
+    /// directional derivatives along the version's directions.
+    /// </summary>
+    private LocalRoundResult Contribute(VerifiedModel model, LocalTrainer trainer, Dataset local, Dataset? test, CancellationToken cancellationToken)
+    {
+        var algorithm = model.Algorithm;
+        if (algorithm.Name == AlgorithmSpec.FedAvg)
+            return trainer.Train(model, local, test, cancellationToken);
+        var stopwatch = Stopwatch.StartNew();
+        var objective = trainer.Objective(model, local);
+        var parameters = trainer.GlobalParameters.ToArray();
+        switch (algorithm.Name)
+        {
+            case AlgorithmSpec.FedMM:
+                _fedmm ??= new FedMMDevice(Path.Combine(_options.StateDirectory, ControlVariateFileName), _options.Outbox.Fsync, _logger);
+                var alpha = algorithm.Number("alpha", double.NaN);
+                if (!(alpha is > 0 and <= 1))
+                    throw new InvalidDataException($"FedMM model v{model.Version} announces no control-variate step alpha in (0, 1].");
+                var message = _fedmm.Compute(model, objective, parameters, alpha);
+                return new LocalRoundResult(model.Version, message.Difference, local.Count, message.Loss, double.NaN, 1, stopwatch.Elapsed)
+                {
+                    Kind = RoundContribution.Statistics,
+                    Bootstrap = message.Bootstrap,
+                };
+            case AlgorithmSpec.FarSign:
+                _farSign ??= new FarSignDevice(_identity.DeviceId);
+                var (answers, loss) = _farSign.Answer(model, objective, parameters, _options.Training.Seed);
+                return new LocalRoundResult(model.Version, answers, local.Count, loss, double.NaN, 1, stopwatch.Elapsed) { Kind = RoundContribution.Answers };
+            default:
+                throw new NotSupportedException($"Model v{model.Version} asks for algorithm '{algorithm}', which this agent does not know; update the agent.");
+        }
     }
 
     /// <summary>
@@ -449,6 +490,8 @@ public sealed partial class EdgeAgent
         }
         var delta = trained.Delta;
         _transform?.Apply(delta, model.Version);
+        if (trained.Kind != RoundContribution.Update)
+            return await PublishContributionAsync(model, trained, outbox, statistics, driftReport, cancellationToken).ConfigureAwait(false);
         var codec = UpdateCodecs.Parse(CodecSpec(model));
         var kind = ErrorFeedbackCompressor.ParseKind(_options.Compression.ErrorFeedback);
         if (stream.ErrorFeedback is not { } errorFeedback || errorFeedback.Kind != kind || errorFeedback.Codec.Spec != codec.Spec || errorFeedback.Dimension != delta.Length)
@@ -491,6 +534,51 @@ public sealed partial class EdgeAgent
         stream.ErrorFeedbackStore.Save(errorFeedback);
         Statistics.UpdateEnqueued();
         LogRound(model.Cluster, model.Version, trained.Loss, trained.Accuracy, trained.Steps, trained.SampleCount, trained.Duration.TotalSeconds, codec.Spec, errorFeedback.Name, payload.Length, updateIdHex);
+        return Report(trained, model.Cluster, updateIdHex, payload.Length, signedLength);
+    }
+
+    /// <summary>
+    /// FedMM statistics or FAR-SIGN answers: encoded without error feedback (FedMM's control variate plays its part; an
+    /// answer is one bit through the scaled-sign codec, scale 1), signed and queued; then FedMM's V_i moves by α·Q(Δ_i),
+    /// with Q(Δ_i) decoded exactly as the server will decode it.
+    /// </summary>
+    private async Task<EdgeRoundReport> PublishContributionAsync(VerifiedModel model, LocalRoundResult trained, UpdateOutbox outbox,
+        DriftStatistics? statistics, DriftReport? driftReport, CancellationToken cancellationToken)
+    {
+        var codec = trained.Kind == RoundContribution.Answers ? new SignCodec() : UpdateCodecs.Parse(CodecSpec(model));
+        var payload = codec.Encode(trained.Delta);
+        var envelope = new UpdateEnvelope
+        {
+            Federation = _identity.Federation,
+            DeviceId = _identity.DeviceId,
+            BaseModelVersion = model.Version,
+            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
+            SampleCount = trained.SampleCount,
+            Codec = codec.Spec,
+            Dimension = trained.Delta.Length,
+            Payload = ByteString.CopyFrom(payload),
+            ErrorFeedback = "none",
+            Cluster = model.Cluster,
+            Drift = statistics,
+            DriftReport = driftReport,
+            Metrics = new TrainingMetrics
+            {
+                Loss = double.IsFinite(trained.Loss) ? trained.Loss : 0,
+                Steps = trained.Steps,
+                DurationMs = (long)trained.Duration.TotalMilliseconds,
+            },
+        };
+        var (updateIdHex, signedLength) = await SignAndQueueAsync(envelope, outbox, cancellationToken).ConfigureAwait(false);
+        if (updateIdHex is null)
+            return Report(trained, model.Cluster, null, payload.Length, signedLength);
+        if (trained.Kind == RoundContribution.Statistics && !trained.Bootstrap)
+        {
+            var decoded = new float[trained.Delta.Length];
+            codec.Decode(payload, decoded);
+            _fedmm!.Commit(decoded);
+        }
+        Statistics.UpdateEnqueued();
+        LogContribution(trained.Kind, model.Version, trained.Loss, trained.SampleCount, trained.Duration.TotalSeconds, codec.Spec, payload.Length, updateIdHex);
         return Report(trained, model.Cluster, updateIdHex, payload.Length, signedLength);
     }
 
@@ -606,6 +694,9 @@ public sealed partial class EdgeAgent
 
     [LoggerMessage(EventId = 513, Level = LogLevel.Information, Message = "Simulated outage after training on v{Version}: offline for {Seconds:F1} s")]
     private partial void LogOutage(long version, double seconds);
+
+    [LoggerMessage(EventId = 514, Level = LogLevel.Information, Message = "{Kind} for v{Version}: loss {Loss:F4} on {Samples} samples in {Seconds:F2} s; {Codec} payload {PayloadBytes} bytes; update {UpdateId} queued")]
+    private partial void LogContribution(RoundContribution kind, long version, double loss, int samples, double seconds, string codec, int payloadBytes, string updateId);
 
     [LoggerMessage(EventId = 504, Level = LogLevel.Error, Message = "Update on v{Version} was not queued and is dropped: {Reason}")]
     private partial void LogNotQueued(long version, string reason);

@@ -37,8 +37,14 @@ public sealed class LocalObjective : IDeviceObjective
 
     public int ParameterCount => Trainer.ParameterCount;
 
+    /// <summary>Outputs of the model (classes).</summary>
+    public int ClassCount => Trainer.ClassCount;
+
+    /// <summary>The mean loss of the last full-data <see cref="Gradient"/> (NaN before one).</summary>
+    public double LastLoss { get; private set; } = double.NaN;
+
     public double Gradient(ReadOnlySpan<float> parameters, Span<float> gradient) =>
-        Trainer.ComputeGradient(parameters, _features, _labels, gradient);
+        LastLoss = Trainer.ComputeGradient(parameters, _features, _labels, gradient);
 
     /// <summary>Draws a mini-batch of <paramref name="size"/> samples (without replacement) for the batch probes below.</summary>
     public void DrawBatch(Random random, int size)

@@ -11,8 +11,28 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace FedEdge.Edge.Training;
 
 /// <summary>What one round of local training produced.</summary>
-/// <param name="Delta">Δ = local − global, in the trainer's flat parameter layout.</param>
-public sealed record LocalRoundResult(long BaseVersion, float[] Delta, int SampleCount, double Loss, double Accuracy, long Steps, TimeSpan Duration);
+/// <param name="Delta">Δ = local − global, in the trainer's flat parameter layout; for the other
+/// <see cref="RoundContribution"/>s the vector the device sends (FedMM's Δ_i = S_i − Ŝ − V_i, FAR-SIGN's ±1 answers).</param>
+public sealed record LocalRoundResult(long BaseVersion, float[] Delta, int SampleCount, double Loss, double Accuracy, long Steps, TimeSpan Duration)
+{
+    public RoundContribution Kind { get; init; } = RoundContribution.Update;
+
+    /// <summary>FedMM: the first answer, before any Ŝ is published (the control variate is not moved by it).</summary>
+    public bool Bootstrap { get; init; }
+}
+
+/// <summary>What a device sends for a model version, by the federation's announced algorithm.</summary>
+public enum RoundContribution
+{
+    /// <summary>FedAvg: a trained update Δ (with error feedback).</summary>
+    Update,
+
+    /// <summary>FedMM: Δ_i = S_i − Ŝ − V_i (the control variate replaces error feedback).</summary>
+    Statistics,
+
+    /// <summary>FAR-SIGN: one ±1 answer per direction.</summary>
+    Answers,
+}
 
 /// <summary>
 /// Runs FedAvg's local step on one device: load the global weights, E epochs of shuffled mini-batch training
