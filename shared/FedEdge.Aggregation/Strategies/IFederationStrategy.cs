@@ -128,8 +128,18 @@ public readonly record struct DeviceContribution(
     /// <summary>FedFix: time from the publication of the base version to the contribution's arrival (τ_i).</summary>
     public TimeSpan TrainingTime { get; init; }
 
+    /// <summary>FAR-SIGN (<see cref="ContributionKind.DirectionalSigns"/>): the packed sign answers as they came off the
+    /// wire (<see cref="SignedDirections.SignAnswerPacket"/>: K in a 2-byte header, then one bit per answer); the
+    /// strategy reads only the device id, the base version and these bits.</summary>
+    public ReadOnlyMemory<byte> Answers { get; init; }
+
     public static DeviceContribution Update(string deviceId, ReadOnlyMemory<float> update, double sampleCount, long baseVersion) =>
         new(deviceId, baseVersion, sampleCount, update);
+
+    /// <summary>A FAR-SIGN answer message: <paramref name="packet"/> answers the directions of
+    /// <paramref name="baseVersion"/>'s work seed for <paramref name="deviceId"/>.</summary>
+    public static DeviceContribution SignAnswers(string deviceId, ReadOnlyMemory<byte> packet, long baseVersion) =>
+        new(deviceId, baseVersion, 0, default) { Answers = packet };
 
     public static DeviceContribution Decline(string deviceId, long baseVersion) =>
         new(deviceId, baseVersion, 0, default, IsDecline: true);
