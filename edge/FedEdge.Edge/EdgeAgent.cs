@@ -327,6 +327,9 @@ public sealed partial class EdgeAgent
         var parameters = trainer.GlobalParameters.ToArray();
         switch (algorithm.Name)
         {
+            case AlgorithmSpec.FedMM when !FedMMDevice.IsActive(model, _identity.DeviceId):
+                // Not drawn for this version: nothing to send, and the control variate stays where the server's V has it.
+                return new LocalRoundResult(model.Version, [], local.Count, double.NaN, double.NaN, 0, stopwatch.Elapsed) { Kind = RoundContribution.Statistics };
             case AlgorithmSpec.FedMM:
                 _fedmm ??= new FedMMDevice(Path.Combine(_options.StateDirectory, ControlVariateFileName), _options.Outbox.Fsync, _logger);
                 var alpha = algorithm.Number("alpha", double.NaN);
@@ -545,6 +548,11 @@ public sealed partial class EdgeAgent
     private async Task<EdgeRoundReport> PublishContributionAsync(VerifiedModel model, LocalRoundResult trained, UpdateOutbox outbox,
         DriftStatistics? statistics, DriftReport? driftReport, CancellationToken cancellationToken)
     {
+        if (trained.Delta.Length == 0)
+        {
+            LogNotActive(model.Version);
+            return Report(trained, model.Cluster, null, 0, 0);
+        }
         var codec = trained.Kind == RoundContribution.Answers ? new SignCodec() : UpdateCodecs.Parse(CodecSpec(model));
         var payload = codec.Encode(trained.Delta);
         var envelope = new UpdateEnvelope
@@ -697,6 +705,9 @@ public sealed partial class EdgeAgent
 
     [LoggerMessage(EventId = 514, Level = LogLevel.Information, Message = "{Kind} for v{Version}: loss {Loss:F4} on {Samples} samples in {Seconds:F2} s; {Codec} payload {PayloadBytes} bytes; update {UpdateId} queued")]
     private partial void LogContribution(RoundContribution kind, long version, double loss, int samples, double seconds, string codec, int payloadBytes, string updateId);
+
+    [LoggerMessage(EventId = 515, Level = LogLevel.Debug, Message = "Not drawn for the FedMM version after v{Version}; sending nothing")]
+    private partial void LogNotActive(long version);
 
     [LoggerMessage(EventId = 504, Level = LogLevel.Error, Message = "Update on v{Version} was not queued and is dropped: {Reason}")]
     private partial void LogNotQueued(long version, string reason);

@@ -74,6 +74,17 @@ internal static partial class SimCommand
         var json = new Option<string>("--json") { Description = "Write the run record as JSON to this file.", DefaultValueFactory = _ => "run.json" };
         var report = new Option<string>("--report") { Description = "Write the HTML report (accuracy, bytes, diagnostics) to this file.", DefaultValueFactory = _ => "run.html" };
         var dataDir = new Option<string?>("--data-dir") { Description = "Fashion-MNIST directory (default /usr/share/datasets/fashion-mnist)." };
+        var algorithm = new Option<string>("--algorithm")
+        {
+            Description = "What devices compute: fedavg (local training), fedmm (surrogate statistics, sync rounds) or far-sign (signed directional derivatives, fully asynchronous); parameters may follow, e.g. fedmm:gamma=0.5,p=0.5.",
+            DefaultValueFactory = _ => d.Algorithm,
+        };
+        var l1 = new Option<double>("--l1") { Description = "λ of g(θ) = λ‖θ‖₁ (fedavg: local proximal SGD; fedmm: in the map T).", DefaultValueFactory = _ => d.L1 };
+        var surrogate = new Option<string?>("--surrogate") { Description = "FedMM: quadratic or logistic (default: logistic for logreg, else quadratic)." };
+        var smoothness = new Option<double?>("--smoothness") { Description = "FedMM quadratic surrogate: L (default for logreg: a bound from the data)." };
+        var order = new Option<string?>("--order") { Description = "FAR-SIGN: first (sign of the gradient along u_k) or zeroth (sign of a loss difference)." };
+        var directions = new Option<int?>("--directions") { Description = "FAR-SIGN: directions K answered per message." };
+        var objectiveSamples = new Option<int?>("--objective-samples") { Description = "Training samples of the per-version objective g + f (0 = all; default: all for logreg/mlp, 5,000 otherwise)." };
         var scenario = new Option<string?>("--scenario") { Description = "Run a drift scenario: feddaa-fmnist[-real|-virtual|-label][-mlp|-small|-tiny], in the in-process harness instead of the MQTT federation (docs/drift.md)." };
 
         var command = new Command("sim", "Simulate a federation in one process: cloud, broker and N edge agents over loopback MQTT on Fashion-MNIST.")
@@ -81,7 +92,7 @@ internal static partial class SimCommand
             devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, serverOpt, buffer, staleness,
             maxStaleness, alpha, period, ef21Over, epochs, maxSteps, optimizer, learningRate,
             evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, deviceSpeed, stragglers, stragglerSlowdown, offline, offlineSeconds,
-            timeScale, targetAccuracy, json, report, dataDir, scenario,
+            timeScale, targetAccuracy, json, report, dataDir, scenario, algorithm, l1, surrogate, smoothness, order, directions, objectiveSamples,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -129,6 +140,13 @@ internal static partial class SimCommand
                 OfflineSeconds = parse.GetValue(offlineSeconds),
                 TimeScale = parse.GetValue(timeScale),
                 TargetAccuracy = parse.GetValue(targetAccuracy),
+                Algorithm = parse.GetValue(algorithm)!,
+                L1 = parse.GetValue(l1),
+                Surrogate = parse.GetValue(surrogate),
+                Smoothness = parse.GetValue(smoothness),
+                Order = parse.GetValue(order),
+                Directions = parse.GetValue(directions),
+                ObjectiveSamples = parse.GetValue(objectiveSamples),
             };
             if (parse.GetValue(giveUp) is { } giveUpSeconds) options = options with { RoundTimeout = TimeSpan.FromSeconds(giveUpSeconds) };
             try
@@ -165,10 +183,10 @@ internal static partial class SimCommand
     }
 
     internal static readonly string Header =
-        $"{"round",5} {"devices",7} {"bytes up",12} {"bytes down",13} {"train loss",10} {"test acc",9} {"round s",8} {"elapsed s",9}";
+        $"{"round",5} {"devices",7} {"bytes up",12} {"bytes down",13} {"train loss",10} {"test acc",9} {"objective",10} {"sparsity",8} {"round s",8} {"elapsed s",9}";
 
     internal static string FormatRound(SimulationRound r) => string.Create(CultureInfo.InvariantCulture,
-        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {r.BytesDown,13:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {r.RoundSeconds,8:F2} {r.ElapsedSeconds,9:F1}");
+        $"{r.Round,5} {r.Participants,7} {r.BytesUp,12:N0} {r.BytesDown,13:N0} {(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.TestAccuracy) ? (100 * r.TestAccuracy).ToString("F2", CultureInfo.InvariantCulture) + "%" : "-"),9} {(double.IsFinite(r.Objective) ? r.Objective.ToString("F4", CultureInfo.InvariantCulture) : "-"),10} {(double.IsFinite(r.Sparsity) ? (100 * r.Sparsity).ToString("F1", CultureInfo.InvariantCulture) + "%" : "-"),8} {r.RoundSeconds,8:F2} {r.ElapsedSeconds,9:F1}");
 
     /// <summary>For an external broker: copy the generated files where the broker reads them and make it reload.</summary>
     private static Func<SimulationBrokerFiles, CancellationToken, Task>? BrokerAccess(string? directory, int? pid) =>

@@ -54,6 +54,71 @@ public sealed record SimulationOptions
         "fedfix" => FedEdge.Cloud.Abstractions.FederationMode.FedFix,
         _ => FedEdge.Cloud.Abstractions.FederationMode.Sync,
     };
+    /// <summary>
+    /// What the devices compute (<see cref="FedEdge.Protocol.AlgorithmSpec"/>): fedavg (local training), fedmm (surrogate
+    /// statistics, algorithms.md §5; synchronous rounds, statistics averaged) or far-sign (signed directional derivatives,
+    /// §4; fully asynchronous). Parameters may follow the name ("fedmm:gamma=0.5"); <see cref="L1"/>, <see cref="Surrogate"/>,
+    /// <see cref="Smoothness"/>, <see cref="Order"/> and <see cref="Directions"/> add theirs.
+    /// </summary>
+    public string Algorithm { get; init; } = "fedavg";
+    /// <summary>λ of g(θ) = λ‖θ‖₁: FedAvg trains with local proximal SGD on it, FedMM's map handles it exactly.</summary>
+    public double L1 { get; init; }
+    /// <summary>FedMM's surrogate: quadratic or logistic (null: logistic for logreg, else quadratic).</summary>
+    public string? Surrogate { get; init; }
+    /// <summary>FedMM's quadratic surrogate: L (null: the softmax bound for logreg/normalised inputs).</summary>
+    public double? Smoothness { get; init; }
+    /// <summary>FAR-SIGN: first or zeroth order (null: the library default, first).</summary>
+    public string? Order { get; init; }
+    /// <summary>FAR-SIGN: directions K per answer message (null: the library default).</summary>
+    public int? Directions { get; init; }
+    /// <summary>Training samples the per-version objective g(θ) + f(θ) is computed on (0: all of them, the union of the
+    /// devices' data; null: all for logreg and mlp, the first 5,000 for the convolutional models).</summary>
+    public int? ObjectiveSamples { get; init; }
+
+    /// <summary>The algorithm spec announced to the devices, with the options above merged in.</summary>
+    public FedEdge.Protocol.AlgorithmSpec AlgorithmSpec
+    {
+        get
+        {
+            var parsed = FedEdge.Protocol.AlgorithmSpec.Parse(Algorithm);
+            var parameters = new Dictionary<string, string>(parsed.Parameters, StringComparer.Ordinal);
+            void Set(string key, object? value)
+            {
+                if (value is not null)
+                    parameters[key] = Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture)!;
+            }
+            switch (parsed.Name)
+            {
+                case FedEdge.Protocol.AlgorithmSpec.FedAvg:
+                    if (L1 > 0) Set("l1", L1);
+                    break;
+                case FedEdge.Protocol.AlgorithmSpec.FedMM:
+                    if (L1 > 0) Set("l1", L1);
+                    var surrogate = Surrogate ?? (parameters.TryGetValue("surrogate", out var given) ? given : Model == "logreg" ? "logistic" : "quadratic");
+                    Set("surrogate", surrogate);
+                    if (surrogate == "quadratic")
+                        Set("l", Smoothness); // else the runner bounds L from the data (logreg) or refuses
+                    break;
+                case FedEdge.Protocol.AlgorithmSpec.FarSign:
+                    Set("order", Order);
+                    Set("directions", Directions);
+                    break;
+            }
+            return new FedEdge.Protocol.AlgorithmSpec(parsed.Name, parameters);
+        }
+    }
+
+    /// <summary>The mode the algorithm runs in: FedMM in synchronous rounds, FAR-SIGN answer by answer, FedAvg as <see cref="Mode"/> says.</summary>
+    public FedEdge.Cloud.Abstractions.FederationMode EffectiveMode => AlgorithmSpec.Name switch
+    {
+        FedEdge.Protocol.AlgorithmSpec.FedMM => FedEdge.Cloud.Abstractions.FederationMode.Sync,
+        FedEdge.Protocol.AlgorithmSpec.FarSign => FedEdge.Cloud.Abstractions.FederationMode.FedAsync,
+        _ => FederationMode,
+    };
+
+    /// <summary>The rule: FedMM and FAR-SIGN aggregate by their own rules (the mean of statistics; the two-timescale sign rule).</summary>
+    public string EffectiveRule => AlgorithmSpec.Name == FedEdge.Protocol.AlgorithmSpec.FedAvg ? Aggregator : "mean";
+
     public int LocalEpochs { get; init; } = 1;
     public int Seed { get; init; }
     /// <summary>Cap on local SGD steps per round (0 = none); keeps the default run and tests short.</summary>
@@ -150,9 +215,19 @@ public sealed record SimulationOptions
         if (!(MixingRate > 0 && MixingRate <= 1)) throw new ArgumentException($"--alpha must be in (0, 1] (got {MixingRate}).");
         if (AggregationPeriod <= TimeSpan.Zero) throw new ArgumentException("--period must be positive.");
         if (EstimateAggregation is not ("estimates" or "messages")) throw new ArgumentException($"--ef21-over is estimates or messages (got '{EstimateAggregation}').");
-        if (FederationMode == FedEdge.Cloud.Abstractions.FederationMode.FedAsync && Aggregator != "mean")
+        if (!FedEdge.Protocol.AlgorithmSpec.TryParse(Algorithm, out var algorithm, out var algorithmProblem)) throw new ArgumentException($"--algorithm: {algorithmProblem}");
+        if (algorithm.Name is not (FedEdge.Protocol.AlgorithmSpec.FedAvg or FedEdge.Protocol.AlgorithmSpec.FedMM or FedEdge.Protocol.AlgorithmSpec.FarSign))
+            throw new ArgumentException($"Unknown --algorithm '{algorithm.Name}' (fedavg, fedmm, far-sign).");
+        if (!(L1 >= 0) || !double.IsFinite(L1)) throw new ArgumentException($"--l1 must be ≥ 0 (got {L1}).");
+        if (L1 > 0 && algorithm.Name == FedEdge.Protocol.AlgorithmSpec.FarSign) throw new ArgumentException("--l1 applies to fedavg and fedmm, not far-sign.");
+        if (Order is not (null or "first" or "zeroth")) throw new ArgumentException($"--order is first or zeroth (got '{Order}').");
+        if (Directions is < 1) throw new ArgumentException($"--directions must be at least 1 (got {Directions}).");
+        if (ObjectiveSamples is < 0) throw new ArgumentException($"--objective-samples must be ≥ 0 (got {ObjectiveSamples}).");
+        if (algorithm.Name != FedEdge.Protocol.AlgorithmSpec.FedAvg && ErrorFeedback is "ef21" or "econtrol")
+            throw new ArgumentException($"--algorithm {algorithm.Name} sends no model updates: --ef {ErrorFeedback} does not apply (use --ef none).");
+        if (algorithm.Name == FedEdge.Protocol.AlgorithmSpec.FedAvg && FederationMode == FedEdge.Cloud.Abstractions.FederationMode.FedAsync && Aggregator != "mean")
             throw new ArgumentException($"--mode fedasync mixes one update per version: '{Aggregator}' has nothing to be robust over; use --aggregator mean, or --mode fedbuff for a robust asynchronous federation.");
-        if (ErrorFeedback is "ef21" or "econtrol" && FederationMode != FedEdge.Cloud.Abstractions.FederationMode.Sync)
+        if (ErrorFeedback is "ef21" or "econtrol" && EffectiveMode != FedEdge.Cloud.Abstractions.FederationMode.Sync)
             throw new ArgumentException($"--ef {ErrorFeedback} keeps server estimates over sync rounds; use --mode sync (or --ef ef14).");
         if (ErrorFeedback is not ("none" or "ef14" or "ef21" or "econtrol"))
             throw new ArgumentException($"Unknown --ef '{ErrorFeedback}' (none, ef14, ef21, econtrol).");
@@ -188,7 +263,15 @@ public sealed record SimulationOptions
 /// <param name="ElapsedSeconds">Wall-clock seconds from the agents' start to the version's commit.</param>
 public sealed record SimulationRound(
     long Round, int Participants, long BytesUp, long BytesDown, double? MeanTrainLoss, double TestAccuracy, double TestLoss,
-    double RoundSeconds, double MeanStaleness, double ElapsedSeconds, double MonotonicityViolations, double Diameter);
+    double RoundSeconds, double MeanStaleness, double ElapsedSeconds, double MonotonicityViolations, double Diameter)
+{
+    /// <summary>The full objective g(θ) + f(θ): λ‖θ‖₁ plus the mean training loss over the union of the devices' data
+    /// (<see cref="SimulationOptions.ObjectiveSamples"/>); NaN where the version was not evaluated.</summary>
+    public double Objective { get; init; } = double.NaN;
+
+    /// <summary>Fraction of θ's coordinates that are exactly 0 (what an L1 penalty buys on a device).</summary>
+    public double Sparsity { get; init; } = double.NaN;
+}
 
 /// <summary>The whole run: settings, the devices that attacked, the rounds.</summary>
 /// <param name="LastToAverageGap">‖x_last − x̄‖ between the last and the averaged global model (algorithms.md §7).</param>

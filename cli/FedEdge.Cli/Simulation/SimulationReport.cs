@@ -29,10 +29,11 @@ public static class SimulationReport
 
     /// <summary>The run's one-line description (also the report's title).</summary>
     public static string Describe(SimulationOptions o) =>
+        (o.AlgorithmSpec.Name == FedEdge.Protocol.AlgorithmSpec.FedAvg && o.L1 == 0 ? "" : $"{o.AlgorithmSpec}, ") +
         $"{o.Devices} devices{(o.AttackerCount > 0 ? $" ({o.AttackerCount} {o.Attack} attackers)" : ", no attackers")}, {o.Model}, {o.Partition}, " +
         $"{o.Codec}{(o.ErrorFeedback == "none" ? "" : " + " + o.ErrorFeedback)}, " +
-        $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.Aggregator}{(o.ByzantineCount != o.AttackerCount ? $" (f = {o.ByzantineCount})" : "")}" +
-        $"{(o.ServerLearningRate != 1.0 ? string.Create(CultureInfo.InvariantCulture, $" (server lr {o.ServerLearningRate})") : "")}, {o.Mode}, {o.Rounds} rounds" +
+        $"{(o.BucketSize > 1 ? $"bucketing s={o.BucketSize} + " : "")}{o.EffectiveRule}{(o.ByzantineCount != o.AttackerCount ? $" (f = {o.ByzantineCount})" : "")}" +
+        $"{(o.ServerLearningRate != 1.0 ? string.Create(CultureInfo.InvariantCulture, $" (server lr {o.ServerLearningRate})") : "")}, {o.EffectiveMode.ToString().ToLowerInvariant()}, {o.Rounds} rounds" +
         (o.HeterogeneousDevices ? ", " + DescribeDevices(o) : "");
 
     /// <summary>The devices' speed settings, e.g. "lognormal(σ = 1) speeds, 1 straggler ×10, 2 offline 30 s once, time scale 0.5".</summary>

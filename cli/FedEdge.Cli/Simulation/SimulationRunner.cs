@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using FedEdge.Aggregation.Diagnostics;
+using FedEdge.Aggregation.Surrogates;
 using FedEdge.Cli.Commands;
 using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
@@ -67,9 +68,10 @@ public static class SimulationRunner
         {
             Model = options.Model,
             Codec = options.Codec,
-            Rule = options.Aggregator,
+            Rule = options.EffectiveRule,
             Rounds = options.Rounds,
-            Mode = options.FederationMode,
+            Mode = options.EffectiveMode,
+            Algorithm = AlgorithmFor(options, train).ToString(),
             ServerOptimizer = options.ServerOptimizer,
             Staleness = options.Staleness,
             MaxStaleness = options.MaxStaleness,
@@ -84,8 +86,11 @@ public static class SimulationRunner
             RuleParameters = ruleParameters,
             ServerLearningRate = options.ServerLearningRate,
         };
-        if (FedEdge.Cloud.Aggregation.FederationStrategyFactory.Validate(config) is { } problem) throw new ArgumentException(problem);
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();
+        var initialVector = new FedEdge.Cloud.Models.OnnxParameterVector(initialModel);
+        if (FedEdge.Cloud.Aggregation.FederationStrategyFactory.Validate(config, initialVector.ParameterCount, initialVector.Shape) is { } problem) throw new ArgumentException(problem);
+        var l1 = AlgorithmSpec.Parse(config.Algorithm).Number("l1", 0);
+        var objectiveData = ObjectiveData(options, train);
 
         // Attackers: a seeded random choice of devices.
         var order = Enumerable.Range(0, options.Devices).ToArray();
@@ -216,10 +221,14 @@ public static class SimulationRunner
                 {
                     var model = await federation.GetModelAsync();
                     EvaluationResult? evaluation = null;
+                    double objective = double.NaN, sparsity = double.NaN;
                     if (model is not null)
                     {
                         evaluator.SetParameters(model.Parameters);
                         evaluation = TrainCommand.Evaluate(evaluator, test);
+                        objective = evaluator.EvaluateLoss(model.Parameters, objectiveData.Features, objectiveData.Labels)
+                            + (l1 * System.Numerics.Tensors.TensorPrimitives.SumOfMagnitudes(model.Parameters));
+                        sparsity = (double)model.Parameters.Count(v => v == 0) / model.Parameters.Length;
                         // The aggregate applied at θ_prev is θ − θ_prev (over several versions if polling skipped one).
                         System.Numerics.Tensors.TensorPrimitives.Subtract(model.Parameters, previous, aggregate);
                         monotonicity.ObserveUpdate(previous, aggregate);
@@ -231,11 +240,15 @@ public static class SimulationRunner
                         var summary = status.History[seen];
                         var current = model is not null && model.Version == summary.Version && evaluation is not null;
                         var round = new SimulationRound(summary.Version, summary.Updates, summary.BytesUp,
-                            (long)initialModel.Length * Math.Max(status.LiveDevices, options.Devices), summary.MeanTrainLoss,
+                            status.PublishedModelBytes * Math.Max(status.LiveDevices, options.Devices), summary.MeanTrainLoss,
                             current ? evaluation!.Value.Accuracy : double.NaN, current ? evaluation!.Value.Loss : double.NaN,
                             summary.Duration.TotalSeconds, summary.MeanStaleness,
                             summary.CompletedAt > agentsStarted ? (summary.CompletedAt - agentsStarted).TotalSeconds : sinceAgentsStarted.Elapsed.TotalSeconds,
-                            monotonicity.ViolationFraction, dispersion.Diameter());
+                            monotonicity.ViolationFraction, dispersion.Diameter())
+                        {
+                            Objective = current ? objective : double.NaN,
+                            Sparsity = current ? sparsity : double.NaN,
+                        };
                         rounds.Add(round);
                         onRound?.Invoke(round);
                     }
@@ -277,6 +290,34 @@ public static class SimulationRunner
             Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
             try { Directory.Delete(directory, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
+    }
+
+    /// <summary>
+    /// The announced algorithm: the options' spec, with FedMM's quadratic L bounded from the training features when not
+    /// given (logreg: ½·λ_max(E[x̃x̃ᵀ]), <see cref="QuadraticSurrogate.SoftmaxSmoothnessBound"/>).
+    /// </summary>
+    private static AlgorithmSpec AlgorithmFor(SimulationOptions options, Dataset train)
+    {
+        var spec = options.AlgorithmSpec;
+        if (spec.Name != AlgorithmSpec.FedMM || spec.Word("surrogate", "") != "quadratic" || spec.Parameters.ContainsKey("l"))
+            return spec;
+        if (options.Model != "logreg")
+            throw new ArgumentException($"--algorithm fedmm with the quadratic surrogate on '{options.Model}' needs --smoothness L (the bound from the data holds for logreg only).");
+        var features = new float[train.Count * train.SampleSize];
+        train.CopyFeatures(0, train.Count, features);
+        var bound = QuadraticSurrogate.SoftmaxSmoothnessBound(features, train.SampleSize);
+        return spec with { Parameters = new Dictionary<string, string>(spec.Parameters) { ["l"] = bound.ToString("G6", CultureInfo.InvariantCulture) } };
+    }
+
+    /// <summary>The samples the per-version objective is computed on (<see cref="SimulationOptions.ObjectiveSamples"/>).</summary>
+    private static (float[] Features, long[] Labels) ObjectiveData(SimulationOptions options, Dataset train)
+    {
+        var count = options.ObjectiveSamples ?? (options.Model is "logreg" or "mlp" ? 0 : 5000);
+        count = count <= 0 ? train.Count : Math.Min(count, train.Count);
+        var features = new float[count * train.SampleSize];
+        var labels = new long[count];
+        train.CopyRange(0, count, features, labels);
+        return (features, labels);
     }
 
     /// <summary>The id of simulated device <paramref name="index"/>.</summary>

@@ -1,8 +1,13 @@
 using System.Globalization;
 using FedEdge.Aggregation;
 using FedEdge.Aggregation.Asynchronous;
+using FedEdge.Aggregation.SignedDirections;
 using FedEdge.Aggregation.Strategies;
+using FedEdge.Aggregation.Surrogates;
 using FedEdge.Cloud.Abstractions;
+using FedEdge.Cloud.Models;
+using FedEdge.Compression;
+using FedEdge.Protocol;
 
 namespace FedEdge.Cloud.Aggregation;
 
@@ -12,10 +17,32 @@ public static class FederationStrategyFactory
 {
     /// <summary>Builds the strategy for <paramref name="dimension"/> parameters; an <see cref="ArgumentException"/>
     /// names what in <paramref name="config"/> cannot run.</summary>
-    public static IFederationStrategy Create(FederationConfig config, int dimension, ServerState? state = null)
+    /// <param name="shape">The model's inputs and outputs (FedMM's logistic surrogate needs them; null: unknown).</param>
+    public static IFederationStrategy Create(FederationConfig config, int dimension, ServerState? state = null, ModelShape? shape = null)
     {
         ArgumentNullException.ThrowIfNull(config);
         if (config.Validate() is { } problem) throw new ArgumentException(problem, nameof(config));
+        if (!AlgorithmSpec.TryParse(config.Algorithm, out var algorithm, out var algorithmProblem)) throw new ArgumentException(algorithmProblem, nameof(config));
+        try
+        {
+            switch (algorithm.Name)
+            {
+                case AlgorithmSpec.FedAvg:
+                    if (algorithm.Number("l1", 0) is var l1 && !(l1 >= 0)) throw new ArgumentException($"fedavg: l1={l1} must be ≥ 0.", nameof(config));
+                    break;
+                case AlgorithmSpec.FedMM:
+                    return FedMM(config, algorithm, dimension, state, shape);
+                case AlgorithmSpec.FarSign:
+                    return FarSign(config, algorithm, dimension, state);
+                default:
+                    throw new ArgumentException($"Algorithm '{algorithm.Name}' is not fedavg, fedmm or far-sign.", nameof(config));
+            }
+        }
+        catch (FormatException e)
+        {
+            throw new ArgumentException(e.Message, nameof(config), e);
+        }
+
         var server = new ServerAggregator(ServerOptions(config), dimension, state);
         var asyncOptions = new AsyncOptions { MaxStaleness = config.MaxStaleness, Staleness = Staleness(config.Staleness) };
         return config.Mode switch
@@ -35,12 +62,41 @@ public static class FederationStrategyFactory
         };
     }
 
+    /// <summary>FedMM (algorithms.md §5) in synchronous rounds; α resolved for the federation's codec (α ≤ 1/(1 + ω)).</summary>
+    private static FedMMStrategy FedMM(FederationConfig config, AlgorithmSpec spec, int dimension, ServerState? state, ModelShape? shape)
+    {
+        if (config.Mode != FederationMode.Sync) throw new ArgumentException($"fedmm runs in synchronous rounds, not {config.Mode}.", nameof(config));
+        if (config.Rule != "mean") throw new ArgumentException($"fedmm aggregates statistics with its own rule; rule {config.Rule} does not apply.", nameof(config));
+        var options = FedMMOptions.Parse(spec);
+        if (!spec.Parameters.ContainsKey("seed")) options = options with { Seed = config.Seed };
+        var codec = UpdateCodecs.Parse(config.Codec);
+        ISurrogate surrogate = options.Surrogate switch
+        {
+            SurrogateKind.Quadratic => new QuadraticSurrogate(dimension, options.Smoothness!.Value, options.L1),
+            SurrogateKind.Logistic when shape is { FeatureCount: > 0, ClassCount: > 1 } s && s.ClassCount * (s.FeatureCount + 1) == dimension =>
+                new LogisticCurvatureSurrogate(s.FeatureCount, s.ClassCount, options.L1),
+            SurrogateKind.Logistic => throw new ArgumentException($"fedmm: the logistic surrogate needs a linear model (d = K·(p + 1)); this one has d = {dimension}{(shape is null ? "" : $", {shape.FeatureCount} inputs and {shape.ClassCount} outputs")}.", nameof(config)),
+            _ => throw new ArgumentException("fedmm: the dictionary surrogate runs in `fededge bench fedmm`, not on ONNX models.", nameof(config)),
+        };
+        var rounds = new SyncRoundOptions { QuorumFraction = config.QuorumFraction, MinUpdates = config.MinUpdates, Deadline = config.RoundDeadline, Seed = config.Seed };
+        return new FedMMStrategy(options, surrogate, options.ResolveAlpha(codec, surrogate.StatisticLength), rounds, state);
+    }
+
+    /// <summary>FAR-SIGN (algorithms.md §4): every answer message a version; the work seeds derive from the configured seed.</summary>
+    private static FarSignStrategy FarSign(FederationConfig config, AlgorithmSpec spec, int dimension, ServerState? state)
+    {
+        if (config.Mode != FederationMode.FedAsync) throw new ArgumentException($"far-sign is fully asynchronous (mode fedasync), not {config.Mode}.", nameof(config));
+        var parameters = new Dictionary<string, string>(spec.Parameters, StringComparer.Ordinal);
+        parameters.TryAdd("seed", config.Seed.ToString(CultureInfo.InvariantCulture));
+        return new FarSignStrategy(FarSignOptions.FromParameters(parameters), dimension, state);
+    }
+
     /// <summary>The first problem that would stop <see cref="Create"/>, or null.</summary>
-    public static string? Validate(FederationConfig config, int dimension = 1)
+    public static string? Validate(FederationConfig config, int dimension = 1, ModelShape? shape = null)
     {
         try
         {
-            Create(config, dimension);
+            Create(config, dimension, shape: shape);
             return null;
         }
         catch (ArgumentException e)

@@ -305,7 +305,8 @@ public sealed partial class FederationGrain
             var statistics = extras?.PublishedStatistics ?? default;
             var published = statistics.IsEmpty ? model : ModelBundle.Join(model, statistics.Span);
             await _publication.PublishAsync(Model.Federation, Model.Cluster, version, published, S.ParameterCount, S.Config!.Codec, previousChunkCount, cancellationToken,
-                labels ?? _labelDistribution, new AnnouncedAlgorithm(AlgorithmSpec.Parse(S.Config.Algorithm).ToString(), statistics.Length, extras?.WorkSeed(version) ?? 0));
+                labels ?? _labelDistribution, new AnnouncedAlgorithm(extras?.AnnouncedAlgorithm is { Length: > 0 } announced ? announced : AlgorithmSpec.Parse(S.Config.Algorithm).ToString(),
+                    statistics.Length, extras?.WorkSeed(version) ?? 0));
         }
         catch (Exception e)
         {

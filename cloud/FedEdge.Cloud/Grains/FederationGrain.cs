@@ -1,4 +1,5 @@
 using FedEdge.Aggregation;
+using FedEdge.Aggregation.SignedDirections;
 using FedEdge.Aggregation.Strategies;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Aggregation;
@@ -141,7 +142,7 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
             ?? throw new InvalidDataException($"Federation {Name}: model v{S.ModelVersion} ({S.ModelSha256}) is missing from the model store");
         _vector = new OnnxParameterVector(blob, $"{Name} v{S.ModelVersion}");
         _parameters = _vector.Read();
-        _strategy = FederationStrategyFactory.Create(S.Config, S.ParameterCount);
+        _strategy = FederationStrategyFactory.Create(S.Config, S.ParameterCount, shape: _vector.Shape);
         _pastModels = new PastModels(_strategy.ModelHistory);
         await ServerStateBlobs.RestoreAsync(_models, S.ServerState, _strategy.State, $"Federation {Name}", cancellationToken);
         await _pastModels.RestoreAsync(S.RecentVersions, S.ModelVersion, _parameters, _models, Name, cancellationToken);
@@ -168,7 +169,8 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
     {
         ArgumentNullException.ThrowIfNull(config);
         Identifiers.Require(Model.Federation, "federation");
-        if (FederationStrategyFactory.Validate(config) is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
+        var vector = new OnnxParameterVector(initialModel.Value, $"{Name} initial model");
+        if (FederationStrategyFactory.Validate(config, vector.ParameterCount, vector.Shape) is { } problem) throw new ArgumentException($"Federation {Name}: {problem}", nameof(config));
         if (!UpdateCodecs.TryParse(config.Codec, out _, out var codecError))
             throw new ArgumentException($"Federation {Name}: {codecError}", nameof(config));
         if (S.Config is not null)
@@ -178,11 +180,10 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
             return Status();
         }
 
-        var vector = new OnnxParameterVector(initialModel.Value, $"{Name} initial model");
         var sha = await _models.PutAsync(initialModel.Value);
         _vector = vector;
         _parameters = vector.Read();
-        _strategy = FederationStrategyFactory.Create(config, vector.ParameterCount);
+        _strategy = FederationStrategyFactory.Create(config, vector.ParameterCount, shape: vector.Shape);
         S.Config = config;
         _role = null; // the configuration decides whether this is a clustering reference
         S.ModelVersion = 0;
@@ -286,6 +287,9 @@ public sealed partial class FederationGrain : Grain, IFederationGrain
         if (_version is null) return new Refusal(RefusalKind.NotExpected, "no round is open (no device available)");
         var contribution = ClusterDeclines.IsDecline(update)
             ? DeviceContribution.Decline(update.DeviceId, update.BaseVersion)
+            : _strategy!.Contribution == ContributionKind.DirectionalSigns && update.Delta is { } answers
+                // FAR-SIGN's answers arrive as ±1 values of the scaled-sign codec: one bit each.
+                ? DeviceContribution.SignAnswers(update.DeviceId, SignAnswerPacket.FromSigns(answers), update.BaseVersion)
             : update.Delta is { } delta
                 ? DeviceContribution.Update(update.DeviceId, delta, Math.Max(1, update.SampleCount), update.BaseVersion)
                 : _strategy!.AddsEncodedUpdates

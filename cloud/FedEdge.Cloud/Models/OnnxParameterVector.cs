@@ -24,6 +24,9 @@ public sealed class OnnxParameterVector
 
     public int ParameterCount => _layout.ParameterCount;
 
+    /// <summary>Values per input sample and model outputs (classes; ≤ 0 when the graph does not declare them).</summary>
+    public ModelShape Shape => new(_layout.SampleSize, _layout.ClassCount);
+
     /// <summary>The template model's parameters as a flat vector.</summary>
     public float[] Read()
     {
@@ -40,3 +43,7 @@ public sealed class OnnxParameterVector
         return model.ToByteArray();
     }
 }
+
+/// <summary>What a strategy may need of the model besides its parameter count: the inputs and outputs of a linear model
+/// (FedMM's logistic surrogate).</summary>
+public sealed record ModelShape(int FeatureCount, int ClassCount);

@@ -18,6 +18,14 @@ public sealed partial class FedMMDevice(string path, bool fsync, ILogger logger)
     /// <summary>What a round computed: Δ_i (to encode), whether it is the bootstrap answer (no Ŝ yet: Δ_i = S_i, V_i untouched).</summary>
     public sealed record Message(float[] Difference, bool Bootstrap, double Loss);
 
+    /// <summary>Whether this device is active in the version built from <paramref name="model"/> (the server asks the
+    /// same devices: <see cref="FedMMParticipation"/> with the announced threshold).</summary>
+    public static bool IsActive(VerifiedModel model, string deviceId)
+    {
+        var options = FedMMOptions.Parse(model.Algorithm);
+        return FedMMParticipation.IsActive(options.Seed, model.Version + 1, deviceId, options.Participation);
+    }
+
     /// <summary>Δ_i for <paramref name="model"/> at its parameters <paramref name="parameters"/>.</summary>
     public Message Compute(VerifiedModel model, LocalObjective objective, ReadOnlySpan<float> parameters, double alpha)
     {

@@ -17,7 +17,7 @@ namespace FedEdge.Aggregation.SignedDirections;
 /// "far-sign/device/{id}" (the last base version the device answered, + 1, in the same two-float form).
 /// </para>
 /// </summary>
-public sealed class FarSignStrategy : IFederationStrategy
+public sealed class FarSignStrategy : IFederationStrategy, IPublishesWithModel
 {
     public const string EstimateKey = "far-sign/y";
     public const string CounterKey = "far-sign/k";
@@ -54,6 +54,14 @@ public sealed class FarSignStrategy : IFederationStrategy
     public bool AddsEncodedUpdates => false;
 
     public bool CountsDeclines => false;
+
+    /// <summary>K: an answer message holds one ±1 value per direction.</summary>
+    public int ContributionLength => Options.Directions;
+
+    public ReadOnlyMemory<float> PublishedStatistics => ReadOnlyMemory<float>.Empty;
+
+    /// <summary>What devices need, without the federation's seed (they get each version's work seed instead).</summary>
+    public string AnnouncedAlgorithm => (Options with { Seed = 0 }).ToSpec();
 
     /// <summary>Only the directions of a stale base are needed, and they come from its seed, not its model.</summary>
     public int ModelHistory => 0;

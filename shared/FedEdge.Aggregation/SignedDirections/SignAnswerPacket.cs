@@ -45,6 +45,23 @@ public static class SignAnswerPacket
         packet[at] = positive ? (byte)(packet[at] | bit) : (byte)(packet[at] & ~bit);
     }
 
+    /// <summary>The packet of the answers sign(v_k) (a positive value is +1, anything else −1), e.g. ±1 values decoded from
+    /// the scaled-sign codec the answers travel in.</summary>
+    public static byte[] FromSigns(ReadOnlySpan<float> answers)
+    {
+        var packet = new byte[Length(answers.Length)];
+        Start(packet, answers.Length);
+        for (int k = 0; k < answers.Length; k++)
+        {
+            if (answers[k] > 0)
+            {
+                Set(packet, k, positive: true);
+            }
+        }
+
+        return packet;
+    }
+
     /// <summary>K, the answers the packet carries (after <see cref="Validate"/>).</summary>
     public static int Count(ReadOnlySpan<byte> packet) => BinaryPrimitives.ReadUInt16LittleEndian(packet);
 

@@ -19,13 +19,12 @@ namespace FedEdge.Aggregation.Strategies;
 /// <example>Two devices, π = ½, α = ½, γ = 1, q = 1, quadratic surrogate L = 1, λ = 0: bootstrap S = [2], [4] gives
 /// Ŝ = [3], θ = [3]; then Q(Δ) = [1], [−1] gives H = [0], Ŝ = [3], V = [0].</example>
 /// </summary>
-public sealed class FedMMStrategy : IFederationStrategy
+public sealed class FedMMStrategy : IFederationStrategy, IPublishesWithModel
 {
     public const string EstimateKey = "fedmm/s-hat";
     public const string VariateKey = "fedmm/v";
     public const string FleetSamplesKey = "fedmm/fleet-samples";
 
-    private readonly SyncRoundStrategy _sampler;
     private readonly SyncRoundStrategy _bootstrapSampler;
 
     /// <param name="options">From the algorithm spec (<see cref="FedMMOptions.Parse"/>).</param>
@@ -46,7 +45,6 @@ public sealed class FedMMStrategy : IFederationStrategy
         rounds ??= new SyncRoundOptions();
         // The sampler's aggregator is never used: FedMM aggregates statistics itself.
         var unused = new ServerAggregator(new ServerAggregatorOptions(), 1);
-        _sampler = new SyncRoundStrategy(rounds with { SampleFraction = options.Participation }, unused);
         _bootstrapSampler = new SyncRoundStrategy(rounds with { SampleFraction = 1.0 }, unused);
     }
 
@@ -68,6 +66,19 @@ public sealed class FedMMStrategy : IFederationStrategy
     public bool CountsDeclines => true;
 
     public int ModelHistory => 0;
+
+    public int ContributionLength => Surrogate.StatisticLength;
+
+    public ReadOnlyMemory<float> PublishedStatistics => StatisticEstimate;
+
+    public ulong WorkSeed(long version) => 0;
+
+    /// <summary>α as resolved for the codec and the participation threshold of the open version (devices decide with it
+    /// whether they are active, see <see cref="FedMMParticipation"/>).</summary>
+    public string AnnouncedAlgorithm => (Options with { Alpha = Alpha, Participation = _threshold }).ToString();
+
+    /// <summary>The open version's participation threshold: p, or the smallest draw of the fleet when no device drew below p.</summary>
+    private double _threshold = 1.0;
 
     /// <summary>Whether Ŝ exists (the bootstrap version has completed).</summary>
     public bool IsBootstrapped => State.TryGet(EstimateKey, out _);
@@ -94,7 +105,20 @@ public sealed class FedMMStrategy : IFederationStrategy
             }
         }
 
-        return (IsBootstrapped ? _sampler : _bootstrapSampler).Plan(context, available);
+        if (!IsBootstrapped || Options.Participation >= 1)
+        {
+            _threshold = 1.0;
+            return _bootstrapSampler.Plan(context, available);
+        }
+
+        // Each device active with probability p, drawn so that the device can tell (FedMMParticipation). When nobody
+        // drew below p the threshold rises to the smallest draw, so that one device is active; it is announced.
+        long version = context.CurrentVersion + 1;
+        var draws = available.Select(d => (Device: d, Draw: FedMMParticipation.Draw(Options.Seed, version, d.DeviceId))).ToList();
+        _threshold = draws.Count == 0 || draws.Any(d => d.Draw < Options.Participation)
+            ? Options.Participation
+            : Math.BitIncrement(draws.Min(d => d.Draw));
+        return _bootstrapSampler.Plan(context, [.. draws.Where(d => d.Draw < _threshold).Select(d => d.Device)]);
     }
 
     public IVersionAggregation Begin(VersionPlan plan) => new Aggregation(this, plan ?? throw new ArgumentNullException(nameof(plan)));
@@ -133,7 +157,7 @@ public sealed class FedMMStrategy : IFederationStrategy
 
         public int Declines => _declines;
 
-        public bool IsReady => Count > 0 && Count + _declines >= Plan.Quorum && Count >= _owner._sampler.Options.MinUpdates;
+        public bool IsReady => Count > 0 && Count + _declines >= Plan.Quorum && Count >= _owner._bootstrapSampler.Options.MinUpdates;
 
         public bool IsFull => false;
 
@@ -205,7 +229,7 @@ public sealed class FedMMStrategy : IFederationStrategy
         }
 
         public DeadlineDecision AtDeadline() =>
-            Count >= Math.Max(1, _owner._sampler.Options.MinUpdates) ? DeadlineDecision.Aggregate : DeadlineDecision.Extend;
+            Count >= Math.Max(1, _owner._bootstrapSampler.Options.MinUpdates) ? DeadlineDecision.Aggregate : DeadlineDecision.Extend;
 
         public VersionResult Complete(Span<float> model)
         {

@@ -55,6 +55,10 @@ public interface IPublishesWithModel
 
     /// <summary>The work seed of <paramref name="version"/> (0: none).</summary>
     ulong WorkSeed(long version);
+
+    /// <summary>The algorithm spec announced with the current model, with what devices must use exactly as the server
+    /// does (FedMM's α and this version's participation threshold); empty: the configuration's own.</summary>
+    string AnnouncedAlgorithm { get; }
 }
 
 /// <summary>What a device sends back; a strategy accepts one kind.</summary>

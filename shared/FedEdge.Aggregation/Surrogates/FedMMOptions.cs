@@ -49,7 +49,7 @@ public enum FedMMWeighting
 public sealed record FedMMOptions
 {
     /// <summary>The keys <see cref="Parse"/> accepts.</summary>
-    public static IReadOnlyList<string> Keys { get; } = ["surrogate", "l1", "l", "alpha", "gamma", "p", "weights", "atoms", "patch", "penalty", "coding"];
+    public static IReadOnlyList<string> Keys { get; } = ["surrogate", "l1", "l", "alpha", "gamma", "p", "weights", "atoms", "patch", "penalty", "coding", "seed"];
 
     public SurrogateKind Surrogate { get; init; } = SurrogateKind.Quadratic;
 
@@ -74,6 +74,9 @@ public sealed record FedMMOptions
     public double Penalty { get; init; } = 0.1;
 
     public int CodingIterations { get; init; } = 100;
+
+    /// <summary>Seed of the participation draw (<see cref="FedMMParticipation"/>), shared by the server and the devices.</summary>
+    public int Seed { get; init; }
 
     /// <summary>Reads a "fedmm:…" spec; throws <see cref="FormatException"/> naming the bad key or value.</summary>
     public static FedMMOptions Parse(AlgorithmSpec spec)
@@ -116,6 +119,7 @@ public sealed record FedMMOptions
             PatchSide = Integer(spec, "patch", 8),
             Penalty = spec.Number("penalty", 0.1),
             CodingIterations = Integer(spec, "coding", 100),
+            Seed = Integer(spec, "seed", 0),
         };
         return options.Validate() is { } problem ? throw new FormatException($"Algorithm fedmm: {problem}") : options;
     }
@@ -212,6 +216,19 @@ public sealed record FedMMOptions
         parts.Add(F("gamma", Gamma));
         parts.Add(F("p", Participation));
         parts.Add($"weights={Weighting.ToString().ToLowerInvariant()}");
+        if (Surrogate == SurrogateKind.Dictionary)
+        {
+            parts.Add($"atoms={Atoms}");
+            parts.Add($"patch={PatchSide}");
+            parts.Add(F("penalty", Penalty));
+            parts.Add($"coding={CodingIterations}");
+        }
+
+        if (Seed != 0)
+        {
+            parts.Add($"seed={Seed}");
+        }
+
         return $"{AlgorithmSpec.FedMM}:{string.Join(',', parts)}";
     }
 
