@@ -19,37 +19,6 @@ public sealed class FederationStrategyTests
 {
     private const string Federation = "fs";
 
-    /// <summary>Registered devices whose credentials outlive a cloud, so they reconnect after a restart.</summary>
-    private sealed class Fleet(int count) : IAsyncDisposable
-    {
-        private readonly List<(string Id, string Password, byte[] Key)> _credentials = [];
-        private readonly List<TestDevice> _connected = [];
-
-        public IReadOnlyList<TestDevice> Devices => _connected;
-
-        public async Task ConnectAsync(CloudTestHost cloud)
-        {
-            await DisconnectAsync();
-            if (_credentials.Count == 0)
-            {
-                for (var i = 0; i < count; i++)
-                {
-                    var (_, password, key) = cloud.Registry.Add($"dev-{i}", Federation);
-                    _credentials.Add(($"dev-{i}", password, key));
-                }
-            }
-            foreach (var (id, password, key) in _credentials) _connected.Add(await TestDevice.ConnectAsync(cloud, id, Federation, password, key));
-        }
-
-        private async Task DisconnectAsync()
-        {
-            foreach (var device in _connected) await device.DisposeAsync();
-            _connected.Clear();
-        }
-
-        public ValueTask DisposeAsync() => new(DisconnectAsync());
-    }
-
     private static FederationConfig Config(string rule, FederationMode mode, int devices) => new()
     {
         Model = "logreg",
@@ -63,7 +32,7 @@ public sealed class FederationStrategyTests
     };
 
     /// <summary>Each device i sends <paramref name="updates"/>[i]·1 (every coordinate) on <paramref name="baseVersion"/>; waits for the next version.</summary>
-    private static async Task<float[]> RunVersionAsync(CloudTestHost cloud, Fleet fleet, long baseVersion, int d, params float[] updates)
+    private static async Task<float[]> RunVersionAsync(CloudTestHost cloud, TestFleet fleet, long baseVersion, int d, params float[] updates)
     {
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         for (var i = 0; i < updates.Length; i++)
@@ -110,7 +79,7 @@ public sealed class FederationStrategyTests
     {
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path);
-        await using var fleet = new Fleet(5);
+        await using var fleet = new TestFleet(Federation, 5);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         var config = Config(rule, mode, 5);
@@ -134,7 +103,7 @@ public sealed class FederationStrategyTests
     {
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path);
-        await using var fleet = new Fleet(5);
+        await using var fleet = new TestFleet(Federation, 5);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         var d = (await federation.StartAsync(Config("trimmed-mean", FederationMode.FedBuff, 5), new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
@@ -177,7 +146,7 @@ public sealed class FederationStrategyTests
             RuleParameters = new Dictionary<string, string> { ["tau"] = "1", ["iters"] = "1" },
         };
         float[][] versions = [[0.5f, 0.6f, 10f], [0.2f, 0.3f, 10f]];
-        await using var fleet = new Fleet(3);
+        await using var fleet = new TestFleet(Federation, 3);
         float[] v0;
         await using (var cloud = await CloudTestHost.StartAsync(data.Path))
         {
@@ -205,7 +174,7 @@ public sealed class FederationStrategyTests
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path, configureHost: b => b.Services.AddSingleton(new CloudClock(clock)));
-        await using var fleet = new Fleet(2);
+        await using var fleet = new TestFleet(Federation, 2);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         var started = await federation.StartAsync(Config("mean", FederationMode.Sync, 2) with { RoundDeadline = TimeSpan.FromMinutes(1) }, new Immutable<byte[]>(TestModels.Logreg()));
@@ -231,7 +200,7 @@ public sealed class FederationStrategyTests
         var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path, configureHost: b => b.Services.AddSingleton(new CloudClock(clock)));
-        await using var fleet = new Fleet(4);
+        await using var fleet = new TestFleet(Federation, 4);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         var config = Config("mean", FederationMode.FedFix, 4) with { AggregationPeriod = TimeSpan.FromSeconds(10) };
@@ -263,7 +232,7 @@ public sealed class FederationStrategyTests
     {
         using var data = new TempDirectory();
         await using var cloud = await CloudTestHost.StartAsync(data.Path);
-        await using var fleet = new Fleet(2);
+        await using var fleet = new TestFleet(Federation, 2);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         var config = Config("mean", FederationMode.FedAsync, 2) with { MixingRate = 0.5 };
