@@ -51,9 +51,87 @@ public sealed class SimulationTests
         Assert.Equal(3, json.RootElement.GetProperty("options").GetProperty("devices").GetInt32());
         Assert.True(json.RootElement.GetProperty("rounds")[0].GetProperty("bytesDown").GetInt64() > 0);
         var html = SimulationReport.ToHtml(result);
-        Assert.Equal(5, html.Split("<svg").Length - 1); // accuracy per round and over time, bytes, violations, diameter
+        Assert.Equal(6, html.Split("<svg").Length - 1); // accuracy per round and over time, bytes, objective, violations, diameter
+        Assert.All(result.Rounds, r => Assert.InRange(r.Objective, 0.1, 2.31)); // mean cross-entropy on 10 classes, below ln 10 once trained
+        Assert.True(json.RootElement.GetProperty("rounds")[0].GetProperty("objective").GetDouble() > 0);
         Assert.Contains("bytes down", html);
         Assert.Contains("Monotonicity", html);
+    }
+
+    /// <summary>
+    /// FedMM over MQTT: the first version bootstraps Ŝ, every later one moves Ŝ by the devices' compressed statistics;
+    /// the published model carries Ŝ (bytes down above the model's), the objective g + f falls from version to version
+    /// and the L1 map leaves exact zeros in θ.
+    /// </summary>
+    [Fact]
+    public async Task FedMMAggregatesSurrogateStatisticsAndLowersTheObjective()
+    {
+        Assert.True(HaveFashionMnist, $"Fashion-MNIST is missing at {FedEdge.Data.FashionMnist.DefaultDirectory} (Debian package dataset-fashion-mnist).");
+        var options = new SimulationOptions
+        {
+            Algorithm = "fedmm",
+            L1 = 0.001,
+            Devices = 4,
+            Rounds = 4,
+            Model = "logreg",
+            Partition = "dirichlet:0.1",
+            Codec = "fp16",
+            ErrorFeedback = "none",
+            Attack = "none",
+            EvaluationSamples = 1000,
+            ObjectiveSamples = 10000,
+            Seed = 2,
+            RoundTimeout = TimeSpan.FromMinutes(1),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var result = await SimulationRunner.RunAsync(options, cancellationToken: timeout.Token);
+
+        Assert.StartsWith("fedmm(logistic-diagonal", result.Strategy);
+        Assert.Equal(4, result.Rounds.Count);
+        Assert.All(result.Rounds, r => Assert.Equal(4, r.Participants));
+        // fp16 statistics: 2 bytes per coordinate of m = d + p + 1 = 8,635 (plus headers), far below fp32.
+        Assert.All(result.Rounds, r => Assert.InRange(r.BytesUp, 4 * 2 * 8635, 4 * 3 * 8635));
+        // Down: the model and Ŝ (m fp32 values) to each device; v1 (the bootstrap) is the first to carry Ŝ.
+        Assert.All(result.Rounds, r => Assert.Equal(4L * (result.ModelBytes + (4 * 8635)), r.BytesDown));
+        var objectives = result.Rounds.Select(r => r.Objective).ToArray();
+        for (var v = 1; v < objectives.Length; v++)
+            Assert.True(objectives[v] < objectives[v - 1], $"objective {objectives[v - 1]:F4} -> {objectives[v]:F4} at v{v + 1}");
+        Assert.True(result.Rounds[^1].Sparsity > 0, "the L1 map leaves zeros");
+        Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy + 0.1);
+    }
+
+    /// <summary>
+    /// FAR-SIGN over MQTT: every answer message (K bits) is a version; devices answer the directions of the version they
+    /// hold, regenerated from its work seed; the model learns from one bit per direction.
+    /// </summary>
+    [Fact]
+    public async Task FarSignLearnsFromSignedDirectionalDerivatives()
+    {
+        Assert.True(HaveFashionMnist, $"Fashion-MNIST is missing at {FedEdge.Data.FashionMnist.DefaultDirectory} (Debian package dataset-fashion-mnist).");
+        var options = new SimulationOptions
+        {
+            Algorithm = "far-sign",
+            Directions = 1024,
+            Devices = 4,
+            Rounds = 40,
+            Model = "logreg",
+            Partition = "iid",
+            ErrorFeedback = "none",
+            Attack = "none",
+            EvaluationSamples = 1000,
+            Seed = 3,
+            RoundTimeout = TimeSpan.FromMinutes(1),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(3));
+        var result = await SimulationRunner.RunAsync(options, cancellationToken: timeout.Token);
+
+        Assert.StartsWith("far-sign(order = first, K ≤ 1024", result.Strategy);
+        Assert.Equal(40, result.Rounds.Count);
+        Assert.All(result.Rounds, r => Assert.Equal(1, r.Participants));
+        // One answer message per version: 1,024 bits (128 bytes) in the scaled-sign payload, a signed envelope around it.
+        Assert.All(result.Rounds, r => Assert.InRange(r.BytesUp, 128, 400));
+        Assert.True(SimulationReport.FinalAccuracy(result) > result.InitialAccuracy + 0.15,
+            $"accuracy {result.InitialAccuracy:P1} -> {SimulationReport.FinalAccuracy(result):P1}");
     }
 
     [Fact]

@@ -99,6 +99,12 @@ public static class SimulationReport
                 new("bytes up", "#d62728", rounds.Select(r => ((double)r.Round, (double)r.BytesUp)).ToList()),
                 new("bytes down", "#2ca02c", rounds.Select(r => ((double)r.Round, (double)r.BytesDown)).ToList()),
             ], logY: true, yFormat: FormatBytes)));
+        var objective = rounds.Where(r => double.IsFinite(r.Objective)).ToList();
+        html.Append(Figure("Objective g(θ) + f(θ) on the devices' training data, and the sparsity of θ (fraction of zero coordinates)",
+            LineChart([
+                new("objective", "#8c564b", objective.Select(r => ((double)r.Round, r.Objective)).ToList()),
+                new("sparsity", "#17becf", objective.Select(r => ((double)r.Round, r.Sparsity)).ToList(), Dashed: true),
+            ], yMin: 0, yFormat: v => Inv($"{v:G3}"))));
         html.Append(Figure("Monotonicity violations: fraction of consecutive rounds with ⟨Δθ, ΔF⟩ < 0",
             LineChart([new("violation fraction", "#9467bd", rounds.Select(r => ((double)r.Round, r.MonotonicityViolations)).ToList())],
                 yMin: 0, yMax: 1, yFormat: v => Inv($"{v:F1}"))));
@@ -106,10 +112,11 @@ public static class SimulationReport
             LineChart([new("diameter", "#ff7f0e", rounds.Select(r => ((double)r.Round, r.Diameter)).ToList())], yMin: 0, yFormat: v => Inv($"{v:G3}"))));
 
         html.Append("<table><tr><th>round</th><th>participants</th><th>bytes up</th><th>bytes down</th><th>train loss</th><th>test accuracy</th><th>test loss</th>")
-            .Append("<th>round time (s)</th><th>elapsed (s)</th><th>violation fraction</th><th>diameter</th></tr>");
+            .Append("<th>objective</th><th>sparsity</th><th>round time (s)</th><th>elapsed (s)</th><th>violation fraction</th><th>diameter</th></tr>");
         foreach (var r in rounds)
             html.Append(Inv($"<tr><td>{r.Round}</td><td>{r.Participants}</td><td>{r.BytesUp:N0}</td><td>{r.BytesDown:N0}</td><td>{(r.MeanTrainLoss is { } l ? l.ToString("F4", CultureInfo.InvariantCulture) : "")}</td>")
                 + Inv($"<td>{(double.IsFinite(r.TestAccuracy) ? $"{100 * r.TestAccuracy:F2} %" : "–")}</td><td>{(double.IsFinite(r.TestLoss) ? r.TestLoss.ToString("F4", CultureInfo.InvariantCulture) : "–")}</td>")
+                + Inv($"<td>{(double.IsFinite(r.Objective) ? r.Objective.ToString("F4", CultureInfo.InvariantCulture) : "–")}</td><td>{(double.IsFinite(r.Sparsity) ? $"{100 * r.Sparsity:F1} %" : "–")}</td>")
                 + Inv($"<td>{r.RoundSeconds:F2}</td><td>{r.ElapsedSeconds:F1}</td><td>{r.MonotonicityViolations:F2}</td><td>{r.Diameter:G4}</td></tr>"));
         html.Append("</table></body></html>\n");
         return html.ToString();
