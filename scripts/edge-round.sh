@@ -9,6 +9,8 @@
 #
 #   scripts/edge-round.sh --arm64 DIR    the linux-arm64 publish in DIR under qemu-user (a step of scripts/check-arm64.sh)
 #   scripts/edge-round.sh                the agent natively, from the Release build: step 1 only (the native figures)
+#   ... --partition                      the agent keeps its share of the whole demo set (--partition iid) instead of
+#                                        reading its own files (to compare the memory)
 #
 # The cloud always runs natively from the Release build (dotnet build cli/FedEdge.Cli -c Release, built if missing).
 set -euo pipefail
@@ -16,9 +18,19 @@ cd "$(dirname "$0")/.."
 
 tag=edge-round
 emulated=""
-if [[ "${1:-}" == "--arm64" ]]; then
-  tag=check-arm64
-  emulated=${2:?"--arm64 needs the publish directory"}
+partition=""
+while (($#)); do
+  case "$1" in
+    --arm64)
+      tag=check-arm64
+      emulated=${2:?"--arm64 needs the publish directory"}
+      shift 2
+      ;;
+    --partition) partition=1; shift ;;
+    *) echo "edge-round: unknown argument $1 (--arm64 DIR, --partition)" >&2; exit 2 ;;
+  esac
+done
+if [[ -n "$emulated" ]]; then
   # shellcheck source=arm64/emulate.sh
   source scripts/arm64/emulate.sh
   emulate_setup "$emulated"
@@ -87,7 +99,11 @@ cloud_data="$work/cloud"
 state="$work/edge-state"
 
 # The device's own data: its IID share of Fashion-MNIST among 20 devices (3000 training and 500 test samples).
-data=$(native data split --data fashion-mnist --partition iid --devices 20 --index 0 --out "$work/pi-01-data") || fail "fededge data split"
+if [[ -n "$partition" ]]; then
+  data_args=(--data fashion-mnist --partition iid --partition-count 20 --partition-index 0)
+else
+  data_args=(--data "$(native data split --data fashion-mnist --partition iid --devices 20 --index 0 --out "$work/pi-01-data")") || fail "fededge data split"
+fi
 native devices add pi-01 --federation pi --data-dir "$cloud_data" --out "$work/pi-01.json" \
   --broker "mqtt://127.0.0.1:$broker_port" >/dev/null || fail "fededge devices add"
 
@@ -104,7 +120,7 @@ start_cloud() {
 start_agent() {
   local log="$work/$1.log" pidfile="$work/$1.pid"
   # The settings of deploy/systemd/edge.env: workstation GC, conserving memory; two training threads.
-  local args=(edge --credentials "$work/pi-01.json" --data "$data" --state-dir "$state" --ef ef14)
+  local args=(edge --credentials "$work/pi-01.json" "${data_args[@]}" --state-dir "$state" --ef ef14)
   export DOTNET_gcServer=0 DOTNET_GCConserveMemory=5 FEDEDGE_Edge__Training__Threads=2 Logging__LogLevel__MQTTnet=Warning
   if [[ -n "$emulated" ]]; then
     emulate_run "$pidfile" "${args[@]}" >"$log" 2>&1 &
