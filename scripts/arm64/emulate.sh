@@ -47,5 +47,8 @@ emulate_run() {
   # The shell writes its pid and then becomes the emulator (exec; unshare without --fork execs too), so the pid is the
   # emulated process's, whose /proc/PID/status VmHWM is the board process's peak RSS plus qemu's own.
   # QEMU_LD_PREFIX: where qemu finds the arm64 loader and libraries (Debian's multiarch layout under /).
-  "${namespace[@]}" bash -c "echo \$\$ > '$pidfile'; ${bind}exec env QEMU_LD_PREFIX=/ DOTNET_TieredPGO=0 '$qemu' '$emulated/fededge' \"\$@\"" fededge "$@"
+  # DOTNET_EnableWriteXorExecute=0, under emulation only: with W^X the JIT writes code through a second (writable)
+  # mapping of the same memory, which qemu-user does not see as a write to code it has translated, so it may run the
+  # stale translation (an agent crashed with SIGSEGV in training on 2026-12-07; dotnet/runtime#94909). A real Pi keeps W^X.
+  "${namespace[@]}" bash -c "echo \$\$ > '$pidfile'; ${bind}exec env QEMU_LD_PREFIX=/ DOTNET_TieredPGO=0 DOTNET_EnableWriteXorExecute=0 '$qemu' '$emulated/fededge' \"\$@\"" fededge "$@"
 }
