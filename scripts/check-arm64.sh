@@ -5,7 +5,7 @@
 #      the model's SHA-256 and signature checks (OpenSSL), training, the signed update, its acknowledgement and the
 #      version the cloud makes from it; then a restart of the agent with an update still in its outbox.
 #
-#   scripts/check-arm64.sh                 publish to artifacts/linux-arm64 and run the checks (about 3 min on 2 cores)
+#   scripts/check-arm64.sh                 publish to artifacts/linux-arm64 and run the checks (4–6 min on 2 shared cores)
 #   scripts/check-arm64.sh --no-publish    reuse an earlier publish
 #
 # Needs (scripts/install-deps.sh --arm64): qemu-user-static and the arm64 libraries the emulated board needs

@@ -164,7 +164,7 @@ if [[ -z "$emulated" ]]; then
   exit 0
 fi
 
-# 2. The cloud goes away while the agent trains on v1 (about 20 s under emulation): the update stays in the outbox.
+# 2. The cloud goes away while the agent trains on v1 (20–80 s under emulation): the update stays in the outbox.
 stop "$cloud"
 wait_for "$work/edge-1.log" "Round on cluster 0 v1" 600 "agent: round on v1 trained and queued while the cloud is down" "$agent"
 ! grep -q "Federation pi: v2 from" "$work/cloud-1.log" || fail "the update on v1 reached the cloud before it stopped; nothing was left in the outbox"
