@@ -11,7 +11,8 @@ dotnet build FedEdge.sln -c Release --no-restore
 results=$(mktemp -d)
 status=0
 dotnet test FedEdge.sln -c Release --no-build --logger "trx" --results-directory "$results" "$@" || status=$?
-# The Raspberry Pi build: linux-arm64 self-contained publish, `fededge train` for 5 steps under qemu (~2 min).
+# The Raspberry Pi build: linux-arm64 self-contained publish, `fededge train` for 5 steps and the edge agent against
+# a native cloud for a round and a restart with an update in its outbox, under qemu (4–6 min).
 [[ "${FEDEDGE_SKIP_ARM64:-}" == 1 ]] || bash scripts/check-arm64.sh || status=$?
 
 # One closing line that any reader understands, summed over the test projects' TRX files.

@@ -14,6 +14,7 @@ var root = new RootCommand("FedEdge: federated learning for fleets of edge devic
     EvalCommand.Create(),
     EdgeCommand.Create(),
     SimCommand.Create(),
+    DataCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
 

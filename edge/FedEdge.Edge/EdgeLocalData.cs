@@ -7,23 +7,30 @@ public sealed record EdgeLocalData(Dataset Train, Dataset? Test = null)
 {
     /// <summary>
     /// Loads <see cref="EdgeDataOptions.Source"/>; with <see cref="EdgeDataOptions.Partition"/> set, keeps only this
-    /// device's share (the same NIID-Bench partition every device of the demo computes with the same seed).
+    /// device's share (the same NIID-Bench partition every device of the demo computes with the same seed). Fashion-MNIST
+    /// is read without holding what the device does not keep (the other devices' images, the test images past
+    /// <see cref="EdgeDataOptions.MaxEvaluationSamples"/>), so its memory is that of the share; other sources are
+    /// loaded whole first, so a device best reads its own files (<c>fededge data split</c>).
     /// </summary>
     public static EdgeLocalData Load(EdgeDataOptions options)
     {
         if (string.IsNullOrWhiteSpace(options.Source))
             throw new InvalidOperationException("No local data: set Edge:Data:Source (for example 'fashion-mnist' or 'npy:X.npy,Y.npy') or pass --data.");
-        // 8-bit images stay 8-bit in memory (a quarter of the float size; batches are converted on copy).
-        var storage = options.Source.StartsWith("fashion-mnist", StringComparison.OrdinalIgnoreCase) ? FeatureStorage.Byte : FeatureStorage.Float32;
-        var loaded = DatasetSource.Load(options.Source, storage);
-        var train = loaded.Train;
-        if (!string.IsNullOrWhiteSpace(options.Partition))
+        var partitioned = !string.IsNullOrWhiteSpace(options.Partition);
+        if (partitioned && (options.PartitionCount < 1 || options.PartitionIndex < 0 || options.PartitionIndex >= options.PartitionCount))
+            throw new ArgumentOutOfRangeException(nameof(options), $"Partition index {options.PartitionIndex} is not in [0, {options.PartitionCount}).");
+        int[] Share(long[] labels) => Partition.Apply(options.Partition!, labels, options.PartitionCount, options.PartitionSeed)[options.PartitionIndex];
+
+        var source = DatasetSource.Parse(options.Source);
+        if (source.Kind == DatasetSourceKind.FashionMnist)
         {
-            if (options.PartitionCount < 1 || options.PartitionIndex < 0 || options.PartitionIndex >= options.PartitionCount)
-                throw new ArgumentOutOfRangeException(nameof(options), $"Partition index {options.PartitionIndex} is not in [0, {options.PartitionCount}).");
-            var shares = Partition.Apply(options.Partition, train.Labels, options.PartitionCount, options.PartitionSeed);
-            train = train.Subset(shares[options.PartitionIndex]);
+            // 8-bit images stay 8-bit in memory (a quarter of the float size; batches are converted on copy).
+            var directory = source.Paths.Count > 0 ? source.Paths[0] : null;
+            var train = partitioned ? FashionMnist.LoadTrain(directory, FeatureStorage.Byte, Share) : FashionMnist.LoadTrain(directory, FeatureStorage.Byte);
+            var test = options.MaxEvaluationSamples > 0 ? FashionMnist.LoadTest(directory, FeatureStorage.Byte, options.MaxEvaluationSamples) : null;
+            return new EdgeLocalData(train, test);
         }
-        return new EdgeLocalData(train, loaded.Test);
+        var loaded = source.Load();
+        return new EdgeLocalData(partitioned ? loaded.Train.Subset(Share(loaded.Train.Labels)) : loaded.Train, loaded.Test);
     }
 }

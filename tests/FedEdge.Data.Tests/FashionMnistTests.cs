@@ -108,6 +108,37 @@ public sealed class FashionMnistTests
         Assert.Contains("label 12", e.Message);
     }
 
+    [Fact]
+    public void ShareReadByRowsIsTheSubsetOfTheWholeSetInTheSameOrder()
+    {
+        var all = FashionMnist.LoadTrain(storage: FeatureStorage.Byte);
+        int[] rows = [59999, 3, 0, 31000, 3];
+        long[]? seen = null;
+        var share = FashionMnist.LoadTrain(null, FeatureStorage.Byte, labels => { seen = labels; return rows; });
+        Assert.Equal(all.Labels, seen);
+        var expected = all.Subset(rows);
+        Assert.Equal(expected.Labels, share.Labels);
+        var (x, y) = (new float[rows.Length * 784], new float[rows.Length * 784]);
+        expected.CopyFeatures(0, rows.Length, x);
+        share.CopyFeatures(0, rows.Length, y);
+        Assert.Equal(x, y);
+
+        var firstTest = FashionMnist.LoadTest(null, FeatureStorage.Byte, 100);
+        Assert.Equal(FashionMnist.LoadTest(storage: FeatureStorage.Byte).Take(100).Labels, firstTest.Labels);
+        Assert.Equal(10000, FashionMnist.LoadTest(null, FeatureStorage.Byte, 20000).Count);
+    }
+
+    [Fact]
+    public void RowOutsideTheFileIsRejectedNamingIt()
+    {
+        using var dir = new TempDirectory();
+        WriteGz(dir.File("train-images-idx3-ubyte.gz"), [0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28, .. new byte[2 * 784]]);
+        WriteGz(dir.File("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 2, 3, 4]);
+        Assert.Equal([4L, 3L], FashionMnist.LoadTrain(dir.Path, FeatureStorage.Byte, _ => [1, 0]).Labels);
+        var e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path, FeatureStorage.Byte, _ => [0, 2]));
+        Assert.Contains("row 2 requested, but the file has 2 rows", e.Message);
+    }
+
     private static void WriteGz(string path, byte[] content)
     {
         using var file = File.Create(path);
