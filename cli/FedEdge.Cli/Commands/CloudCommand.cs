@@ -1,6 +1,8 @@
+using System.Globalization;
 using System.CommandLine;
 using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
+using FedEdge.Protocol;
 using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Security;
 using Microsoft.Extensions.Configuration;
@@ -38,6 +40,11 @@ internal static class CloudCommand
         var serverOpt = new Option<string?>("--server-opt") { Description = "Server optimizer of --federation: none, fedavgm, fedadam, fedyogi, fedadagrad (step size: Config:ServerLearningRate)." };
         serverOpt.AcceptOnlyFromAmong([.. FedEdge.Aggregation.Strategies.ServerAggregatorOptions.Optimizers]);
         var serverLr = new Option<double?>("--server-lr") { Description = "Server learning rate η of --federation (default 1; FedAdam/FedYogi typically 0.01–0.1)." };
+        var algorithm = new Option<string?>("--algorithm")
+        {
+            Description = "What the devices of --federation compute: fedavg (default), fedmm:surrogate=logistic|quadratic[,l=L][,gamma=…][,p=…] (sync rounds) or far-sign[:order=first|zeroth,directions=K] (set --mode fedasync); the edge agents read it from each model announcement.",
+        };
+        var l1 = new Option<double?>("--l1") { Description = "λ of g(θ) = λ‖θ‖₁ for --algorithm fedavg (local proximal SGD) or fedmm (in the map T)." };
         var driftClustering = new Option<string?>("--drift-clustering") { Description = "Device clustering of --federation: none (one model) or feddaa (drift-aware cluster models, docs/drift.md)." };
         var reclusterEvery = new Option<int?>("--recluster-every") { Description = "FedDAA: reference-model versions between clustering decisions (default 10)." };
         var warmupVersions = new Option<int?>("--warmup-versions") { Description = "FedDAA: reference-model versions before the first clustering (default 10)." };
@@ -45,7 +52,7 @@ internal static class CloudCommand
         var command = new Command("cloud", "Run the cloud aggregator: Orleans silo, MQTT broker and ingestion.")
         {
             dataDir, broker, port, bind, storage, clustering, redis, siloPort, gatewayPort, config,
-            federation, model, rule, codec, rounds, mode, serverOpt, serverLr, driftClustering, reclusterEvery, warmupVersions,
+            federation, model, rule, codec, rounds, mode, serverOpt, serverLr, algorithm, l1, driftClustering, reclusterEvery, warmupVersions,
             KeyCommand(),
             BenchIngestCommand(),
         };
@@ -80,6 +87,13 @@ internal static class CloudCommand
                 Flag(warmupVersions, $"Federations:{name}:Config:WarmupVersions");
                 Flag(serverOpt, $"Federations:{name}:Config:ServerOptimizer");
                 Flag(serverLr, $"Federations:{name}:Config:ServerLearningRate");
+                if (parse.GetValue(algorithm) is { } spec || parse.GetValue(l1) is not null)
+                {
+                    var parsed = AlgorithmSpec.Parse(parse.GetValue(algorithm) ?? AlgorithmSpec.FedAvg);
+                    if (parse.GetValue(l1) is { } lambda)
+                        parsed = parsed with { Parameters = new Dictionary<string, string>(parsed.Parameters) { ["l1"] = lambda.ToString("R", CultureInfo.InvariantCulture) } };
+                    flags[$"{prefix}:Algorithm"] = parsed.ToString();
+                }
                 if (parse.GetValue(mode) is { } m)
                     flags[$"{prefix}:Mode"] = (m switch { "fedbuff" or "async" => FederationMode.FedBuff, "fedasync" => FederationMode.FedAsync, "fedfix" => FederationMode.FedFix, _ => FederationMode.Sync }).ToString();
             }
