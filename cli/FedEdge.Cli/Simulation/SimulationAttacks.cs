@@ -12,7 +12,13 @@ namespace FedEdge.Cli.Simulation;
 public static class SimulationAttacks
 {
     /// <summary>Attacks the simulator knows (option --attack).</summary>
-    public static IReadOnlyList<string> Names { get; } = ["none", "sign-flip", "gaussian", "ipm", "alie", "label-flip"];
+    /// <remarks>On FAR-SIGN's ±1 answers, sign-flip inverts every bit and gaussian (N(0, 200) noise on ±1) makes them random
+    /// bits; oppose answers from the honest devices' data and inverts: −sign⟨∇f_honest(x̃), u_k⟩, the sign that most
+    /// opposes the honest majority (with FedAvg: −Δ trained on the honest data).</remarks>
+    public static IReadOnlyList<string> Names { get; } = ["none", "sign-flip", "gaussian", "ipm", "alie", "label-flip", "oppose"];
+
+    /// <summary>Attacks whose devices hold the honest devices' data instead of their own.</summary>
+    public static bool ReadsHonestData(string attack) => attack == "oppose";
 
     /// <summary>Attacks that forge from the honest updates of the round and so need a <see cref="SimulationCollusion"/>.</summary>
     public static bool IsOmniscient(string attack) => attack is "ipm" or "alie";
@@ -22,7 +28,7 @@ public static class SimulationAttacks
     /// <param name="attackers">f, the attackers of the run.</param>
     public static IUpdateAttack? CreateAttack(string attack, int devices, int attackers, int seed) => attack switch
     {
-        "sign-flip" => new SignFlipAttack(),
+        "sign-flip" or "oppose" => new SignFlipAttack(),
         "gaussian" => new GaussianAttack(variance: 200, seed),
         "ipm" => new InnerProductManipulationAttack(epsilon: 0.1),
         "alie" => new LittleIsEnoughAttack(devices, attackers),

@@ -180,6 +180,8 @@ public static class SimulationRunner
                     attackerIds.Add(id);
                     if (options.Attack == "label-flip")
                         data = DataTransforms.RemapLabels(data, DataTransforms.ReverseMap(FashionMnist.ClassCount));
+                    if (SimulationAttacks.ReadsHonestData(options.Attack))
+                        data = train.Subset([.. Enumerable.Range(0, options.Devices).Where(j => !malicious.Contains(j)).SelectMany(j => shares[j])]);
                     transform = SimulationAttacks.CreateAttack(options.Attack, options.Devices, attackerCount, options.Seed * 7919 + i) is { } attack
                         ? new SimulationAttacks.Forging(attack, collusion, stop.Token)
                         : null;
