@@ -287,6 +287,8 @@ public class FarSignTests
         Assert.Equal(255UL, options.Seed);
         Assert.Equal(0.001, options.Smoothing);
         Assert.Equal(options, FarSignOptions.FromParameters(ParseSpecParameters(options.ToSpec())));
+        Assert.Null(new FarSignOptions().Validate()); // the defaults form a valid schedule
+        Assert.Equal(new FarSignOptions(), FarSignOptions.FromParameters(new Dictionary<string, string>()));
 
         Assert.Contains("'lr'", Assert.Throws<FormatException>(() => FarSignOptions.FromParameters(new Dictionary<string, string> { ["lr"] = "1" })).Message);
         Assert.Contains("alpha=x", Assert.Throws<FormatException>(() => FarSignOptions.FromParameters(new Dictionary<string, string> { ["alpha"] = "x" })).Message);
@@ -384,7 +386,7 @@ public class FarSignTests
     [Fact]
     public void CounterSurvivesBeyondFloatPrecision()
     {
-        var options = new FarSignOptions { Directions = 8, K0 = 1 };
+        var options = new FarSignOptions { Directions = 8, Beta = 1, K0 = 1 };
         var state = new ServerState();
         state.Restore(FarSignStrategy.CounterKey, [3, 16_777_215]); // 3·2^24 + 2^24 − 1
         var strategy = new FarSignStrategy(options, 4, state);
