@@ -13,6 +13,7 @@ internal static class BenchCommand
             BenchTrainCommand.Create(),
             BenchCodecsCommand.Create(),
             BenchE2eCommand.Create(),
+            BenchFedMMCommand.Create(),
             // [bench] one line per benchmark subcommand
         };
         return command;
