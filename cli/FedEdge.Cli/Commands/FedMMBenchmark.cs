@@ -229,11 +229,13 @@ internal sealed class FedMMBenchmark : IDisposable
                 surrogate.Statistic(theta, device.Objective, statistic);
                 variates[id].Difference(statistic, estimate, delta);
                 writer.ResetWrittenCount();
-                up += _codec.Encode(delta, writer);
-                var check = _codec.Decode(writer.WrittenSpan, decoded);
+                // The bootstrap answer is S_i itself, which no control variate corrects later: it travels exactly.
+                var codec = bootstrap ? Fp32Codec.Instance : _codec;
+                up += codec.Encode(delta, writer);
+                var check = codec.Decode(writer.WrittenSpan, decoded);
                 if (!check.IsValid)
                 {
-                    throw new InvalidOperationException($"{_codec.Spec} could not decode its own payload: {check}");
+                    throw new InvalidOperationException($"{codec.Spec} could not decode its own payload: {check}");
                 }
 
                 if (!bootstrap)
