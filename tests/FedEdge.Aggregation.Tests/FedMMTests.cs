@@ -33,17 +33,6 @@ public class FedMMTests
         }
     }
 
-    private sealed class PatchObjective(float[] patches, int size) : IDeviceObjective
-    {
-        public int SampleCount => patches.Length / size;
-
-        public int FeatureSize => size;
-
-        public ReadOnlySpan<float> Features => patches;
-
-        public double Gradient(ReadOnlySpan<float> parameters, Span<float> gradient) => throw new NotSupportedException();
-    }
-
     [Fact]
     public void QuadraticMapIsTheL1ProxOfTheScaledStatistic()
     {

@@ -14,6 +14,7 @@ internal static class BenchCommand
             BenchCodecsCommand.Create(),
             BenchE2eCommand.Create(),
             BenchFarSignCommand.Create(),
+            BenchFedMMCommand.Create(),
             // [bench] one line per benchmark subcommand
         };
         return command;

@@ -359,3 +359,32 @@ public sealed class SparseCoder
         return value + _penalty * l1;
     }
 }
+
+/// <summary>A device's patches (N × p, row-major) as the dictionary surrogate reads them: features only, no gradient.</summary>
+public sealed class PatchObjective : IDeviceObjective
+{
+    private readonly float[] _patches;
+
+    public PatchObjective(float[] patches, int patchSize)
+    {
+        ArgumentNullException.ThrowIfNull(patches);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(patchSize);
+        if (patches.Length % patchSize != 0)
+        {
+            throw new ArgumentException($"{patches.Length} values are not whole patches of {patchSize}.", nameof(patches));
+        }
+
+        _patches = patches;
+        FeatureSize = patchSize;
+    }
+
+    public int SampleCount => _patches.Length / FeatureSize;
+
+    public int FeatureSize { get; }
+
+    public ReadOnlySpan<float> Features => _patches;
+
+    /// <summary>The dictionary surrogate needs no gradient (its statistic is built from the codes).</summary>
+    public double Gradient(ReadOnlySpan<float> parameters, Span<float> gradient) =>
+        throw new NotSupportedException("Dictionary learning's surrogate reads the patches, not a gradient.");
+}

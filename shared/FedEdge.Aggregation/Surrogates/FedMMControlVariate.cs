@@ -11,7 +11,10 @@ namespace FedEdge.Aggregation.Surrogates;
 /// it uses the decoded Q(Δ_i), never Δ_i).
 /// <para>Bootstrap (no Ŝ published yet, statistics_count = 0): Ŝ = 0 and V_i = 0, so Δ_i = S_i; the server sets
 /// Ŝ₀ = mean S_i(θ₀) and V = 0, and the device must not call <see cref="Apply"/> for that answer
-/// (see <see cref="FedMMServerRule"/>).</para>
+/// (see <see cref="FedMMServerRule"/>). That answer should travel exactly (fp32), whatever the federation's codec: it is
+/// S_i itself, which no control variate corrects later. With V_i = 0 after the bootstrap, Δ_i keeps the device's
+/// heterogeneity S_i − Ŝ in full until V_i has learnt it at rate α, which a top-k codec spends its budget on
+/// (bench/results/2026-12-07-fedmm/, top-10 %); FedEM's V_i = S_i(θ₀) − Ŝ₀ is the remedy not built yet.</para>
 /// <example>α = 0.5, V_i = [0], Ŝ = [1], S_i = [4]: Δ_i = [3]; with Q exact, V_i = [1.5]; next S_i = [4], Ŝ = [2.5]:
 /// Δ_i = [0].</example>
 /// </summary>
