@@ -17,6 +17,8 @@ public sealed class MosquittoTests : IAsyncLifetime
     private readonly TempDirectory _data = new();
     private readonly Dictionary<string, (string Password, byte[] Key)> _devices = [];
     private MosquittoBroker _broker = null!;
+    private const string Operator = "test-operator";
+    private const string OperatorPassword = "operator-secret";
     private CloudTestHost _cloud = null!;
 
     public async Task InitializeAsync()
@@ -34,6 +36,10 @@ public sealed class MosquittoTests : IAsyncLifetime
         var passwd = Path.Combine(_data.Path, "mosquitto.passwd");
         var acl = Path.Combine(_data.Path, "mosquitto.acl");
         MosquittoConfigWriter.Write(registry, service, passwd, acl);
+        // The client id is the user name (use_username_as_clientid): a second connection as the service user would take
+        // over the cloud's own, so the tests' privileged clients log in as an operator with the same rights.
+        await File.AppendAllTextAsync(passwd, $"{Operator}:{MosquittoPasswordHash.Create(OperatorPassword)}\n");
+        await File.AppendAllTextAsync(acl, $"\nuser {Operator}\ntopic readwrite #\n");
         _broker = await MosquittoBroker.StartAsync(_data.Path, passwd, acl);
         _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
     }
@@ -58,10 +64,29 @@ public sealed class MosquittoTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ADeviceCannotTakeOverAnotherDevicesSessionWithItsClientId()
+    {
+        var (victim, victimResult) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
+        Assert.Equal(MqttClientConnectResultCode.Success, victimResult?.ResultCode);
+        var disconnected = 0;
+        victim.DisconnectedAsync += _ => { Interlocked.Increment(ref disconnected); return Task.CompletedTask; };
+        // dev-2 logs in with its own credentials but dev-1's client id: Mosquitto uses the user name as client id, so
+        // the login succeeds as dev-2 and dev-1's session stays. Without use_username_as_clientid dev-1 was cut off here.
+        var (intruder, intruderResult) = await _cloud.ConnectAsync("dev-1", "dev-2", _devices["dev-2"].Password);
+        Assert.Equal(MqttClientConnectResultCode.Success, intruderResult?.ResultCode);
+        var published = await victim.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Telemetry("f1", "dev-1")).WithPayload([1])
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.True(published.IsSuccess, $"dev-1 still connected: {published.ReasonCode}");
+        Assert.True(victim.IsConnected);
+        Assert.Equal(0, Volatile.Read(ref disconnected));
+        await intruder.DisconnectAsync();
+        await victim.DisconnectAsync();
+    }
+
+    [Fact]
     public async Task MosquittoEnforcesTheExportedAcl()
     {
-        var service = _cloud.Services.GetRequiredService<ServiceIdentity>();
-        var (watcher, _) = await _cloud.ConnectAsync("watcher", service.UserName, service.Password);
+        var (watcher, _) = await _cloud.ConnectAsync("watcher", Operator, OperatorPassword);
         var received = new List<string>();
         watcher.ApplicationMessageReceivedAsync += e => { lock (received) received.Add(e.ApplicationMessage.Topic); return Task.CompletedTask; };
         await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/+/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build());
@@ -92,8 +117,7 @@ public sealed class MosquittoTests : IAsyncLifetime
     [Fact]
     public async Task MosquittoDeliversClusterModelsAndOnlyTheDevicesOwnAssignment_AndDevicesCannotWriteThem()
     {
-        var service = _cloud.Services.GetRequiredService<ServiceIdentity>();
-        var (cloud, _) = await _cloud.ConnectAsync("cloud-publisher", service.UserName, service.Password);
+        var (cloud, _) = await _cloud.ConnectAsync("cloud-publisher", Operator, OperatorPassword);
         var (device, _) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
         var delivered = new List<(string Topic, byte Payload)>();
         device.ApplicationMessageReceivedAsync += e => { lock (delivered) delivered.Add((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.FirstSpan[0])); return Task.CompletedTask; };
