@@ -149,6 +149,8 @@ public sealed class CloudDataDirectory(string root)
     public string StateDatabase => Path.Combine(Root, "state.db");
     /// <summary>The update log's segments (<see cref="Storage.FileUpdateLog"/>), next to the SQLite state.</summary>
     public string UpdateLog => Path.Combine(Root, "update-log");
+    /// <summary>Chunks of incomplete updates acknowledged to an external broker (<c>ChunkSpool</c>).</summary>
+    public string ChunkSpool => Path.Combine(Root, "chunk-spool");
     public string ModelStore => Path.Combine(Root, "models");
     public string CloudSigningKey => Path.Combine(Root, "cloud-signing.key");
     public string ServiceCredentials => Path.Combine(Root, "service-credentials.json");

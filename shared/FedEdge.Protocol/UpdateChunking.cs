@@ -156,6 +156,10 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
 
     public long PendingBytes => Interlocked.Read(ref _pendingBytes);
 
+    /// <summary>Called with (device, update id) after an incomplete update was dropped (expired, or evicted to make room),
+    /// outside the reassembler's lock: a receiver that keeps copies of held chunks deletes them.</summary>
+    public Action<string, string>? Dropped { get; init; }
+
     /// <summary>Incomplete updates dropped to make room for a device holding less (see the class remarks).</summary>
     public long EvictedCount => Interlocked.Read(ref _evicted);
 
@@ -229,6 +233,27 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
         string updateId = Convert.ToHexString(chunk.UpdateId.Span);
         bool last = chunk.Index == chunk.Count - 1;
         var key = (deviceId, updateId);
+        List<(string Device, string UpdateId)>? evicted = null;
+        try
+        {
+            return AcceptChunkLocked(key, chunk, total, start, last, ref evicted);
+        }
+        finally
+        {
+            if (evicted is not null && Dropped is { } dropped)
+            {
+                foreach (var (device, id) in evicted)
+                {
+                    dropped(device, id);
+                }
+            }
+        }
+    }
+
+    private FrameResult AcceptChunkLocked((string Device, string UpdateId) key, UpdateChunk chunk, int total, int start, bool last,
+        ref List<(string Device, string UpdateId)>? evicted)
+    {
+        var (deviceId, updateId) = key;
         lock (_lock)
         {
             if (_completed.Contains(key) || _completing.Contains(key))
@@ -258,10 +283,11 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
             }
             while (_pendingBytes + charge > options.MaxPendingBytes)
             {
-                if (!EvictFromLargestHolder(deviceId, held + charge))
+                if (EvictFromLargestHolder(deviceId, held + charge) is not { } dropped)
                 {
                     return FrameResult.Rejected(RejectReason.Busy, $"Reassembly budget of {options.MaxPendingBytes} bytes is exhausted.");
                 }
+                (evicted ??= []).Add(dropped);
             }
 
             DateTimeOffset now = _time.GetUtcNow();
@@ -325,8 +351,8 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
     }
 
     /// <summary>Drops the oldest incomplete update of the device holding the most, if it holds more than
-    /// <paramref name="wanted"/> (what the asking device would hold); returns whether anything was dropped.</summary>
-    private bool EvictFromLargestHolder(string askingDevice, long wanted)
+    /// <paramref name="wanted"/> (what the asking device would hold); returns the one dropped, if any.</summary>
+    private (string Device, string UpdateId)? EvictFromLargestHolder(string askingDevice, long wanted)
     {
         string? largest = null;
         long most = wanted;
@@ -339,12 +365,24 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
         }
         if (largest is null)
         {
-            return false;
+            return null;
         }
         var oldest = _pending.Where(p => p.Key.Device == largest).MinBy(p => p.Value.Created);
         Remove(oldest.Key, oldest.Value);
         Interlocked.Increment(ref _evicted);
-        return true;
+        return oldest.Key;
+    }
+
+    /// <summary>Drops an incomplete update (its chunks could not be kept where the receiver keeps them); no-op if absent.</summary>
+    public void Forget(string deviceId, string updateId)
+    {
+        lock (_lock)
+        {
+            if (_pending.TryGetValue((deviceId, updateId), out Pending? pending))
+            {
+                Remove((deviceId, updateId), pending);
+            }
+        }
     }
 
     private void Remove((string Device, string UpdateId) key, Pending pending)
@@ -375,16 +413,33 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
     public int RemoveExpired()
     {
         DateTimeOffset cutoff = _time.GetUtcNow() - options.Timeout;
+        List<(string Device, string UpdateId)>? expired = null;
         lock (_lock)
         {
-            int removed = 0;
-            foreach (var (key, pending) in _pending.Where(p => p.Value.LastChunk <= cutoff).ToList())
+            foreach (var (key, pending) in _pending)
             {
-                Remove(key, pending);
-                removed++;
+                if (pending.LastChunk <= cutoff)
+                {
+                    (expired ??= []).Add(key);
+                }
             }
-            return removed;
+            if (expired is null)
+            {
+                return 0;
+            }
+            foreach (var key in expired)
+            {
+                Remove(key, _pending[key]);
+            }
         }
+        if (Dropped is { } dropped)
+        {
+            foreach (var (device, id) in expired)
+            {
+                dropped(device, id);
+            }
+        }
+        return expired.Count;
     }
 
     /// <summary>Reads the single top-level record of an UpdateFrame: field 1 (envelope) or 2 (chunk).</summary>

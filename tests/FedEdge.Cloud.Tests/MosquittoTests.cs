@@ -3,6 +3,7 @@ using FedEdge.Cloud.Ingestion;
 using FedEdge.Cloud.Security;
 using FedEdge.Compression;
 using FedEdge.Protocol;
+using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -162,6 +163,40 @@ public sealed class MosquittoTests : IAsyncLifetime
         Assert.Equal(expected!.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(models.LatestModel!)));
         var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
         await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both updates counted as accepted");
+    }
+
+    [Fact]
+    public async Task ACloudStoppedMidUpdateCompletesItFromItsChunkSpoolWhenTheBrokerRedeliversTheRest()
+    {
+        var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        // d = 402: the fp32 update takes 8 chunks in frames of 300 bytes.
+        var model = FedEdge.Training.Zoo.ModelZoo.Create("logreg", [200], classes: 2, seed: 1).ToByteArray();
+        var d = (await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+            new Immutable<byte[]>(model))).ParameterCount;
+        await using var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key);
+        var signed = device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+        var updateId = FedEdge.Protocol.Messages.UpdateEnvelope.Parser.ParseFrom(signed).UpdateId;
+        var frames = UpdateFramer.Frame(signed, updateId.Span, maxFrameBytes: 300);
+        Assert.True(frames.Count >= 3, $"{frames.Count} chunks");
+        var topic = MqttTopics.Update("f1", "dev-1");
+        var spool = new ChunkSpool(new CloudDataDirectory(_data.Path).ChunkSpool, flushToDisk: false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var id = Convert.ToHexString(updateId.Span);
+
+        // Mosquitto acknowledges every chunk to the device; the cloud holds all but the last, each spooled before the cloud
+        // acknowledged it to Mosquitto. Then the cloud stops (its memory is gone) and the last chunk arrives meanwhile.
+        foreach (var frame in frames.SkipLast(1)) await TestDevice.PublishFrameAsync(device.Client, topic, frame);
+        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == frames.Count - 1), "the held chunks spooled");
+        await _cloud.DisposeAsync();
+        await TestDevice.PublishFrameAsync(device.Client, topic, frames[^1]);
+
+        // Restarted, the cloud reads the spool back; Mosquitto redelivers the last chunk from the cloud's session; the
+        // update is stored once, and its spooled chunks are gone. Before the spool, the restarted cloud had only the last one.
+        _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
+        federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "the update completed after the restart", 30_000);
+        // Deleted once the bridge settles the update, just after the federation stored it.
+        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == 0), "the spooled chunks deleted");
+        Assert.Equal(1, _cloud.Services.GetRequiredService<IngestionMetrics>().Accepted);
     }
 
     [Fact]

@@ -57,7 +57,11 @@ public sealed class ChunkingTests : IDisposable
         var time = new ManualTime(DateTimeOffset.UnixEpoch);
         byte[] signed = _f.SignedUpdate(d: 100_000, spec: "fp32");
         IReadOnlyList<byte[]> frames = UpdateFramer.Frame(signed, IdOf(signed), maxFrameBytes: 64 << 10);
-        var reassembler = new UpdateReassembler(new ReassemblyOptions { Timeout = TimeSpan.FromSeconds(30) }, time);
+        var expired = new List<string>();
+        var reassembler = new UpdateReassembler(new ReassemblyOptions { Timeout = TimeSpan.FromSeconds(30) }, time)
+        {
+            Dropped = (_, id) => expired.Add(id),
+        };
         foreach (byte[] frame in frames.Skip(1))
         {
             Assert.Equal(FrameOutcome.Pending, reassembler.Accept(ProtocolFixture.DeviceId, frame).Outcome);
@@ -68,6 +72,7 @@ public sealed class ChunkingTests : IDisposable
         time.Now += TimeSpan.FromSeconds(31);
         Assert.Equal(1, reassembler.RemoveExpired());
         Assert.Equal(0, reassembler.PendingBytes);
+        Assert.Equal([Convert.ToHexString(IdOf(signed))], expired);
         // The missing chunk alone now starts a fresh, incomplete reassembly.
         Assert.Equal(FrameOutcome.Pending, reassembler.Accept(ProtocolFixture.DeviceId, frames[0]).Outcome);
     }
@@ -199,7 +204,11 @@ public sealed class ChunkingTests : IDisposable
     public void When_the_budget_is_spent_the_largest_holder_gives_way_to_a_device_holding_less()
     {
         // Four hogs at their full share fill the budget; an honest device's update still completes.
-        var reassembler = new UpdateReassembler(new ReassemblyOptions { MaxPendingBytes = 200 << 10, MaxPendingBytesPerDevice = 64 << 10 });
+        var dropped = new List<string>();
+        var reassembler = new UpdateReassembler(new ReassemblyOptions { MaxPendingBytes = 200 << 10, MaxPendingBytesPerDevice = 64 << 10 })
+        {
+            Dropped = (device, _) => dropped.Add(device),
+        };
         foreach (string hog in new[] { "hog-1", "hog-2", "hog-3", "hog-4" })
         {
             foreach (byte[] frame in Frames(RandomNumberGenerator.GetBytes(16), RandomNumberGenerator.GetBytes(60 << 10), 15).SkipLast(1))
@@ -219,6 +228,9 @@ public sealed class ChunkingTests : IDisposable
         Assert.Equal(FrameOutcome.Complete, last.Outcome);
         Assert.True(reassembler.EvictedCount > evictedByHogs);
         Assert.True(reassembler.PendingBytes <= 200 << 10);
+        // Whoever keeps copies of held chunks hears of every eviction, and only hogs were evicted.
+        Assert.Equal(reassembler.EvictedCount, dropped.Count);
+        Assert.All(dropped, device => Assert.StartsWith("hog-", device));
     }
 
     [Fact]

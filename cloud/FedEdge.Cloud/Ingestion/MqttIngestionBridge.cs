@@ -40,6 +40,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly Telemetry.Drift.IDriftEventSink? _drift;
     private readonly Channel<MqttApplicationMessageReceivedEventArgs> _queue;
     private readonly UpdateReassembler _reassembler;
+    private readonly ChunkSpool? _spool;
     private readonly ConcurrentDictionary<string, UpdateVerifierOptions> _verifierOptions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, KnownFederation> _federations = new(StringComparer.Ordinal);
     private readonly UpdateBufferPool _buffers;
@@ -48,7 +49,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly SemaphoreSlim _decodeSlots;
 
     public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
-        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, CloudClock clock, Telemetry.Drift.IDriftEventSink? drift = null)
+        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, CloudClock clock, CloudDataDirectory data,
+        Telemetry.Drift.IDriftEventSink? drift = null)
     {
         _mqtt = mqtt;
         _registry = registry;
@@ -57,12 +59,18 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         _options = options.Value;
         _logger = logger;
         _drift = drift;
+        // An external broker acknowledged the chunks to the device already: the ones the cloud acknowledges to the broker
+        // must survive the cloud (the embedded broker's devices send every chunk again instead).
+        _spool = _options.UsesEmbeddedBroker ? null : new ChunkSpool(data.ChunkSpool, _options.SqliteSynchronousFull, logger);
         _reassembler = new UpdateReassembler(new ReassemblyOptions
         {
             MaxEnvelopeBytes = _options.MaxUpdateBytes,
             MaxPendingBytes = _options.ReassemblyBudgetBytes,
             MaxPendingBytesPerDevice = _options.ReassemblyShareBytes,
-        }, clock.Time);
+        }, clock.Time)
+        {
+            Dropped = (device, update) => _spool?.Delete(device, update),
+        };
         _buffers = new UpdateBufferPool(_options.IngestionConcurrency);
         _decodeSlots = new SemaphoreSlim(_options.IngestionConcurrency, _options.IngestionConcurrency);
         _queue = Channel.CreateBounded<MqttApplicationMessageReceivedEventArgs>(new BoundedChannelOptions(1024)
@@ -89,6 +97,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     {
         // Most of a message's time is spent waiting for storage, so many more workers than cores keep the group
         // commit fed; the CPU part (verify, decode) still runs on the thread pool's core-sized set of threads.
+        RecoverSpooledChunks();
         var workers = Enumerable.Range(0, _options.IngestionConcurrency).Select(_ => WorkAsync(stoppingToken)).ToList();
         workers.Add(ExpireChunksAsync(stoppingToken));
         await Task.WhenAll(workers);
@@ -247,6 +256,19 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             await RejectAsync(federation, deviceId, Map(framed.Reason), framed.Message ?? framed.Reason.ToString(), frame.Length, countForDevice: true);
             return IngestOutcome.Taken;
         }
+        if (framed.IsIncomplete && framed.Outcome == FrameOutcome.Pending && _spool is not null)
+        {
+            try
+            {
+                _spool.Append(deviceId, framed.UpdateId!, frame);
+            }
+            catch
+            {
+                // Not acknowledged, so the broker redelivers it; memory goes back to what the spool holds.
+                RestoreFromSpool(deviceId, framed.UpdateId!);
+                throw;
+            }
+        }
         if (framed.IsIncomplete)
             return inSenderOrder && framed.IsLastIndex
                 ? IngestOutcome.Retry(MQTTnet.Protocol.MqttPubAckReasonCode.ImplementationSpecificError,
@@ -267,7 +289,34 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         finally
         {
             _reassembler.Settle(deviceId, chunkedId, settled);
+            if (_spool is not null)
+            {
+                // Settled: its chunks are no longer needed. Not settled: the completing chunk stays unacknowledged and is
+                // redelivered, so the chunks acknowledged before it go back into memory from the spool.
+                if (settled) _spool.Delete(deviceId, chunkedId);
+                else RestoreFromSpool(deviceId, chunkedId);
+            }
         }
+    }
+
+    /// <summary>Puts an update's spooled chunks (and only those) back into the reassembler.</summary>
+    private void RestoreFromSpool(string deviceId, string updateId)
+    {
+        _reassembler.Forget(deviceId, updateId);
+        foreach (var frame in _spool!.Read(deviceId, updateId)) _reassembler.Accept(deviceId, frame);
+    }
+
+    /// <summary>On start: the chunks acknowledged to an external broker before the cloud stopped, back into memory.</summary>
+    private void RecoverSpooledChunks()
+    {
+        if (_spool is null) return;
+        var updates = 0;
+        foreach (var (deviceId, updateId, frames) in _spool.ReadAll())
+        {
+            foreach (var frame in frames) _reassembler.Accept(deviceId, frame);
+            updates++;
+        }
+        if (updates > 0) _logger.LogInformation("Recovered the chunks of {Count} incomplete update(s) from {Spool}", updates, _spool.Directory);
     }
 
     /// <summary>Verifies a complete envelope and submits it; returns once it is stored or refused for good (throws when
