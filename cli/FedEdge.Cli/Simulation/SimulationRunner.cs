@@ -83,6 +83,7 @@ public static class SimulationRunner
             RoundDeadline = options.RoundDeadline ?? options.RoundTimeout,
             RuleParameters = ruleParameters,
             ServerLearningRate = options.ServerLearningRate,
+            MaxNormToMedian = options.MaxNormToMedian,
         };
         if (FedEdge.Cloud.Aggregation.FederationStrategyFactory.Validate(config) is { } problem) throw new ArgumentException(problem);
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();
