@@ -27,7 +27,13 @@ public sealed record FederationConfig
     [Id(1)] public string Codec { get; init; } = "fp32";
 
     /// <summary>Aggregation rule name understood by the aggregation library (mean, median, krum, ...).</summary>
-    [Id(2)] public string Rule { get; init; } = "mean";
+    /// <remarks>The default is the trimmed mean with b = <see cref="ByzantineCount"/> (docs/security.md, "Poisoned
+    /// updates"): one absurd update cannot move the model, and unlike the median it stays agreement-weighted like the
+    /// mean, so error feedback keeps working (docs/learning.md §1). "mean" is the plain FedAvg mean.</remarks>
+    [Id(2)] public string Rule { get; init; } = DefaultRule;
+
+    /// <summary>The rule a federation gets unless it names one.</summary>
+    public const string DefaultRule = "trimmed-mean";
 
     /// <summary>Number of model versions to produce before the federation finishes (0 = unbounded).</summary>
     [Id(3)] public int Rounds { get; init; } = 20;
@@ -55,8 +61,9 @@ public sealed record FederationConfig
     /// <summary>Server learning rate η_g applied to the aggregate (the step size of <see cref="ServerOptimizer"/>).</summary>
     [Id(10)] public double ServerLearningRate { get; init; } = 1.0;
 
-    /// <summary>Assumed number of Byzantine devices f, for the rules that need it.</summary>
-    [Id(11)] public int ByzantineCount { get; init; }
+    /// <summary>Assumed number of Byzantine devices f, for the rules that need it (capped per version to what its
+    /// updates tolerate: n &gt; 2f). 1 by default, so that the default trimmed mean drops the extremes of each coordinate.</summary>
+    [Id(11)] public int ByzantineCount { get; init; } = 1;
 
     /// <summary>Seed of device sampling and randomized rules.</summary>
     [Id(14)] public int Seed { get; init; }
@@ -112,6 +119,19 @@ public sealed record FederationConfig
     [Id(16)] public long MaxSampleCount { get; init; } = 1_000_000;
 
     /// <summary>
+    /// Largest L2 norm of one decoded update; above it the update is rejected as
+    /// <see cref="RejectionReason.NormOutOfRange"/> when it is verified. 0 (the default): no absolute bound.
+    /// </summary>
+    [Id(40)] public double MaxUpdateNorm { get; init; }
+
+    /// <summary>
+    /// Largest L2 norm of one update as a multiple of the median norm of the federation's recently accepted updates
+    /// (the last 100; the bound applies once 5 are known). 0 turns it off. 10 by default: honest norms of one
+    /// federation stay within a small factor of each other, while a scaled or 1e30 update is far outside.
+    /// </summary>
+    [Id(41)] public double MaxNormToMedian { get; init; } = 10;
+
+    /// <summary>
     /// Drift-aware clustering of the devices: "none" (one model) or "feddaa" (FedDAA, arXiv 2506.21054: the
     /// federation's own model is the reference model, cluster 0; after <see cref="WarmupVersions"/> the cloud clusters
     /// the devices' prototypes every <see cref="ReclusterEvery"/> reference versions and trains one model per cluster).
@@ -158,6 +178,8 @@ public sealed record FederationConfig
         if (AggregationPeriod <= TimeSpan.Zero) return $"AggregationPeriod must be positive (got {AggregationPeriod})";
         if (!(ServerMomentum >= 0 && ServerMomentum < 1)) return $"ServerMomentum must be in [0, 1) (got {ServerMomentum})";
         if (MaxSampleCount < 1) return $"MaxSampleCount must be ≥ 1 (got {MaxSampleCount})";
+        if (!(MaxUpdateNorm >= 0) || double.IsInfinity(MaxUpdateNorm)) return $"MaxUpdateNorm must be ≥ 0 and finite, 0 for none (got {MaxUpdateNorm})";
+        if (!(MaxNormToMedian == 0 || MaxNormToMedian >= 1) || double.IsInfinity(MaxNormToMedian)) return $"MaxNormToMedian must be 0 (off) or ≥ 1 (got {MaxNormToMedian})";
         if (ByzantineCount < 0) return $"ByzantineCount must be ≥ 0 (got {ByzantineCount})";
         if (Clustering is not ("none" or "feddaa")) return $"Clustering must be none or feddaa (got '{Clustering}')";
         if (IsClustered)

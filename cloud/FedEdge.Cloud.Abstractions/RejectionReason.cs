@@ -59,4 +59,16 @@ public enum RejectionReason
     /// non-finite or negative values, or another prototype shape than the federation's devices use.
     /// </summary>
     BadDriftStatistics,
+
+    /// <summary>
+    /// Not refused for good: a chunk did not fit the device's share of the reassembly memory (or the budget). The device
+    /// gets a retryable PUBACK (QuotaExceeded) and sends the update again later; not counted in its statistics.
+    /// </summary>
+    Busy,
+
+    /// <summary>
+    /// The decoded update's L2 norm is above the federation's bound: <c>MaxUpdateNorm</c>, or <c>MaxNormToMedian</c> times
+    /// the median norm of its recently accepted updates (a scaled or 1e30 update, found when it is verified).
+    /// </summary>
+    NormOutOfRange,
 }

@@ -66,6 +66,17 @@ public sealed class CloudOptions
     /// <summary>Updates larger than this (the MQTT payload) are rejected as Oversized.</summary>
     public int MaxUpdateBytes { get; set; } = 64 << 20;
 
+    /// <summary>What an update envelope may hold besides its payload. With the model's dimension it bounds the size a
+    /// chunked update may announce (<see cref="FedEdge.Protocol.UpdateEnvelopeLimits"/>), below <see cref="MaxUpdateBytes"/>.</summary>
+    public int MaxEnvelopeMetadataBytes { get; set; } = FedEdge.Protocol.UpdateEnvelopeLimits.DefaultMetadataBytes;
+
+    /// <summary>Memory of all incomplete chunked updates together, charged as chunks arrive.</summary>
+    public long ReassemblyBudgetBytes { get; set; } = 512L << 20;
+
+    /// <summary>One device's share of <see cref="ReassemblyBudgetBytes"/>; beyond it its chunks are refused (retryable)
+    /// and nobody else is affected.</summary>
+    public long ReassemblyShareBytes { get; set; } = 128L << 20;
+
     /// <summary>
     /// Updates processed concurrently by the ingestion bridge (each waits mostly for its storage commit, and
     /// concurrent ones share a commit). Also bounds the memory of updates in flight: this many × d floats.
@@ -138,6 +149,8 @@ public sealed class CloudDataDirectory(string root)
     public string StateDatabase => Path.Combine(Root, "state.db");
     /// <summary>The update log's segments (<see cref="Storage.FileUpdateLog"/>), next to the SQLite state.</summary>
     public string UpdateLog => Path.Combine(Root, "update-log");
+    /// <summary>Chunks of incomplete updates acknowledged to an external broker (<c>ChunkSpool</c>).</summary>
+    public string ChunkSpool => Path.Combine(Root, "chunk-spool");
     public string ModelStore => Path.Combine(Root, "models");
     public string CloudSigningKey => Path.Combine(Root, "cloud-signing.key");
     public string ServiceCredentials => Path.Combine(Root, "service-credentials.json");

@@ -64,51 +64,81 @@ public static class UpdateFramer
 /// <summary>Limits of <see cref="UpdateReassembler"/>: they bound its memory whatever devices send.</summary>
 public sealed class ReassemblyOptions
 {
-    /// <summary>Largest envelope that may be reassembled.</summary>
+    /// <summary>Largest envelope that may be reassembled (a caller may pass a tighter, per-federation limit to
+    /// <see cref="UpdateReassembler.Accept"/>).</summary>
     public int MaxEnvelopeBytes { get; init; } = 64 << 20;
 
-    /// <summary>Bytes of all incomplete envelopes together.</summary>
+    /// <summary>Bytes of all incomplete envelopes together (chunk data received so far, plus 8 bytes per announced chunk).</summary>
     public long MaxPendingBytes { get; init; } = 512L << 20;
+
+    /// <summary>Bytes one device's incomplete envelopes may hold: its share of <see cref="MaxPendingBytes"/>.</summary>
+    public long MaxPendingBytesPerDevice { get; init; } = 128L << 20;
 
     /// <summary>Incomplete envelopes one device may have at once.</summary>
     public int MaxPendingPerDevice { get; init; } = 2;
 
     public int MaxChunkCount { get; init; } = 1 << 16;
 
-    /// <summary>An incomplete envelope is dropped this long after its first chunk.</summary>
+    /// <summary>An incomplete envelope is dropped once no chunk of it arrived for this long.</summary>
     public TimeSpan Timeout { get; init; } = TimeSpan.FromMinutes(2);
 }
 
 public enum FrameOutcome
 {
-    /// <summary><see cref="FrameResult.Envelope"/> holds complete signed envelope bytes (not yet verified).</summary>
+    /// <summary><see cref="FrameResult.Envelope"/> holds complete signed envelope bytes (not yet verified). For a chunked
+    /// envelope the caller must call <see cref="UpdateReassembler.Settle"/> once it knows the outcome.</summary>
     Complete,
     /// <summary>A chunk was stored; more are needed.</summary>
     Pending,
-    /// <summary>A chunk already received (MQTT QoS 1 redelivery); ignored.</summary>
+    /// <summary>A chunk already received (MQTT QoS 1 redelivery), or one of an update already settled for good; ignored.</summary>
     Duplicate,
     Rejected,
 }
 
-public readonly record struct FrameResult(FrameOutcome Outcome, ReadOnlyMemory<byte> Envelope, RejectReason Reason, string? Message)
+/// <param name="UpdateId">Hex of a chunk's update id (null for a whole envelope or a frame that could not be read).</param>
+/// <param name="IsLastIndex">The chunk is the last one by index: a device sends chunks in order, so when this one does not
+/// complete the envelope (earlier chunks expired, were evicted or refused) the device must send the update again.</param>
+/// <param name="IsSettled">A <see cref="FrameOutcome.Duplicate"/> of an update that completed (settled for good, or being
+/// processed), as opposed to a chunk received twice of an update still incomplete.</param>
+public readonly record struct FrameResult(FrameOutcome Outcome, ReadOnlyMemory<byte> Envelope, RejectReason Reason, string? Message,
+    string? UpdateId = null, bool IsLastIndex = false, bool IsSettled = false)
 {
     public static FrameResult Rejected(RejectReason reason, string message) => new(FrameOutcome.Rejected, default, reason, message);
+
+    /// <summary>Whether the refusal is temporary (<see cref="RejectReason.Busy"/>): sending the same frames later may succeed.</summary>
+    public bool IsRetryable => Outcome == FrameOutcome.Rejected && Reason == RejectReason.Busy;
+
+    /// <summary>A chunk held (or held already) of an update that still misses chunks.</summary>
+    public bool IsIncomplete => Outcome == FrameOutcome.Pending || (Outcome == FrameOutcome.Duplicate && !IsSettled);
 }
 
 /// <summary>
 /// Cloud side: turns <c>UpdateFrame</c>s from a device's update topic into signed envelope bytes for
 /// <see cref="UpdateEnvelopeVerifier"/>. Chunks may arrive in any order and more than once; an
-/// envelope completes when all chunks are in and the SHA-256 of the whole matches. Memory is bounded
-/// by <see cref="ReassemblyOptions"/>; incomplete envelopes expire. Thread-safe.
+/// envelope completes when all chunks are in and the SHA-256 of the whole matches. Thread-safe.
+/// <para>Memory is charged as data arrives, never by what a first chunk announces: the announced size only has to fit
+/// the limit. Each device has a share (<see cref="ReassemblyOptions.MaxPendingBytesPerDevice"/>, at most
+/// <see cref="ReassemblyOptions.MaxPendingPerDevice"/> updates); a device over it is refused (<see cref="RejectReason.Busy"/>)
+/// and nobody else is affected. When the total budget is spent, the device holding the most gives way (its oldest
+/// incomplete update is dropped) if it holds more than the device asking, so that a few devices cannot starve the others.</para>
+/// <para>A completed update id is remembered (late redeliveries answered <see cref="FrameOutcome.Duplicate"/>) only once
+/// the caller <see cref="Settle">settles</see> it for good, i.e. after it was stored or refused for good; an update whose
+/// processing failed is forgotten, and the device's next complete sending of it is reassembled again.</para>
 /// </summary>
 public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? time = null)
 {
+    /// <summary>Bytes charged per announced chunk for its slot.</summary>
+    public const int SlotBytes = 8;
+
     private readonly TimeProvider _time = time ?? TimeProvider.System;
     private readonly Dictionary<(string Device, string UpdateId), Pending> _pending = [];
+    private readonly Dictionary<string, DeviceShare> _devices = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
+    private readonly HashSet<(string Device, string UpdateId)> _completing = [];
     private readonly HashSet<(string Device, string UpdateId)> _completed = [];
     private readonly Queue<(string Device, string UpdateId)> _completedOrder = new();
     private long _pendingBytes;
+    private long _evicted;
 
     /// <summary>How many finished (device, update id) pairs are remembered to recognise late redeliveries.</summary>
     public const int CompletedMemory = 4096;
@@ -126,17 +156,36 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
 
     public long PendingBytes => Interlocked.Read(ref _pendingBytes);
 
+    /// <summary>Called with (device, update id) after an incomplete update was dropped (expired, or evicted to make room),
+    /// outside the reassembler's lock: a receiver that keeps copies of held chunks deletes them.</summary>
+    public Action<string, string>? Dropped { get; init; }
+
+    /// <summary>Incomplete updates dropped to make room for a device holding less (see the class remarks).</summary>
+    public long EvictedCount => Interlocked.Read(ref _evicted);
+
+    /// <summary>Bytes the device's incomplete updates hold now.</summary>
+    public long PendingBytesOf(string deviceId)
+    {
+        lock (_lock)
+        {
+            return _devices.TryGetValue(deviceId, out DeviceShare? share) ? share.Bytes : 0;
+        }
+    }
+
     /// <summary>Size of every chunk but the last: ⌈total/count⌉.</summary>
     public static int ChunkSize(long total, int count) => (int)((total + count - 1) / count);
 
     /// <param name="deviceId">The device the broker authenticated (from the topic).</param>
     /// <param name="frame">One MQTT payload from the device's update topic.</param>
-    public FrameResult Accept(string deviceId, ReadOnlyMemory<byte> frame)
+    /// <param name="maxEnvelopeBytes">A tighter limit than <see cref="ReassemblyOptions.MaxEnvelopeBytes"/> for this
+    /// frame's envelope (the largest a federation's model and codecs can produce), or null.</param>
+    public FrameResult Accept(string deviceId, ReadOnlyMemory<byte> frame, int? maxEnvelopeBytes = null)
     {
         RemoveExpired();
-        if (frame.Length > options.MaxEnvelopeBytes + 16)
+        int limit = Math.Min(options.MaxEnvelopeBytes, maxEnvelopeBytes ?? int.MaxValue);
+        if (frame.Length > (long)limit + 16)
         {
-            return FrameResult.Rejected(RejectReason.Oversized, $"Frame of {frame.Length} bytes from '{deviceId}' exceeds the limit.");
+            return FrameResult.Rejected(RejectReason.Oversized, $"Frame of {frame.Length} bytes from '{deviceId}' exceeds the limit of {limit}.");
         }
         if (!TryReadFrame(frame, out int field, out ReadOnlyMemory<byte> body, out string? error))
         {
@@ -155,18 +204,18 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
         {
             return FrameResult.Rejected(RejectReason.Malformed, $"Chunk from '{deviceId}': {e.Message}");
         }
-        return AcceptChunk(deviceId, chunk);
+        return AcceptChunk(deviceId, chunk, limit);
     }
 
-    private FrameResult AcceptChunk(string deviceId, UpdateChunk chunk)
+    private FrameResult AcceptChunk(string deviceId, UpdateChunk chunk, int limit)
     {
         if (chunk.UpdateId.Length != UpdateEnvelopeVerifier.UpdateIdLength || chunk.TotalSha256.Length != 32)
         {
             return FrameResult.Rejected(RejectReason.Malformed, $"Chunk from '{deviceId}' lacks a 16-byte update id or a 32-byte SHA-256.");
         }
-        if (chunk.TotalSize > options.MaxEnvelopeBytes || chunk.Count > options.MaxChunkCount)
+        if (chunk.TotalSize > limit || chunk.Count > options.MaxChunkCount)
         {
-            return FrameResult.Rejected(RejectReason.Oversized, $"Chunk from '{deviceId}' announces {chunk.TotalSize} bytes in {chunk.Count} chunks; limits are {options.MaxEnvelopeBytes} and {options.MaxChunkCount}.");
+            return FrameResult.Rejected(RejectReason.Oversized, $"Chunk from '{deviceId}' announces {chunk.TotalSize} bytes in {chunk.Count} chunks; limits are {limit} and {options.MaxChunkCount}.");
         }
         if (chunk.Count < 1 || chunk.TotalSize < chunk.Count || chunk.Index < 0 || chunk.Index >= chunk.Count)
         {
@@ -181,52 +230,170 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
             return FrameResult.Rejected(RejectReason.Malformed, $"Chunk {chunk.Index}/{chunk.Count} from '{deviceId}' has {chunk.Data.Length} bytes, expected {expectedLength}.");
         }
 
-        var key = (deviceId, Convert.ToHexString(chunk.UpdateId.Span));
+        string updateId = Convert.ToHexString(chunk.UpdateId.Span);
+        bool last = chunk.Index == chunk.Count - 1;
+        var key = (deviceId, updateId);
+        List<(string Device, string UpdateId)>? evicted = null;
+        try
+        {
+            return AcceptChunkLocked(key, chunk, total, start, last, ref evicted);
+        }
+        finally
+        {
+            if (evicted is not null && Dropped is { } dropped)
+            {
+                foreach (var (device, id) in evicted)
+                {
+                    dropped(device, id);
+                }
+            }
+        }
+    }
+
+    private FrameResult AcceptChunkLocked((string Device, string UpdateId) key, UpdateChunk chunk, int total, int start, bool last,
+        ref List<(string Device, string UpdateId)>? evicted)
+    {
+        var (deviceId, updateId) = key;
         lock (_lock)
         {
-            if (_completed.Contains(key))
+            if (_completed.Contains(key) || _completing.Contains(key))
             {
-                return new FrameResult(FrameOutcome.Duplicate, default, RejectReason.None, null);
+                return new FrameResult(FrameOutcome.Duplicate, default, RejectReason.None, null, updateId, last, IsSettled: true);
             }
-            if (!_pending.TryGetValue(key, out Pending? pending))
+            _devices.TryGetValue(deviceId, out DeviceShare? share);
+            bool isNew = !_pending.TryGetValue(key, out Pending? pending);
+            if (pending is not null
+                && (pending.Total != total || pending.Chunks.Length != chunk.Count || !chunk.TotalSha256.Span.SequenceEqual(pending.Sha256)))
             {
-                int perDevice = _pending.Keys.Count(k => k.Device == deviceId);
-                if (perDevice >= options.MaxPendingPerDevice)
-                {
-                    return FrameResult.Rejected(RejectReason.Busy, $"Device '{deviceId}' already has {perDevice} incomplete updates.");
-                }
-                if (_pendingBytes + total > options.MaxPendingBytes)
+                return FrameResult.Rejected(RejectReason.Inconsistent, $"Chunk {chunk.Index} of update {updateId} from '{deviceId}' disagrees with earlier chunks on size, count or hash.");
+            }
+            if (pending is not null && pending.Chunks[chunk.Index] is not null)
+            {
+                return new FrameResult(FrameOutcome.Duplicate, default, RejectReason.None, null, updateId, last);
+            }
+            if (isNew && share is { Count: var count } && count >= options.MaxPendingPerDevice)
+            {
+                return FrameResult.Rejected(RejectReason.Busy, $"Device '{deviceId}' already has {count} incomplete updates.");
+            }
+            long charge = chunk.Data.Length + (isNew ? (long)chunk.Count * SlotBytes : 0);
+            long held = share?.Bytes ?? 0;
+            if (held + charge > options.MaxPendingBytesPerDevice)
+            {
+                return FrameResult.Rejected(RejectReason.Busy, $"Device '{deviceId}' holds {held} bytes of incomplete updates; {charge} more would exceed its share of {options.MaxPendingBytesPerDevice}.");
+            }
+            while (_pendingBytes + charge > options.MaxPendingBytes)
+            {
+                if (EvictFromLargestHolder(deviceId, held + charge) is not { } dropped)
                 {
                     return FrameResult.Rejected(RejectReason.Busy, $"Reassembly budget of {options.MaxPendingBytes} bytes is exhausted.");
                 }
-                pending = new Pending(total, chunk.Count, chunk.TotalSha256.ToByteArray(), _time.GetUtcNow() + options.Timeout);
+                (evicted ??= []).Add(dropped);
+            }
+
+            DateTimeOffset now = _time.GetUtcNow();
+            if (pending is null)
+            {
+                pending = new Pending(total, chunk.Count, chunk.TotalSha256.ToByteArray(), now);
                 _pending[key] = pending;
-                _pendingBytes += total;
+                if (share is null)
+                {
+                    _devices[deviceId] = share = new DeviceShare();
+                }
+                share.Count++;
             }
-            else if (pending.Total != total || pending.Received.Length != chunk.Count || !chunk.TotalSha256.Span.SequenceEqual(pending.Sha256))
+            // The ByteString already is the parser's copy of the data: kept as is, no second copy until completion.
+            pending.Chunks[chunk.Index] = chunk.Data;
+            pending.ReceivedCount++;
+            pending.Charged += charge;
+            pending.LastChunk = now;
+            share!.Bytes += charge;
+            _pendingBytes += charge;
+            if (pending.ReceivedCount < chunk.Count)
             {
-                return FrameResult.Rejected(RejectReason.Inconsistent, $"Chunk {chunk.Index} of update {key.Item2} from '{deviceId}' disagrees with earlier chunks on size, count or hash.");
+                return new FrameResult(FrameOutcome.Pending, default, RejectReason.None, null, updateId, last);
             }
-            if (pending.Received[chunk.Index])
+            Remove(key, pending);
+            byte[] envelope = new byte[total];
+            int offset = 0;
+            foreach (ByteString? data in pending.Chunks)
             {
-                return new FrameResult(FrameOutcome.Duplicate, default, RejectReason.None, null);
+                data!.Span.CopyTo(envelope.AsSpan(offset));
+                offset += data.Length;
             }
-            chunk.Data.Span.CopyTo(pending.Buffer.AsSpan(start));
-            pending.Received[chunk.Index] = true;
-            if (++pending.ReceivedCount < chunk.Count)
-            {
-                return new FrameResult(FrameOutcome.Pending, default, RejectReason.None, null);
-            }
-            _pending.Remove(key);
-            _pendingBytes -= total;
             Span<byte> actual = stackalloc byte[32];
-            SHA256.HashData(pending.Buffer, actual);
+            SHA256.HashData(envelope, actual);
             if (actual.SequenceEqual(pending.Sha256))
             {
-                RememberCompleted(key);
-                return new FrameResult(FrameOutcome.Complete, pending.Buffer, RejectReason.None, null);
+                _completing.Add(key);
+                return new FrameResult(FrameOutcome.Complete, envelope, RejectReason.None, null, updateId, last);
             }
-            return FrameResult.Rejected(RejectReason.HashMismatch, $"Update {key.Item2} from '{deviceId}': reassembled bytes do not match the SHA-256.");
+            return FrameResult.Rejected(RejectReason.HashMismatch, $"Update {updateId} from '{deviceId}': reassembled bytes do not match the SHA-256.");
+        }
+    }
+
+    /// <summary>
+    /// Ends the processing of a chunked envelope returned as <see cref="FrameOutcome.Complete"/>. With
+    /// <paramref name="final"/> (stored, or refused for good) its id is remembered and later chunks of it are duplicates;
+    /// otherwise (the cloud could not process it now) it is forgotten, so that the device's next sending of every chunk
+    /// is reassembled and processed again.
+    /// </summary>
+    public void Settle(string deviceId, string updateId, bool final)
+    {
+        var key = (deviceId, updateId);
+        lock (_lock)
+        {
+            _completing.Remove(key);
+            if (final)
+            {
+                RememberCompleted(key);
+            }
+        }
+    }
+
+    /// <summary>Drops the oldest incomplete update of the device holding the most, if it holds more than
+    /// <paramref name="wanted"/> (what the asking device would hold); returns the one dropped, if any.</summary>
+    private (string Device, string UpdateId)? EvictFromLargestHolder(string askingDevice, long wanted)
+    {
+        string? largest = null;
+        long most = wanted;
+        foreach (var (device, share) in _devices)
+        {
+            if (share.Bytes > most && device != askingDevice)
+            {
+                (largest, most) = (device, share.Bytes);
+            }
+        }
+        if (largest is null)
+        {
+            return null;
+        }
+        var oldest = _pending.Where(p => p.Key.Device == largest).MinBy(p => p.Value.Created);
+        Remove(oldest.Key, oldest.Value);
+        Interlocked.Increment(ref _evicted);
+        return oldest.Key;
+    }
+
+    /// <summary>Drops an incomplete update (its chunks could not be kept where the receiver keeps them); no-op if absent.</summary>
+    public void Forget(string deviceId, string updateId)
+    {
+        lock (_lock)
+        {
+            if (_pending.TryGetValue((deviceId, updateId), out Pending? pending))
+            {
+                Remove((deviceId, updateId), pending);
+            }
+        }
+    }
+
+    private void Remove((string Device, string UpdateId) key, Pending pending)
+    {
+        _pending.Remove(key);
+        _pendingBytes -= pending.Charged;
+        DeviceShare share = _devices[key.Device];
+        share.Bytes -= pending.Charged;
+        if (--share.Count == 0)
+        {
+            _devices.Remove(key.Device);
         }
     }
 
@@ -242,21 +409,37 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
         }
     }
 
-    /// <summary>Drops incomplete envelopes past their deadline; returns how many.</summary>
+    /// <summary>Drops incomplete envelopes that received no chunk for <see cref="ReassemblyOptions.Timeout"/>; returns how many.</summary>
     public int RemoveExpired()
     {
-        DateTimeOffset now = _time.GetUtcNow();
+        DateTimeOffset cutoff = _time.GetUtcNow() - options.Timeout;
+        List<(string Device, string UpdateId)>? expired = null;
         lock (_lock)
         {
-            int removed = 0;
-            foreach (var (key, pending) in _pending.Where(p => p.Value.Deadline <= now).ToList())
+            foreach (var (key, pending) in _pending)
             {
-                _pending.Remove(key);
-                _pendingBytes -= pending.Total;
-                removed++;
+                if (pending.LastChunk <= cutoff)
+                {
+                    (expired ??= []).Add(key);
+                }
             }
-            return removed;
+            if (expired is null)
+            {
+                return 0;
+            }
+            foreach (var key in expired)
+            {
+                Remove(key, _pending[key]);
+            }
         }
+        if (Dropped is { } dropped)
+        {
+            foreach (var (device, id) in expired)
+            {
+                dropped(device, id);
+            }
+        }
+        return expired.Count;
     }
 
     /// <summary>Reads the single top-level record of an UpdateFrame: field 1 (envelope) or 2 (chunk).</summary>
@@ -281,18 +464,29 @@ public sealed class UpdateReassembler(ReassemblyOptions options, TimeProvider? t
         return true;
     }
 
-    private sealed class Pending(int total, int count, byte[] sha256, DateTimeOffset deadline)
+    private sealed class Pending(int total, int count, byte[] sha256, DateTimeOffset created)
     {
         public int Total { get; } = total;
 
-        public byte[] Buffer { get; } = new byte[total];
-
-        public bool[] Received { get; } = new bool[count];
+        /// <summary>The chunks' data by index; null where not received yet.</summary>
+        public ByteString?[] Chunks { get; } = new ByteString?[count];
 
         public int ReceivedCount { get; set; }
 
+        /// <summary>Bytes charged to the budget for this update so far.</summary>
+        public long Charged { get; set; }
+
         public byte[] Sha256 { get; } = sha256;
 
-        public DateTimeOffset Deadline { get; } = deadline;
+        public DateTimeOffset Created { get; } = created;
+
+        public DateTimeOffset LastChunk { get; set; } = created;
+    }
+
+    private sealed class DeviceShare
+    {
+        public long Bytes { get; set; }
+
+        public int Count { get; set; }
     }
 }

@@ -26,7 +26,9 @@ public sealed class CloudTestHost : IAsyncDisposable
 
     public int BrokerPort => Options.UsesEmbeddedBroker ? Services.GetRequiredService<EmbeddedBroker>().Port : Options.ExternalBrokerEndpoint().Port;
 
-    public static async Task<CloudTestHost> StartAsync(string dataDirectory, Action<CloudOptions>? configure = null, Action<HostApplicationBuilder>? configureHost = null)
+    /// <param name="afterCloud">Changes to the services once the cloud registered its own (to wrap one of them).</param>
+    public static async Task<CloudTestHost> StartAsync(string dataDirectory, Action<CloudOptions>? configure = null, Action<HostApplicationBuilder>? configureHost = null,
+        Action<IServiceCollection>? afterCloud = null)
     {
         var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         configureHost?.Invoke(builder);
@@ -40,6 +42,7 @@ public sealed class CloudTestHost : IAsyncDisposable
             configure?.Invoke(o);
             foreach (var p in typeof(CloudOptions).GetProperties()) if (p.CanWrite) p.SetValue(options, p.GetValue(o));
         });
+        afterCloud?.Invoke(builder.Services);
         var host = builder.Build();
         await host.StartAsync();
         return new CloudTestHost(host, options);

@@ -106,7 +106,9 @@ public sealed class FederationStrategyTests
         await using var fleet = new TestFleet(Federation, 5);
         await fleet.ConnectAsync(cloud);
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
-        var d = (await federation.StartAsync(Config("trimmed-mean", FederationMode.FedBuff, 5), new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+        // The rule alone: the norm bound would refuse the attacker's updates (norm ≈ 2,000× the honest ones) before it.
+        var config = Config("trimmed-mean", FederationMode.FedBuff, 5) with { MaxNormToMedian = 0 };
+        var d = (await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
         var v0 = (await federation.GetModelAsync())!.Parameters;
         var random = new Random(7);
         for (var v = 0; v < 3; v++)

@@ -33,16 +33,16 @@ public sealed class MosquittoBroker : IDisposable
         var listenPort = port ?? FreeTcpPort.Find();
         var config = Path.Combine(directory, "mosquitto.conf");
         var log = Path.Combine(directory, "mosquitto.log");
-        var lines = new List<string>
+        // The shipped configuration's settings (deploy/mosquitto/mosquitto.conf), with this test's listener, files and log.
+        var lines = ShippedSettings($"listener {listenPort} 127.0.0.1").ToList();
+        lines.AddRange(new List<string>
         {
-            $"listener {listenPort} 127.0.0.1",
-            "allow_anonymous false",
             $"password_file {passwordFile}",
             $"acl_file {aclFile}",
             "persistence false",
             $"log_dest file {log}",
             "log_type all",
-        };
+        });
         // Started as root, Mosquitto drops to user "mosquitto", which cannot read the 0600 files the test wrote.
         if (Environment.UserName == "root") lines.Add("user root");
         File.WriteAllLines(config, lines);
@@ -69,6 +69,19 @@ public sealed class MosquittoBroker : IDisposable
                 await Task.Delay(50);
             }
         }
+    }
+
+    /// <summary>The lines of deploy/mosquitto/mosquitto.conf, its listener replaced by <paramref name="listener"/> (in place:
+    /// the settings after it are that listener's), without its files, persistence and logging.</summary>
+    public static IEnumerable<string> ShippedSettings(string listener)
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "FedEdge.sln"))) directory = directory.Parent;
+        var shipped = Path.Combine(directory?.FullName ?? throw new InvalidOperationException("FedEdge.sln not found above the test directory"), "deploy", "mosquitto", "mosquitto.conf");
+        string[] dropped = ["password_file", "acl_file", "persistence", "persistence_location", "autosave_interval", "log_dest", "log_type", "connection_messages"];
+        return File.ReadLines(shipped).Select(l => l.Trim())
+            .Where(l => l.Length > 0 && !l.StartsWith('#') && !dropped.Contains(l.Split(' ')[0]))
+            .Select(l => l.StartsWith("listener ", StringComparison.Ordinal) ? listener : l);
     }
 
     public string Log() => File.Exists(LogPath) ? File.ReadAllText(LogPath) : "(no log)";

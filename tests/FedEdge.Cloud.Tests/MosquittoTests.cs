@@ -3,6 +3,7 @@ using FedEdge.Cloud.Ingestion;
 using FedEdge.Cloud.Security;
 using FedEdge.Compression;
 using FedEdge.Protocol;
+using Google.Protobuf;
 using Microsoft.Extensions.DependencyInjection;
 using MQTTnet;
 using MQTTnet.Protocol;
@@ -17,6 +18,8 @@ public sealed class MosquittoTests : IAsyncLifetime
     private readonly TempDirectory _data = new();
     private readonly Dictionary<string, (string Password, byte[] Key)> _devices = [];
     private MosquittoBroker _broker = null!;
+    private const string Operator = "test-operator";
+    private const string OperatorPassword = "operator-secret";
     private CloudTestHost _cloud = null!;
 
     public async Task InitializeAsync()
@@ -34,6 +37,10 @@ public sealed class MosquittoTests : IAsyncLifetime
         var passwd = Path.Combine(_data.Path, "mosquitto.passwd");
         var acl = Path.Combine(_data.Path, "mosquitto.acl");
         MosquittoConfigWriter.Write(registry, service, passwd, acl);
+        // The client id is the user name (use_username_as_clientid): a second connection as the service user would take
+        // over the cloud's own, so the tests' privileged clients log in as an operator with the same rights.
+        await File.AppendAllTextAsync(passwd, $"{Operator}:{MosquittoPasswordHash.Create(OperatorPassword)}\n");
+        await File.AppendAllTextAsync(acl, $"\nuser {Operator}\ntopic readwrite #\n");
         _broker = await MosquittoBroker.StartAsync(_data.Path, passwd, acl);
         _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
     }
@@ -58,10 +65,29 @@ public sealed class MosquittoTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ADeviceCannotTakeOverAnotherDevicesSessionWithItsClientId()
+    {
+        var (victim, victimResult) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
+        Assert.Equal(MqttClientConnectResultCode.Success, victimResult?.ResultCode);
+        var disconnected = 0;
+        victim.DisconnectedAsync += _ => { Interlocked.Increment(ref disconnected); return Task.CompletedTask; };
+        // dev-2 logs in with its own credentials but dev-1's client id: Mosquitto uses the user name as client id, so
+        // the login succeeds as dev-2 and dev-1's session stays. Without use_username_as_clientid dev-1 was cut off here.
+        var (intruder, intruderResult) = await _cloud.ConnectAsync("dev-1", "dev-2", _devices["dev-2"].Password);
+        Assert.Equal(MqttClientConnectResultCode.Success, intruderResult?.ResultCode);
+        var published = await victim.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Telemetry("f1", "dev-1")).WithPayload([1])
+            .WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.True(published.IsSuccess, $"dev-1 still connected: {published.ReasonCode}");
+        Assert.True(victim.IsConnected);
+        Assert.Equal(0, Volatile.Read(ref disconnected));
+        await intruder.DisconnectAsync();
+        await victim.DisconnectAsync();
+    }
+
+    [Fact]
     public async Task MosquittoEnforcesTheExportedAcl()
     {
-        var service = _cloud.Services.GetRequiredService<ServiceIdentity>();
-        var (watcher, _) = await _cloud.ConnectAsync("watcher", service.UserName, service.Password);
+        var (watcher, _) = await _cloud.ConnectAsync("watcher", Operator, OperatorPassword);
         var received = new List<string>();
         watcher.ApplicationMessageReceivedAsync += e => { lock (received) received.Add(e.ApplicationMessage.Topic); return Task.CompletedTask; };
         await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/+/telemetry/+", MqttQualityOfServiceLevel.AtLeastOnce).Build());
@@ -92,8 +118,7 @@ public sealed class MosquittoTests : IAsyncLifetime
     [Fact]
     public async Task MosquittoDeliversClusterModelsAndOnlyTheDevicesOwnAssignment_AndDevicesCannotWriteThem()
     {
-        var service = _cloud.Services.GetRequiredService<ServiceIdentity>();
-        var (cloud, _) = await _cloud.ConnectAsync("cloud-publisher", service.UserName, service.Password);
+        var (cloud, _) = await _cloud.ConnectAsync("cloud-publisher", Operator, OperatorPassword);
         var (device, _) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
         var delivered = new List<(string Topic, byte Payload)>();
         device.ApplicationMessageReceivedAsync += e => { lock (delivered) delivered.Add((e.ApplicationMessage.Topic, e.ApplicationMessage.Payload.FirstSpan[0])); return Task.CompletedTask; };
@@ -138,6 +163,40 @@ public sealed class MosquittoTests : IAsyncLifetime
         Assert.Equal(expected!.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(models.LatestModel!)));
         var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
         await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both updates counted as accepted");
+    }
+
+    [Fact]
+    public async Task ACloudStoppedMidUpdateCompletesItFromItsChunkSpoolWhenTheBrokerRedeliversTheRest()
+    {
+        var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        // d = 402: the fp32 update takes 8 chunks in frames of 300 bytes.
+        var model = FedEdge.Training.Zoo.ModelZoo.Create("logreg", [200], classes: 2, seed: 1).ToByteArray();
+        var d = (await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+            new Immutable<byte[]>(model))).ParameterCount;
+        await using var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key);
+        var signed = device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
+        var updateId = FedEdge.Protocol.Messages.UpdateEnvelope.Parser.ParseFrom(signed).UpdateId;
+        var frames = UpdateFramer.Frame(signed, updateId.Span, maxFrameBytes: 300);
+        Assert.True(frames.Count >= 3, $"{frames.Count} chunks");
+        var topic = MqttTopics.Update("f1", "dev-1");
+        var spool = new ChunkSpool(new CloudDataDirectory(_data.Path).ChunkSpool, flushToDisk: false, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        var id = Convert.ToHexString(updateId.Span);
+
+        // Mosquitto acknowledges every chunk to the device; the cloud holds all but the last, each spooled before the cloud
+        // acknowledged it to Mosquitto. Then the cloud stops (its memory is gone) and the last chunk arrives meanwhile.
+        foreach (var frame in frames.SkipLast(1)) await TestDevice.PublishFrameAsync(device.Client, topic, frame);
+        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == frames.Count - 1), "the held chunks spooled");
+        await _cloud.DisposeAsync();
+        await TestDevice.PublishFrameAsync(device.Client, topic, frames[^1]);
+
+        // Restarted, the cloud reads the spool back; Mosquitto redelivers the last chunk from the cloud's session; the
+        // update is stored once, and its spooled chunks are gone. Before the spool, the restarted cloud had only the last one.
+        _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
+        federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "the update completed after the restart", 30_000);
+        // Deleted once the bridge settles the update, just after the federation stored it.
+        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == 0), "the spooled chunks deleted");
+        Assert.Equal(1, _cloud.Services.GetRequiredService<IngestionMetrics>().Accepted);
     }
 
     [Fact]

@@ -105,4 +105,48 @@ public sealed class SecurityTests
         File.WriteAllBytes(Path.Combine(data.Path, "models", sha[..2], sha), [9, 9]);
         await Assert.ThrowsAsync<InvalidDataException>(() => store.GetAsync(sha));
     }
+
+    [Fact]
+    public void NoDeviceCanBeRegisteredUnderTheServiceUserName()
+    {
+        using var data = new TempDirectory();
+        var credentials = Path.Combine(data.Path, "service-credentials.json");
+        var stored = ServiceIdentity.LoadOrCreate(credentials, "cloud-main");
+        var registry = new DeviceRegistry(Path.Combine(data.Path, "registry.db"))
+        {
+            ReservedNames = ServiceIdentity.ReservedUserNames(credentials, "cloud-configured"),
+        };
+        foreach (var name in new[] { ServiceIdentity.DefaultUserName, stored.UserName, "cloud-configured" })
+        {
+            var refused = Assert.Throws<ArgumentException>(() => registry.Add(name, "f1"));
+            Assert.Contains($"'{name}' is reserved for the cloud's own MQTT identity", refused.Message);
+        }
+        Assert.Empty(registry.List());
+        // A registry opened without the reservation is still refused by default.
+        Assert.Throws<ArgumentException>(() => new DeviceRegistry(Path.Combine(data.Path, "registry.db")).Add(ServiceIdentity.DefaultUserName, "f1"));
+    }
+
+    [Fact]
+    public void TheMosquittoExportRefusesADeviceWithTheServiceUserName_AndWritesNothing()
+    {
+        using var data = new TempDirectory();
+        // A registry from before the reservation, where a device took the service's name.
+        var registry = new DeviceRegistry(Path.Combine(data.Path, "registry.db")) { ReservedNames = new HashSet<string>() };
+        registry.Add("dev-1", "f1");
+        registry.Add(ServiceIdentity.DefaultUserName, "f1");
+        var service = new ServiceIdentity(ServiceIdentity.DefaultUserName, "service-secret");
+        var passwd = Path.Combine(data.Path, "passwd");
+        var acl = Path.Combine(data.Path, "acl");
+
+        var refused = Assert.Throws<InvalidOperationException>(() => MosquittoConfigWriter.Write(registry, service, passwd, acl));
+        Assert.Contains($"Device '{ServiceIdentity.DefaultUserName}' has the cloud's service user name", refused.Message);
+        Assert.False(File.Exists(passwd));
+        Assert.False(File.Exists(acl));
+
+        // Revoked, it is left out of the files, and the export goes through with one line per user.
+        Assert.True(registry.Revoke(ServiceIdentity.DefaultUserName));
+        MosquittoConfigWriter.Write(registry, service, passwd, acl);
+        var users = File.ReadAllLines(passwd).Select(l => l.Split(':')[0]).ToList();
+        Assert.Equal([ServiceIdentity.DefaultUserName, "dev-1"], users);
+    }
 }

@@ -36,14 +36,18 @@ internal static class DevicesCommand
         var federation = new Option<string>("--federation") { Description = "Federation the device belongs to.", Required = true };
         var output = new Option<string?>("--out") { Description = "Credential file to write for the device (default: <id>.json)." };
         var broker = new Option<string?>("--broker") { Description = "Broker address to put in the credential file, e.g. mqtt://cloud:1883." };
+        var maxSamples = new Option<long?>("--max-samples") { Description = "Size of the device's local dataset: the most samples it may claim for one update (larger claims are capped to it)." };
         var command = new Command("add", "Register a device: generates its MQTT password and Ed25519 key pair and writes its credential file.")
         {
-            id, federation, output, broker,
+            id, federation, output, broker, maxSamples,
         };
         command.SetAction(parse =>
         {
             var data = new CloudDataDirectory(parse.GetValue(dataDir)!);
-            var registry = new DeviceRegistry(data.RegistryDatabase);
+            var registry = new DeviceRegistry(data.RegistryDatabase)
+            {
+                ReservedNames = ServiceIdentity.ReservedUserNames(data.ServiceCredentials, Environment.GetEnvironmentVariable("FEDEDGE_Cloud__ServiceUserName")),
+            };
             var cloudKey = CloudSigningKey.LoadOrCreate(data);
             var deviceId = parse.GetValue(id)!;
             DeviceRecord record;
@@ -51,7 +55,7 @@ internal static class DevicesCommand
             byte[] privateKey;
             try
             {
-                (record, password, privateKey) = registry.Add(deviceId, parse.GetValue(federation)!);
+                (record, password, privateKey) = registry.Add(deviceId, parse.GetValue(federation)!, parse.GetValue(maxSamples));
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException)
             {
@@ -126,7 +130,15 @@ internal static class DevicesCommand
             var data = new CloudDataDirectory(parse.GetValue(dataDir)!);
             var registry = new DeviceRegistry(data.RegistryDatabase);
             var service = ServiceIdentity.LoadOrCreate(data.ServiceCredentials, parse.GetValue(serviceUser)!);
-            MosquittoConfigWriter.Write(registry, service, parse.GetValue(passwd)!, parse.GetValue(acl)!);
+            try
+            {
+                MosquittoConfigWriter.Write(registry, service, parse.GetValue(passwd)!, parse.GetValue(acl)!);
+            }
+            catch (InvalidOperationException e)
+            {
+                Console.Error.WriteLine($"fededge devices export-mosquitto: {e.Message}");
+                return 1;
+            }
             Console.WriteLine($"wrote {parse.GetValue(passwd)} and {parse.GetValue(acl)} for {registry.List().Count(d => !d.Revoked)} active device(s) and the service user {service.UserName}");
             return 0;
         });

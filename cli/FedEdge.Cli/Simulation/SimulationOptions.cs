@@ -174,6 +174,13 @@ public sealed record SimulationOptions
     public bool HeterogeneousDevices => SpeedSigma > 0 || (StragglerCount > 0 && StragglerSlowdown > 1) || OfflineCount > 0;
 
     /// <summary>
+    /// The federation's <c>MaxNormToMedian</c>. 0 by default (unlike the cloud's 10): the simulator measures the rules
+    /// under attack, and the norm bound would refuse a magnitude attacker's updates before any rule saw them (a FedBuff
+    /// buffer of K = n then never fills).
+    /// </summary>
+    public double MaxNormToMedian { get; init; }
+
+    /// <summary>
     /// f the robust rule is configured with (null = <see cref="ByzantineCount"/>'s default). An operator sets f from the
     /// share of devices the federation must tolerate, without knowing whether anyone attacks.
     /// </summary>

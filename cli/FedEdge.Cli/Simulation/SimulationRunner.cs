@@ -85,6 +85,7 @@ public static class SimulationRunner
             RoundDeadline = options.RoundDeadline ?? options.RoundTimeout,
             RuleParameters = ruleParameters,
             ServerLearningRate = options.ServerLearningRate,
+            MaxNormToMedian = options.MaxNormToMedian,
         };
         var initialModel = new FederationStartOptions { Config = config }.InitialModel();
         var initialVector = new FedEdge.Cloud.Models.OnnxParameterVector(initialModel);

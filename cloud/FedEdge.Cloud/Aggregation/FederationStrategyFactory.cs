@@ -62,11 +62,11 @@ public static class FederationStrategyFactory
         };
     }
 
-    /// <summary>FedMM (algorithms.md §5) in synchronous rounds; α resolved for the federation's codec (α ≤ 1/(1 + ω)).</summary>
+    /// <summary>FedMM (algorithms.md §5) in synchronous rounds; α resolved for the federation's codec (α ≤ 1/(1 + ω)).
+    /// FedMM and FAR-SIGN aggregate by their own rules: <see cref="FederationConfig.Rule"/> does not apply to them.</summary>
     private static FedMMStrategy FedMM(FederationConfig config, AlgorithmSpec spec, int dimension, ServerState? state, ModelShape? shape)
     {
         if (config.Mode != FederationMode.Sync) throw new ArgumentException($"fedmm runs in synchronous rounds, not {config.Mode}.", nameof(config));
-        if (config.Rule != "mean") throw new ArgumentException($"fedmm aggregates statistics with its own rule; rule {config.Rule} does not apply.", nameof(config));
         var options = FedMMOptions.Parse(spec);
         if (!spec.Parameters.ContainsKey("seed")) options = options with { Seed = config.Seed };
         var codec = UpdateCodecs.Parse(config.Codec);

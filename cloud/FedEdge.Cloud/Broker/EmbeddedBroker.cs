@@ -190,7 +190,14 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         if (_ingress is null) return; // no cloud ingestion in this host: route it like any message
         try
         {
-            await _ingress.IngestAsync(args.ApplicationMessage, args.CancellationToken);
+            var outcome = await _ingress.IngestAsync(args.ApplicationMessage, args.CancellationToken);
+            if (!outcome.IsTaken)
+            {
+                // Retryable: the agent keeps the update in its outbox and sends all of it again after a back-off.
+                args.ProcessPublish = false;
+                args.Response.ReasonCode = outcome.Code;
+                args.Response.ReasonString = outcome.Reason;
+            }
         }
         catch (Exception e)
         {

@@ -41,7 +41,10 @@ public static class CloudHostExtensions
         Directory.CreateDirectory(data.Root);
         services.AddSingleton(data);
         services.TryAddSingleton(CloudClock.System);
-        services.AddSingleton(_ => new DeviceRegistry(data.RegistryDatabase));
+        services.AddSingleton(_ => new DeviceRegistry(data.RegistryDatabase)
+        {
+            ReservedNames = ServiceIdentity.ReservedUserNames(data.ServiceCredentials, options.ServiceUserName),
+        });
         services.AddSingleton(_ => options.ServicePassword is { Length: > 0 } password
             ? new ServiceIdentity(options.ServiceUserName, password)
             : ServiceIdentity.LoadOrCreate(data.ServiceCredentials, options.ServiceUserName));
@@ -104,6 +107,9 @@ public static class CloudHostExtensions
         if ((options.Storage == StateStorageKind.Redis || options.Clustering == ClusteringKind.Redis) && string.IsNullOrWhiteSpace(options.RedisConnectionString))
             throw new ArgumentException("Cloud:RedisConnectionString is required when Storage or Clustering is Redis");
         if (options.MaxUpdateBytes <= 0) throw new ArgumentException($"Cloud:MaxUpdateBytes must be positive (got {options.MaxUpdateBytes})");
+        if (options.MaxEnvelopeMetadataBytes < 1024) throw new ArgumentException($"Cloud:MaxEnvelopeMetadataBytes must be ≥ 1024 (got {options.MaxEnvelopeMetadataBytes})");
+        if (options.ReassemblyShareBytes < 1 || options.ReassemblyShareBytes > options.ReassemblyBudgetBytes)
+            throw new ArgumentException($"Cloud:ReassemblyShareBytes must be between 1 and ReassemblyBudgetBytes ({options.ReassemblyBudgetBytes}); got {options.ReassemblyShareBytes}");
         if (options.IngestionConcurrency < 1) throw new ArgumentException($"Cloud:IngestionConcurrency must be ≥ 1 (got {options.IngestionConcurrency})");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }

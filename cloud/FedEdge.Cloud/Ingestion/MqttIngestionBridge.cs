@@ -5,6 +5,7 @@ using FedEdge.Aggregation;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Broker;
 using FedEdge.Cloud.Clustering;
+using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Security;
 using FedEdge.Protocol;
 using FedEdge.Protocol.Messages;
@@ -39,6 +40,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly Telemetry.Drift.IDriftEventSink? _drift;
     private readonly Channel<MqttApplicationMessageReceivedEventArgs> _queue;
     private readonly UpdateReassembler _reassembler;
+    private readonly ChunkSpool? _spool;
     private readonly ConcurrentDictionary<string, UpdateVerifierOptions> _verifierOptions = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, KnownFederation> _federations = new(StringComparer.Ordinal);
     private readonly UpdateBufferPool _buffers;
@@ -47,7 +49,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private readonly SemaphoreSlim _decodeSlots;
 
     public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
-        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, Telemetry.Drift.IDriftEventSink? drift = null)
+        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, CloudClock clock, CloudDataDirectory data,
+        Telemetry.Drift.IDriftEventSink? drift = null)
     {
         _mqtt = mqtt;
         _registry = registry;
@@ -56,7 +59,18 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         _options = options.Value;
         _logger = logger;
         _drift = drift;
-        _reassembler = new UpdateReassembler(new ReassemblyOptions { MaxEnvelopeBytes = _options.MaxUpdateBytes });
+        // An external broker acknowledged the chunks to the device already: the ones the cloud acknowledges to the broker
+        // must survive the cloud (the embedded broker's devices send every chunk again instead).
+        _spool = _options.UsesEmbeddedBroker ? null : new ChunkSpool(data.ChunkSpool, _options.SqliteSynchronousFull, logger);
+        _reassembler = new UpdateReassembler(new ReassemblyOptions
+        {
+            MaxEnvelopeBytes = _options.MaxUpdateBytes,
+            MaxPendingBytes = _options.ReassemblyBudgetBytes,
+            MaxPendingBytesPerDevice = _options.ReassemblyShareBytes,
+        }, clock.Time)
+        {
+            Dropped = (device, update) => _spool?.Delete(device, update),
+        };
         _buffers = new UpdateBufferPool(_options.IngestionConcurrency);
         _decodeSlots = new SemaphoreSlim(_options.IngestionConcurrency, _options.IngestionConcurrency);
         _queue = Channel.CreateBounded<MqttApplicationMessageReceivedEventArgs>(new BoundedChannelOptions(1024)
@@ -70,6 +84,9 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         mqtt.MessageReceived += EnqueueAsync;
     }
 
+    /// <summary>Bytes held by incomplete chunked updates now (charged as their chunks arrived).</summary>
+    public long ReassemblyPendingBytes => _reassembler.PendingBytes;
+
     private async Task EnqueueAsync(MqttApplicationMessageReceivedEventArgs args)
     {
         args.AutoAcknowledge = false;
@@ -80,6 +97,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     {
         // Most of a message's time is spent waiting for storage, so many more workers than cores keep the group
         // commit fed; the CPU part (verify, decode) still runs on the thread pool's core-sized set of threads.
+        RecoverSpooledChunks();
         var workers = Enumerable.Range(0, _options.IngestionConcurrency).Select(_ => WorkAsync(stoppingToken)).ToList();
         workers.Add(ExpireChunksAsync(stoppingToken));
         await Task.WhenAll(workers);
@@ -94,7 +112,13 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
                 var acknowledge = true;
                 try
                 {
-                    await HandleAsync(message.ApplicationMessage);
+                    var outcome = await HandleAsync(message.ApplicationMessage);
+                    if (!outcome.IsTaken)
+                    {
+                        // Not acknowledged either: the broker's session keeps it and redelivers it on reconnection.
+                        acknowledge = false;
+                        _logger.LogWarning("Update on {Topic} not taken now ({Reason}); left unacknowledged for redelivery", message.ApplicationMessage.Topic, outcome.Reason);
+                    }
                 }
                 catch (Exception e) when (!stoppingToken.IsCancellationRequested)
                 {
@@ -134,24 +158,36 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         }
     }
 
-    Task IBrokerUpdateIngress.IngestAsync(MqttApplicationMessage message, CancellationToken cancellationToken) => HandleAsync(message);
+    /// <remarks>The embedded broker hands over one device's publications in the order it sent them, so the last chunk
+    /// of an update that does not complete it means chunks are missing (see <see cref="HandleAsync"/>).</remarks>
+    Task<IngestOutcome> IBrokerUpdateIngress.IngestAsync(MqttApplicationMessage message, CancellationToken cancellationToken) =>
+        HandleAsync(message, inSenderOrder: true);
 
     /// <summary>Processes one message from an update or status topic (public for the benchmark and tests).</summary>
-    public Task HandleAsync(MqttApplicationMessage message)
+    /// <param name="message">The message.</param>
+    /// <param name="inSenderOrder">Messages arrive in the order the device sent them (the embedded broker's interceptor; not
+    /// the external broker's subscription, whose messages several workers take in parallel). Then the last chunk of an
+    /// update that leaves it incomplete is not taken: earlier chunks expired or were dropped, and the device must send
+    /// the update again rather than drop it on a success PUBACK.</param>
+    public async Task<IngestOutcome> HandleAsync(MqttApplicationMessage message, bool inSenderOrder = false)
     {
         var levels = message.Topic.Split('/');
         if (levels.Length != 4 || levels[0] != MqttTopics.Root || !Identifiers.IsValid(levels[1]) || !Identifiers.IsValid(levels[3]))
         {
             _logger.LogWarning("Ignored message on unexpected topic {Topic}", message.Topic);
-            return Task.CompletedTask;
+            return IngestOutcome.Taken;
         }
         var (federation, kind, deviceId) = (levels[1], levels[2], levels[3]);
-        return kind switch
+        switch (kind)
         {
-            "update" => HandleUpdateAsync(federation, deviceId, message.Payload.ToArray()),
-            "status" => HandleStatusAsync(federation, deviceId, message.Payload.ToArray()),
-            _ => Task.CompletedTask,
-        };
+            case "update":
+                return await HandleUpdateAsync(federation, deviceId, message.Payload.ToArray(), inSenderOrder);
+            case "status":
+                await HandleStatusAsync(federation, deviceId, message.Payload.ToArray());
+                return IngestOutcome.Taken;
+            default:
+                return IngestOutcome.Taken;
+        }
     }
 
     private async Task HandleStatusAsync(string federation, string deviceId, byte[] payload)
@@ -173,60 +209,141 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         await Device(deviceId).SetOnlineAsync(federation, online);
     }
 
-    private async Task HandleUpdateAsync(string federation, string deviceId, byte[] frame)
+    private async Task<IngestOutcome> HandleUpdateAsync(string federation, string deviceId, byte[] frame, bool inSenderOrder)
     {
         _metrics.Frame();
         var device = _registry.Find(deviceId);
         if (device is null)
         {
             await RejectAsync(federation, deviceId, RejectionReason.UnknownDevice, "not in the registry", frame.Length, countForDevice: false);
-            return;
+            return IngestOutcome.Taken;
         }
         if (device.Revoked)
         {
             await RejectAsync(federation, deviceId, RejectionReason.RevokedDevice, "revoked", frame.Length, countForDevice: true);
-            return;
+            return IngestOutcome.Taken;
         }
         if (device.Federation != federation)
         {
             await RejectAsync(federation, deviceId, RejectionReason.WrongDevice, $"device belongs to federation {device.Federation}", frame.Length, countForDevice: true);
-            return;
+            return IngestOutcome.Taken;
         }
 
         if (frame.Length > _options.MaxUpdateBytes)
         {
             await RejectAsync(federation, deviceId, RejectionReason.Oversized, $"frame of {frame.Length} bytes exceeds {_options.MaxUpdateBytes}", frame.Length, countForDevice: true);
-            return;
+            return IngestOutcome.Taken;
         }
-
-        var framed = _reassembler.Accept(deviceId, frame);
-        if (framed.Outcome == FrameOutcome.Rejected)
-        {
-            await RejectAsync(federation, deviceId, Map(framed.Reason), framed.Message ?? framed.Reason.ToString(), frame.Length, countForDevice: true);
-            return;
-        }
-        if (framed.Outcome != FrameOutcome.Complete) return; // a chunk stored, or a redelivered one
-        var envelope = framed.Envelope;
 
         if (await FederationAsync(federation) is not { } known)
         {
-            await RejectAsync(federation, deviceId, RejectionReason.UnknownFederation, $"federation {federation} is not configured", envelope.Length, countForDevice: true);
-            return;
+            await RejectAsync(federation, deviceId, RejectionReason.UnknownFederation, $"federation {federation} is not configured", frame.Length, countForDevice: true);
+            return IngestOutcome.Taken;
         }
+        // What a chunk may announce (and a device may make the cloud hold) is bounded by what this model can produce.
+        var maxEnvelope = UpdateEnvelopeLimits.MaxEnvelopeBytes(known.Dimension, _options.MaxUpdateBytes, _options.MaxEnvelopeMetadataBytes);
+        var framed = _reassembler.Accept(deviceId, frame, maxEnvelope);
+        if (framed.IsRetryable)
+        {
+            // The device's share (or the budget) is spent: refused without a trace in its statistics (a state write per
+            // refused frame would let a device amplify its junk), and retryable, so an honest device sends it again later.
+            _metrics.RecordRejected(federation, RejectionReason.Busy);
+            _logger.LogWarning("Chunk from {Device} in {Federation} not taken: {Detail}", deviceId, federation, framed.Message);
+            return IngestOutcome.Retry(MQTTnet.Protocol.MqttPubAckReasonCode.QuotaExceeded, framed.Message ?? "reassembly budget exhausted; send again later");
+        }
+        if (framed.Outcome == FrameOutcome.Rejected)
+        {
+            await RejectAsync(federation, deviceId, Map(framed.Reason), framed.Message ?? framed.Reason.ToString(), frame.Length, countForDevice: true);
+            return IngestOutcome.Taken;
+        }
+        if (framed.IsIncomplete && framed.Outcome == FrameOutcome.Pending && _spool is not null)
+        {
+            try
+            {
+                _spool.Append(deviceId, framed.UpdateId!, frame);
+            }
+            catch
+            {
+                // Not acknowledged, so the broker redelivers it; memory goes back to what the spool holds.
+                RestoreFromSpool(deviceId, framed.UpdateId!);
+                throw;
+            }
+        }
+        if (framed.IsIncomplete)
+            return inSenderOrder && framed.IsLastIndex
+                ? IngestOutcome.Retry(MQTTnet.Protocol.MqttPubAckReasonCode.ImplementationSpecificError,
+                    $"update {framed.UpdateId} is missing chunks (expired or refused); send all of it again")
+                : IngestOutcome.Taken; // a chunk held: only the chunk completing the update answers for the update
+        if (framed.Outcome == FrameOutcome.Duplicate) return IngestOutcome.Taken; // of an update stored or refused for good
+        if (framed.UpdateId is not { } chunkedId) return await HandleEnvelopeAsync(federation, deviceId, device, framed.Envelope, known);
+
+        // A chunked update is remembered as done only once stored or refused for good: after a failure the device's
+        // next sending of its chunks is reassembled again instead of being answered "duplicate" and lost.
+        var settled = false;
+        try
+        {
+            var outcome = await HandleEnvelopeAsync(federation, deviceId, device, framed.Envelope, known);
+            settled = outcome.IsTaken;
+            return outcome;
+        }
+        finally
+        {
+            _reassembler.Settle(deviceId, chunkedId, settled);
+            if (_spool is not null)
+            {
+                // Settled: its chunks are no longer needed. Not settled: the completing chunk stays unacknowledged and is
+                // redelivered, so the chunks acknowledged before it go back into memory from the spool.
+                if (settled) _spool.Delete(deviceId, chunkedId);
+                else RestoreFromSpool(deviceId, chunkedId);
+            }
+        }
+    }
+
+    /// <summary>Puts an update's spooled chunks (and only those) back into the reassembler.</summary>
+    private void RestoreFromSpool(string deviceId, string updateId)
+    {
+        _reassembler.Forget(deviceId, updateId);
+        foreach (var frame in _spool!.Read(deviceId, updateId)) _reassembler.Accept(deviceId, frame);
+    }
+
+    /// <summary>On start: the chunks acknowledged to an external broker before the cloud stopped, back into memory.</summary>
+    private void RecoverSpooledChunks()
+    {
+        if (_spool is null) return;
+        var updates = 0;
+        foreach (var (deviceId, updateId, frames) in _spool.ReadAll())
+        {
+            foreach (var frame in frames) _reassembler.Accept(deviceId, frame);
+            updates++;
+        }
+        if (updates > 0) _logger.LogInformation("Recovered the chunks of {Count} incomplete update(s) from {Spool}", updates, _spool.Directory);
+    }
+
+    /// <summary>Verifies a complete envelope and submits it; returns once it is stored or refused for good (throws when
+    /// storage failed).</summary>
+    private async Task<IngestOutcome> HandleEnvelopeAsync(string federation, string deviceId, DeviceRecord device, ReadOnlyMemory<byte> envelope, KnownFederation known)
+    {
         var dimension = known.Dimension;
         var verifierOptions = _verifierOptions.GetOrAdd(federation, f => new UpdateVerifierOptions { Federation = f, MaxEnvelopeBytes = _options.MaxUpdateBytes });
         var verified = new UpdateEnvelopeVerifier(verifierOptions, new DeviceRecordKey(device)).Verify(envelope.Span, deviceId, dimension);
         if (!verified.IsAccepted)
         {
             await RejectAsync(federation, deviceId, Map(verified.Reason), verified.Message ?? verified.Reason.ToString(), envelope.Length, countForDevice: true);
-            return;
+            return IngestOutcome.Taken;
         }
+        var update = verified.Value;
         if (known.AddsEncoded)
         {
             // FedBuff adds the verified payload straight into its sum (the verifier already checked its structure and
-            // finiteness): no decode buffer, no bound needed.
-            await SubmitAsync(federation, deviceId, envelope, verified.Value, known, delta: null);
-            return;
+            // finiteness): no decode buffer, unless the norm bound needs one (a sign payload's norm comes from its scales).
+            var norm = 0.0;
+            if (known.Norms.IsActive && !update.IsDecline && !UpdateNorm.TryFromPayload(update, out norm))
+                norm = await DecodedNormAsync(update, dimension);
+            if (!update.IsDecline && known.Norms.Check(norm) is { } tooLarge)
+                await RejectAsync(federation, deviceId, RejectionReason.NormOutOfRange, tooLarge, envelope.Length, countForDevice: true);
+            else
+                await SubmitAsync(federation, deviceId, device, envelope, update, known, delta: null, norm);
+            return IngestOutcome.Taken;
         }
         // Without the bound, 100 devices publishing at once through the embedded broker kept ~100 buffers in flight
         // against a pool of 64: every third update decoded into a fresh large-object-heap array (page faults, gen-2 GCs).
@@ -236,14 +353,35 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             var delta = _buffers.Rent(dimension);
             // Returned only when the submission completed (accepted or refused): a failed or timed-out grain call may
             // still be reading the buffer, so it is left to the GC then.
-            var decoded = verified.Value.DecodeInto(delta);
+            var decoded = update.DecodeInto(delta);
+            var norm = update.IsDecline ? 0 : UpdateNorm.Of(delta);
             if (!decoded.IsValid)
                 await RejectAsync(federation, deviceId, RejectionReason.Malformed, decoded.Message ?? "payload does not decode", envelope.Length, countForDevice: true);
             else if (UpdateValidator.IndexOfNonFinite(delta) is var bad and >= 0)
                 await RejectAsync(federation, deviceId, RejectionReason.NonFinite, $"decoded coordinate {bad} is {delta[bad]}", envelope.Length, countForDevice: true);
+            else if (!update.IsDecline && known.Norms.Check(norm) is { } tooLarge)
+                await RejectAsync(federation, deviceId, RejectionReason.NormOutOfRange, tooLarge, envelope.Length, countForDevice: true);
             else
-                await SubmitAsync(federation, deviceId, envelope, verified.Value, known, delta);
+                await SubmitAsync(federation, deviceId, device, envelope, update, known, delta, norm);
             _buffers.Return(delta);
+        }
+        finally
+        {
+            _decodeSlots.Release();
+        }
+        return IngestOutcome.Taken;
+    }
+
+    /// <summary>The norm of an update whose payload must be decoded to know it (a streaming federation with a norm bound).</summary>
+    private async Task<double> DecodedNormAsync(VerifiedUpdate update, int dimension)
+    {
+        await _decodeSlots.WaitAsync();
+        try
+        {
+            var values = _buffers.Rent(dimension);
+            var norm = update.DecodeInto(values).IsValid ? UpdateNorm.Of(values) : double.NaN;
+            _buffers.Return(values);
+            return norm;
         }
         finally
         {
@@ -251,7 +389,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         }
     }
 
-    private async Task SubmitAsync(string federation, string deviceId, ReadOnlyMemory<byte> envelope, VerifiedUpdate update, KnownFederation known, float[]? delta)
+    private async Task SubmitAsync(string federation, string deviceId, DeviceRecord device, ReadOnlyMemory<byte> envelope, VerifiedUpdate update,
+        KnownFederation known, float[]? delta, double norm)
     {
         var updateId = update.UpdateIdHex;
         var clustered = known.Clustered;
@@ -292,7 +431,8 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             DeviceId = deviceId,
             UpdateId = updateId,
             BaseVersion = update.Envelope.BaseModelVersion,
-            SampleCount = update.Envelope.SampleCount,
+            // Capped by what the device registered: a claim above it cannot buy more weight in a weighted mean.
+            SampleCount = Math.Min(update.Envelope.SampleCount, device.MaxSamples ?? long.MaxValue),
             Delta = delta,
             Dimension = update.Dimension,
             Codec = update.Codec.Spec,
@@ -307,6 +447,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             await RejectAsync(federation, deviceId, result.Reason ?? RejectionReason.NotAccepting, result.Detail ?? "refused by the federation", envelope.Length, countForDevice: false);
             return;
         }
+        if (!update.IsDecline) known.Norms.Record(norm);
         _metrics.RecordAccepted(federation, envelope.Length);
         _logger.LogDebug("Accepted {Update} from {Device} on v{Base} ({Bytes} bytes)", updateId, deviceId, update.Envelope.BaseModelVersion, envelope.Length);
     }
@@ -323,7 +464,9 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     /// <param name="Dimension">The contribution's dimension (d for updates; see <see cref="FederationStatus.ContributionLength"/>).</param>
     /// <param name="Clustered">Whether it is a FedDAA federation.</param>
     /// <param name="AddsEncoded">Whether its aggregation takes updates in their codec payload (a streaming mean), so the bridge does not decode them.</param>
-    private sealed record KnownFederation(int Dimension, bool Clustered, bool AddsEncoded);
+    /// <param name="Norms">The federation's bound on update norms and the recent accepted norms it compares with (shared by
+    /// its cluster models; in memory, so after a restart the relative bound applies again once enough updates arrived).</param>
+    private sealed record KnownFederation(int Dimension, bool Clustered, bool AddsEncoded, UpdateNormBound Norms);
 
     /// <summary>The federation's shape; null if it is not started.</summary>
     private async Task<KnownFederation?> FederationAsync(string federation)
@@ -332,7 +475,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         var status = await _grains.GetGrain<IFederationGrain>(federation).GetStatusAsync();
         if (status.Phase == FederationPhase.NotStarted) return null;
         return _federations[federation] = new KnownFederation(status.ContributionLength, status.Config is { IsClustered: true },
-            status.AddsEncodedUpdates);
+            status.AddsEncodedUpdates, new UpdateNormBound(status.Config?.MaxUpdateNorm ?? 0, status.Config?.MaxNormToMedian ?? 0));
     }
 
     private async Task RejectAsync(string federation, string deviceId, RejectionReason reason, string detail, long bytes, bool countForDevice)
@@ -346,7 +489,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
 
     private static RejectionReason Map(RejectReason reason) => reason switch
     {
-        RejectReason.Oversized or RejectReason.DimensionMismatch or RejectReason.Busy => RejectionReason.Oversized,
+        RejectReason.Oversized or RejectReason.DimensionMismatch => RejectionReason.Oversized,
         RejectReason.BadSignature => RejectionReason.BadSignature,
         RejectReason.UnknownKey => RejectionReason.UnknownDevice,
         RejectReason.NonFinite => RejectionReason.NonFinite,

@@ -48,7 +48,18 @@ public sealed class DeviceRegistry : IDisposable
             );
             """;
         command.ExecuteNonQuery();
+        // Registries written before devices declared their dataset size get the column (null: no per-device cap).
+        command.CommandText = "SELECT COUNT(*) FROM pragma_table_info('devices') WHERE name = 'max_samples'";
+        if (Convert.ToInt64(command.ExecuteScalar(), System.Globalization.CultureInfo.InvariantCulture) == 0)
+        {
+            command.CommandText = "ALTER TABLE devices ADD COLUMN max_samples INTEGER";
+            command.ExecuteNonQuery();
+        }
     }
+
+    /// <summary>User names a device may not take: the cloud's own MQTT identity (with Mosquitto, a device registered under
+    /// it would share the service's password-file entry and ACL, and could read every update and publish models).</summary>
+    public IReadOnlySet<string> ReservedNames { get; init; } = new HashSet<string>(StringComparer.Ordinal) { ServiceIdentity.DefaultUserName };
 
     public string DatabasePath => new SqliteConnectionStringBuilder(_connectionString).DataSource;
 
@@ -56,16 +67,23 @@ public sealed class DeviceRegistry : IDisposable
     /// Registers a new device with fresh credentials. Returns the record and the secrets that only the
     /// device keeps (MQTT password, Ed25519 private key); the registry stores neither.
     /// </summary>
-    public (DeviceRecord Record, string Password, byte[] PrivateKey) Add(string deviceId, string federation)
+    /// <param name="deviceId">The device id (also its MQTT user name and client id); not a <see cref="ReservedNames">reserved name</see>.</param>
+    /// <param name="federation">Its federation.</param>
+    /// <param name="maxSamples">The size of its local dataset, if known: the most samples it may claim for one update.</param>
+    public (DeviceRecord Record, string Password, byte[] PrivateKey) Add(string deviceId, string federation, long? maxSamples = null)
     {
         Identifiers.Require(deviceId, "device id");
         Identifiers.Require(federation, "federation");
+        if (ReservedNames.Contains(deviceId))
+            throw new ArgumentException($"'{deviceId}' is reserved for the cloud's own MQTT identity; a device cannot be registered under it", nameof(deviceId));
+        if (maxSamples is < 1) throw new ArgumentOutOfRangeException(nameof(maxSamples), maxSamples, "a device's sample count must be ≥ 1");
         var password = MosquittoPasswordHash.NewPassword();
         var (privateKey, publicKey) = Ed25519KeyFile.Create();
-        var record = new DeviceRecord(deviceId, federation, MosquittoPasswordHash.Create(password), publicKey, false, DateTimeOffset.UtcNow);
+        var record = new DeviceRecord(deviceId, federation, MosquittoPasswordHash.Create(password), publicKey, false, DateTimeOffset.UtcNow, maxSamples);
         using var connection = Open();
         using var command = connection.CreateCommand();
-        command.CommandText = "INSERT INTO devices (id, federation, password_hash, public_key, revoked, created_utc) VALUES ($id, $f, $h, $k, 0, $c)";
+        command.CommandText = "INSERT INTO devices (id, federation, password_hash, public_key, revoked, created_utc, max_samples) VALUES ($id, $f, $h, $k, 0, $c, $m)";
+        command.Parameters.AddWithValue("$m", (object?)maxSamples ?? DBNull.Value);
         command.Parameters.AddWithValue("$id", record.DeviceId);
         command.Parameters.AddWithValue("$f", record.Federation);
         command.Parameters.AddWithValue("$h", record.PasswordHash);
@@ -105,7 +123,7 @@ public sealed class DeviceRegistry : IDisposable
     private SqliteCommand NewLookup()
     {
         var command = Open().CreateCommand();
-        command.CommandText = "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices WHERE id = $id";
+        command.CommandText = "SELECT id, federation, password_hash, public_key, revoked, created_utc, max_samples FROM devices WHERE id = $id";
         command.Parameters.Add(new SqliteParameter { ParameterName = "$id" });
         command.Prepare();
         return command;
@@ -128,8 +146,8 @@ public sealed class DeviceRegistry : IDisposable
         using var connection = Open();
         using var command = connection.CreateCommand();
         command.CommandText = federation is null
-            ? "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices ORDER BY id"
-            : "SELECT id, federation, password_hash, public_key, revoked, created_utc FROM devices WHERE federation = $f ORDER BY id";
+            ? "SELECT id, federation, password_hash, public_key, revoked, created_utc, max_samples FROM devices ORDER BY id"
+            : "SELECT id, federation, password_hash, public_key, revoked, created_utc, max_samples FROM devices WHERE federation = $f ORDER BY id";
         if (federation is not null) command.Parameters.AddWithValue("$f", federation);
         using var reader = command.ExecuteReader();
         var records = new List<DeviceRecord>();
@@ -191,7 +209,8 @@ public sealed class DeviceRegistry : IDisposable
         reader.GetString(2),
         (byte[])reader.GetValue(3),
         reader.GetInt64(4) != 0,
-        DateTimeOffset.Parse(reader.GetString(5), System.Globalization.CultureInfo.InvariantCulture));
+        DateTimeOffset.Parse(reader.GetString(5), System.Globalization.CultureInfo.InvariantCulture),
+        reader.IsDBNull(6) ? null : reader.GetInt64(6));
 
     private SqliteConnection Open()
     {

@@ -11,6 +11,20 @@ public sealed record ServiceIdentity(string UserName, string Password)
 {
     public const string DefaultUserName = "fededge-cloud";
 
+    /// <summary>
+    /// The user names no device may be registered under: the default service name, the configured ones, and the one in
+    /// the data directory's service credential file if it exists (it may have been created under another name).
+    /// </summary>
+    public static IReadOnlySet<string> ReservedUserNames(string credentialsPath, params string?[] configured)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal) { DefaultUserName };
+        foreach (var name in configured)
+            if (!string.IsNullOrEmpty(name)) names.Add(name);
+        if (File.Exists(credentialsPath) && JsonSerializer.Deserialize<ServiceIdentity>(File.ReadAllText(credentialsPath)) is { UserName: { Length: > 0 } stored })
+            names.Add(stored);
+        return names;
+    }
+
     public static ServiceIdentity LoadOrCreate(string path, string userName = DefaultUserName)
     {
         if (File.Exists(path))

@@ -224,6 +224,56 @@ public sealed class EmbeddedBrokerOutboxTests : OutboxOverBrokerTests
         Assert.Equal(2, sender.SentCount);
         Assert.Single(Directory.GetFiles(Path.Combine(OutboxDirectory, UpdateOutbox.RejectedDirectoryName)));
     }
+
+    [Fact]
+    public async Task A_chunked_update_refused_with_a_retryable_code_stays_in_the_outbox_and_all_its_chunks_are_sent_again()
+    {
+        // The cloud's answers on the chunk that completes an update: QuotaExceeded (its reassembly share spent), then
+        // ImplementationSpecificError (storage failed), then success (stored). Only the last one may remove the item.
+        await Broker.StartAsync();
+        var answers = new ConcurrentQueue<MQTTnet.Protocol.MqttPubAckReasonCode>([MQTTnet.Protocol.MqttPubAckReasonCode.QuotaExceeded,
+            MQTTnet.Protocol.MqttPubAckReasonCode.ImplementationSpecificError]);
+        var lastChunks = 0;
+        _broker.Server.InterceptingPublishAsync += e =>
+        {
+            if (e.ApplicationMessage.Topic != MqttTopics.Update(Federation, DeviceId)) return Task.CompletedTask;
+            var chunk = FedEdge.Protocol.Messages.UpdateFrame.Parser.ParseFrom(e.ApplicationMessage.Payload.ToArray()).Chunk;
+            if (chunk.Index != chunk.Count - 1) return Task.CompletedTask;
+            Interlocked.Increment(ref lastChunks);
+            if (answers.TryDequeue(out var code))
+            {
+                e.ProcessPublish = false;
+                e.Response.ReasonCode = code;
+            }
+            return Task.CompletedTask;
+        };
+        var outbox = new UpdateOutbox(new OutboxOptions { Directory = OutboxDirectory, Fsync = false });
+        var link = await StartLinkAsync(LinkOptions());
+        var id = Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(16));
+        var envelope = System.Security.Cryptography.RandomNumberGenerator.GetBytes(4000);
+        var sender = new OutboxSender(outbox, link, MqttTopics.Update(Federation, DeviceId),
+            item => [.. UpdateFramer.Frame(item.Payload.Span, Convert.FromHexString(item.UpdateId), maxFrameBytes: 1000).Select(f => (ReadOnlyMemory<byte>)f)]);
+        using var stop = new CancellationTokenSource();
+        var running = sender.RunAsync(stop.Token);
+        try
+        {
+            await outbox.EnqueueAsync(id, envelope);
+            await Eventually.HoldsAsync(() => sender.SentCount == 1, "the update acknowledged on the third sending");
+            Assert.Equal(0, outbox.Count);
+            Assert.Equal(3, lastChunks);
+            // Every sending carried every chunk: 5 chunks of 4,000 bytes in frames of 1,000, three times.
+            var chunksSent = _broker.Published.Count(p => p.Topic == MqttTopics.Update(Federation, DeviceId));
+            Assert.Equal(15, chunksSent);
+            Assert.False(Directory.Exists(Path.Combine(OutboxDirectory, UpdateOutbox.RejectedDirectoryName))
+                && Directory.GetFiles(Path.Combine(OutboxDirectory, UpdateOutbox.RejectedDirectoryName)).Length > 0);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await running;
+            outbox.Dispose();
+        }
+    }
 }
 
 public sealed class MosquittoOutboxTests : OutboxOverBrokerTests
