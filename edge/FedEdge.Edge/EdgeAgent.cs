@@ -12,6 +12,7 @@ using FedEdge.Edge.Outbox;
 using FedEdge.Edge.Training;
 using FedEdge.Protocol;
 using FedEdge.Protocol.Messages;
+using FedEdge.Training;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -553,7 +554,10 @@ public sealed partial class EdgeAgent
             LogNotActive(model.Version);
             return Report(trained, model.Cluster, null, 0, 0);
         }
-        var codec = trained.Kind == RoundContribution.Answers ? new SignCodec() : UpdateCodecs.Parse(CodecSpec(model));
+        // FedMM's bootstrap answer is S_i itself, which sets Ŝ₀: exact (fp32), whatever the federation's codec.
+        IUpdateCodec codec = trained.Kind == RoundContribution.Answers ? new SignCodec()
+            : trained.Bootstrap ? new Fp32Codec()
+            : UpdateCodecs.Parse(CodecSpec(model));
         var payload = codec.Encode(trained.Delta);
         var envelope = new UpdateEnvelope
         {

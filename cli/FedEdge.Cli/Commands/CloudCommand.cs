@@ -1,10 +1,10 @@
-using System.Globalization;
 using System.CommandLine;
+using System.Globalization;
 using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
-using FedEdge.Protocol;
 using FedEdge.Cloud.Hosting;
 using FedEdge.Cloud.Security;
+using FedEdge.Protocol;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;

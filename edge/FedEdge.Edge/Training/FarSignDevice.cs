@@ -1,5 +1,6 @@
 using FedEdge.Aggregation.SignedDirections;
 using FedEdge.Edge.Models;
+using FedEdge.Training;
 
 namespace FedEdge.Edge.Training;
 
@@ -16,7 +17,7 @@ public sealed class FarSignDevice(string deviceId)
     private float[] _gradient = [];
 
     /// <summary>The K answers (±1) for <paramref name="model"/> at <paramref name="parameters"/>, and the batch's loss.</summary>
-    public (float[] Answers, double Loss) Answer(VerifiedModel model, LocalObjective objective, ReadOnlySpan<float> parameters, int seed)
+    public (float[] Answers, double Loss) Answer(VerifiedModel model, OnnxDeviceObjective objective, ReadOnlySpan<float> parameters, int seed)
     {
         var options = FarSignOptions.FromParameters(model.Algorithm.Parameters);
         if (model.Announcement.WorkSeed == 0)

@@ -1,6 +1,7 @@
 using FedEdge.Aggregation.Surrogates;
 using FedEdge.Edge.Models;
 using FedEdge.Storage;
+using FedEdge.Training;
 using Microsoft.Extensions.Logging;
 
 namespace FedEdge.Edge.Training;
@@ -27,7 +28,7 @@ public sealed partial class FedMMDevice(string path, bool fsync, ILogger logger)
     }
 
     /// <summary>Δ_i for <paramref name="model"/> at its parameters <paramref name="parameters"/>.</summary>
-    public Message Compute(VerifiedModel model, LocalObjective objective, ReadOnlySpan<float> parameters, double alpha)
+    public Message Compute(VerifiedModel model, OnnxDeviceObjective objective, ReadOnlySpan<float> parameters, double alpha)
     {
         var options = FedMMOptions.Parse(model.Algorithm);
         var surrogate = Surrogate(options, objective);
@@ -53,7 +54,7 @@ public sealed partial class FedMMDevice(string path, bool fsync, ILogger logger)
     }
 
     /// <summary>The surrogate the federation names, over this device's model shape (the same construction as the server's).</summary>
-    public static ISurrogate Surrogate(FedMMOptions options, LocalObjective objective) => options.Surrogate switch
+    public static ISurrogate Surrogate(FedMMOptions options, OnnxDeviceObjective objective) => options.Surrogate switch
     {
         SurrogateKind.Quadratic => new QuadraticSurrogate(objective.ParameterCount,
             options.Smoothness ?? throw new InvalidDataException("fedmm: the quadratic surrogate needs L (smoothness) in the announced algorithm."), options.L1),

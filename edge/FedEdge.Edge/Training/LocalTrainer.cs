@@ -50,7 +50,8 @@ public sealed partial class LocalTrainer : IDisposable
     private OnnxTrainer? _trainer;
     private ModelLayout? _layout;
     private byte[] _graphFingerprint = [];
-    private LocalObjective? _objective;
+    private OnnxDeviceObjective? _objective;
+    private Dataset? _objectiveData;
     private float[] _global = [];
     private float[] _local = [];
     private int _batch;
@@ -105,11 +106,16 @@ public sealed partial class LocalTrainer : IDisposable
     /// algorithms that ask for statistics or signed directional derivatives instead of a trained update (FedMM,
     /// FAR-SIGN). Valid until the next call on this trainer.
     /// </summary>
-    public LocalObjective Objective(VerifiedModel model, Dataset train)
+    public OnnxDeviceObjective Objective(VerifiedModel model, Dataset train)
     {
         var trainer = Prepare(model, train);
-        if (!ReferenceEquals(_objective?.Data, train) || !ReferenceEquals(_objective.Trainer, trainer))
-            _objective = new LocalObjective(trainer, train);
+        if (!ReferenceEquals(_objectiveData, train) || !ReferenceEquals(_objective?.Trainer, trainer))
+        {
+            var features = new float[train.Count * train.SampleSize];
+            var labels = new long[train.Count];
+            train.CopyRange(0, train.Count, features, labels);
+            (_objective, _objectiveData) = (new OnnxDeviceObjective(trainer, features, labels), train);
+        }
         return _objective;
     }
 
