@@ -115,9 +115,12 @@ public sealed record FarSignOptions
         return options.Validate() is { } problem ? throw new FormatException($"far-sign: {problem}.") : options;
     }
 
-    /// <summary>The spec text of these options, every key written (what the host publishes).</summary>
+    /// <summary>
+    /// The spec text the host publishes to devices (ModelAnnouncement.algorithm): every key except <c>seed</c>. The
+    /// federation secret stays on the server; devices get each version's work seed (work_seed) instead.
+    /// </summary>
     public string ToSpec() => string.Create(CultureInfo.InvariantCulture,
-        $"far-sign:a={A:R},alpha={Alpha:R},b={B:R},batch={Batch},beta={Beta:R},c={Smoothing:R},directions={Directions},k0={K0:R},order={(Order == DerivativeOrder.First ? "first" : "zeroth")},seed={Seed},staleness={MaxStaleness}");
+        $"far-sign:a={A:R},alpha={Alpha:R},b={B:R},batch={Batch},beta={Beta:R},c={Smoothing:R},directions={Directions},k0={K0:R},order={(Order == DerivativeOrder.First ? "first" : "zeroth")},staleness={MaxStaleness}");
 
     private static string? Word(IReadOnlyDictionary<string, string> parameters, string key) =>
         parameters.TryGetValue(key, out var text) ? text.ToLowerInvariant() : null;
