@@ -504,28 +504,7 @@ public sealed partial class EdgeAgent
         // If the update cannot be queued, the memory must not count it as sent: keep a copy to roll back to.
         var before = ErrorFeedbackState.Serialize(errorFeedback);
         var payload = errorFeedback.Compress(delta);
-        var envelope = new UpdateEnvelope
-        {
-            Federation = _identity.Federation,
-            DeviceId = _identity.DeviceId,
-            BaseModelVersion = model.Version,
-            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
-            SampleCount = trained.SampleCount,
-            Codec = codec.Spec,
-            Dimension = delta.Length,
-            Payload = ByteString.CopyFrom(payload),
-            ErrorFeedback = errorFeedback.Name,
-            Cluster = model.Cluster,
-            Drift = statistics,
-            DriftReport = driftReport,
-            Metrics = new TrainingMetrics
-            {
-                Loss = trained.Loss,
-                Accuracy = double.IsFinite(trained.Accuracy) ? trained.Accuracy : 0,
-                Steps = trained.Steps,
-                DurationMs = (long)trained.Duration.TotalMilliseconds,
-            },
-        };
+        var envelope = Envelope(model, trained, codec, payload, errorFeedback.Name, statistics, driftReport);
         var (updateIdHex, signedLength) = await SignAndQueueAsync(envelope, outbox, cancellationToken).ConfigureAwait(false);
         if (updateIdHex is null)
         {
@@ -559,27 +538,7 @@ public sealed partial class EdgeAgent
             : trained.Bootstrap ? new Fp32Codec()
             : UpdateCodecs.Parse(CodecSpec(model));
         var payload = codec.Encode(trained.Delta);
-        var envelope = new UpdateEnvelope
-        {
-            Federation = _identity.Federation,
-            DeviceId = _identity.DeviceId,
-            BaseModelVersion = model.Version,
-            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
-            SampleCount = trained.SampleCount,
-            Codec = codec.Spec,
-            Dimension = trained.Delta.Length,
-            Payload = ByteString.CopyFrom(payload),
-            ErrorFeedback = "none",
-            Cluster = model.Cluster,
-            Drift = statistics,
-            DriftReport = driftReport,
-            Metrics = new TrainingMetrics
-            {
-                Loss = double.IsFinite(trained.Loss) ? trained.Loss : 0,
-                Steps = trained.Steps,
-                DurationMs = (long)trained.Duration.TotalMilliseconds,
-            },
-        };
+        var envelope = Envelope(model, trained, codec, payload, "none", statistics, driftReport);
         var (updateIdHex, signedLength) = await SignAndQueueAsync(envelope, outbox, cancellationToken).ConfigureAwait(false);
         if (updateIdHex is null)
             return Report(trained, model.Cluster, null, payload.Length, signedLength);
@@ -593,6 +552,31 @@ public sealed partial class EdgeAgent
         LogContribution(trained.Kind, model.Version, trained.Loss, trained.SampleCount, trained.Duration.TotalSeconds, codec.Spec, payload.Length, updateIdHex);
         return Report(trained, model.Cluster, updateIdHex, payload.Length, signedLength);
     }
+
+    /// <summary>The unsigned envelope of one round's contribution (a new update id).</summary>
+    private UpdateEnvelope Envelope(VerifiedModel model, LocalRoundResult trained, IUpdateCodec codec, byte[] payload, string errorFeedback,
+        DriftStatistics? statistics, DriftReport? driftReport) => new()
+        {
+            Federation = _identity.Federation,
+            DeviceId = _identity.DeviceId,
+            BaseModelVersion = model.Version,
+            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
+            SampleCount = trained.SampleCount,
+            Codec = codec.Spec,
+            Dimension = trained.Delta.Length,
+            Payload = ByteString.CopyFrom(payload),
+            ErrorFeedback = errorFeedback,
+            Cluster = model.Cluster,
+            Drift = statistics,
+            DriftReport = driftReport,
+            Metrics = new TrainingMetrics
+            {
+                Loss = double.IsFinite(trained.Loss) ? trained.Loss : 0,
+                Accuracy = double.IsFinite(trained.Accuracy) ? trained.Accuracy : 0,
+                Steps = trained.Steps,
+                DurationMs = (long)trained.Duration.TotalMilliseconds,
+            },
+        };
 
     /// <summary>
     /// Signs an envelope and queues it in the outbox; the update id (hex) and the signed size, or a null id when the
