@@ -94,16 +94,12 @@ public abstract class FederationStrategy(ServerAggregator server) : IFederationS
 
         public Refusal? Offer(in DeviceContribution contribution)
         {
-            string device = contribution.DeviceId;
-            if (device is null)
+            if (Plan.CheckOrigin(contribution) is { } origin)
             {
-                return new Refusal(RefusalKind.Invalid, "the contribution has no device id");
+                return origin;
             }
 
-            if (contribution.BaseVersion > Plan.BaseVersion)
-            {
-                return new Refusal(RefusalKind.Invalid, $"base v{contribution.BaseVersion} was never published (current v{Plan.BaseVersion})");
-            }
+            string device = contribution.DeviceId;
 
             if (_participants is not null && !_participants.Contains(device))
             {

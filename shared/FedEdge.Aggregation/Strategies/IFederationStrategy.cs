@@ -110,6 +110,13 @@ public sealed record VersionPlan(
 
     /// <summary>The version the devices train from.</summary>
     public long BaseVersion => Version - 1;
+
+    /// <summary>What every strategy refuses first: a contribution without a device id, or on a base version never
+    /// published. Null when neither applies.</summary>
+    public Refusal? CheckOrigin(in DeviceContribution contribution) =>
+        contribution.DeviceId is null ? new Refusal(RefusalKind.Invalid, "the contribution has no device id")
+        : contribution.BaseVersion > BaseVersion ? new Refusal(RefusalKind.Invalid, $"base v{contribution.BaseVersion} was never published (current v{BaseVersion})")
+        : null;
 }
 
 /// <summary>
