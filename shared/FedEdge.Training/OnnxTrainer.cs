@@ -203,7 +203,7 @@ public sealed class OnnxTrainer : IDisposable
     }
 
     /// <summary>
-    /// The proximal step of g(w) = λ‖w‖₁ on the trainable parameters: w ← sign(w)·max(|w| − <paramref name="threshold"/>, 0)
+    /// The proximal step of g(w) = λ‖w‖₁ on the trainable parameters (<see cref="FedEdge.Aggregation.Surrogates.SoftThreshold"/>): w ← sign(w)·max(|w| − <paramref name="threshold"/>, 0)
     /// with threshold = η·λ (local proximal SGD, e.g. FedAvg on an L1-regularised objective). Buffers are left alone.
     /// </summary>
     public void SoftThreshold(float threshold)
@@ -215,7 +215,7 @@ public sealed class OnnxTrainer : IDisposable
         {
             if (t.Trainable)
             {
-                L1Proximal.Apply(w.AsSpan(t.Offset, t.Length), threshold);
+                FedEdge.Aggregation.Surrogates.SoftThreshold.Apply(w.AsSpan(t.Offset, t.Length), threshold);
             }
         }
     }

@@ -415,8 +415,8 @@ public class FedMMTests
         Assert.Equal(0.25, options.Participation);
         Assert.Equal(FedMMWeighting.Uniform, options.Weighting);
         Assert.Equal(options, FedMMOptions.Parse(AlgorithmSpec.Parse(options.ToString())));
-        Assert.IsType<LogisticCurvatureSurrogate>(options.CreateSurrogate(784, 10));
-        Assert.Equal(7850 + 785, options.CreateSurrogate(784, 10).StatisticLength);
+        Assert.IsType<LogisticCurvatureSurrogate>(options.CreateSurrogate(7850, 784, 10));
+        Assert.Equal(7850 + 785, options.CreateSurrogate(7850, 784, 10).StatisticLength);
 
         Assert.Contains("'lr'", Assert.Throws<FormatException>(() => FedMMOptions.Parse(AlgorithmSpec.Parse("fedmm:lr=1"))).Message);
         Assert.Contains("surrogate=em", Assert.Throws<FormatException>(() => FedMMOptions.Parse(AlgorithmSpec.Parse("fedmm:surrogate=em"))).Message);

@@ -1,4 +1,4 @@
-using FedEdge.Training.Engine;
+using FedEdge.Aggregation.Surrogates;
 using FedEdge.Training.Zoo;
 
 namespace FedEdge.Training.Tests;
@@ -62,7 +62,7 @@ public sealed class GradientProbeTests
     public void SoftThresholdingShrinksEveryTrainableWeightTowardsZero()
     {
         float[] v = [3f, -0.5f, -2f, 0.25f];
-        L1Proximal.Apply(v, 1f);
+        SoftThreshold.Apply(v, 1f);
         Assert.Equal([2f, 0f, -1f, 0f], v);
 
         var model = ModelZoo.Create("logreg", [1, 4, 4], classes: 3, seed: 9);

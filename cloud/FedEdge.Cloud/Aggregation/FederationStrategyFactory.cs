@@ -70,14 +70,9 @@ public static class FederationStrategyFactory
         var options = FedMMOptions.Parse(spec);
         if (!spec.Parameters.ContainsKey("seed")) options = options with { Seed = config.Seed };
         var codec = UpdateCodecs.Parse(config.Codec);
-        ISurrogate surrogate = options.Surrogate switch
-        {
-            SurrogateKind.Quadratic => new QuadraticSurrogate(dimension, options.Smoothness!.Value, options.L1),
-            SurrogateKind.Logistic when shape is { FeatureCount: > 0, ClassCount: > 1 } s && s.ClassCount * (s.FeatureCount + 1) == dimension =>
-                new LogisticCurvatureSurrogate(s.FeatureCount, s.ClassCount, options.L1),
-            SurrogateKind.Logistic => throw new ArgumentException($"fedmm: the logistic surrogate needs a linear model (d = K·(p + 1)); this one has d = {dimension}{(shape is null ? "" : $", {shape.FeatureCount} inputs and {shape.ClassCount} outputs")}.", nameof(config)),
-            _ => throw new ArgumentException("fedmm: the dictionary surrogate runs in `fededge bench fedmm`, not on ONNX models.", nameof(config)),
-        };
+        if (options.Surrogate == SurrogateKind.Dictionary)
+            throw new ArgumentException("fedmm: the dictionary surrogate runs in `fededge bench fedmm`, not on ONNX models.", nameof(config));
+        var surrogate = options.CreateSurrogate(dimension, shape?.FeatureCount ?? 0, shape?.ClassCount ?? 0);
         var rounds = new SyncRoundOptions { QuorumFraction = config.QuorumFraction, MinUpdates = config.MinUpdates, Deadline = config.RoundDeadline, Seed = config.Seed };
         return new FedMMStrategy(options, surrogate, options.ResolveAlpha(codec, surrogate.StatisticLength), rounds, state);
     }

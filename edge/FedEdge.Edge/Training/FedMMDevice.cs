@@ -53,14 +53,10 @@ public sealed partial class FedMMDevice(string path, bool fsync, ILogger logger)
         AtomicFile.WriteAllBytes(path, _variate.ToBytes(), fsync);
     }
 
-    /// <summary>The surrogate the federation names, over this device's model shape (the same construction as the server's).</summary>
-    public static ISurrogate Surrogate(FedMMOptions options, OnnxDeviceObjective objective) => options.Surrogate switch
-    {
-        SurrogateKind.Quadratic => new QuadraticSurrogate(objective.ParameterCount,
-            options.Smoothness ?? throw new InvalidDataException("fedmm: the quadratic surrogate needs L (smoothness) in the announced algorithm."), options.L1),
-        SurrogateKind.Logistic => new LogisticCurvatureSurrogate(objective.FeatureSize, objective.ClassCount, options.L1),
-        _ => throw new NotSupportedException($"fedmm: the {options.Surrogate} surrogate is not computed by the edge agent (the dictionary case runs in `fededge bench fedmm`)."),
-    };
+    /// <summary>The surrogate the federation names, over this device's model shape (built as the server builds it).</summary>
+    public static ISurrogate Surrogate(FedMMOptions options, OnnxDeviceObjective objective) => options.Surrogate == SurrogateKind.Dictionary
+        ? throw new NotSupportedException("fedmm: the dictionary surrogate is not computed by the edge agent (it runs in `fededge bench fedmm`).")
+        : options.CreateSurrogate(objective.ParameterCount, objective.FeatureSize, objective.ClassCount);
 
     private FedMMControlVariate Load(int length, double alpha)
     {

@@ -184,12 +184,21 @@ public sealed record FedMMOptions
         };
     }
 
-    /// <summary>The surrogate for a linear model (zoo logreg: d = K·(p + 1)) on <paramref name="featureCount"/> inputs,
-    /// or the dictionary of <see cref="Atoms"/> atoms of <see cref="PatchSide"/>² values.</summary>
-    public ISurrogate CreateSurrogate(int featureCount, int classCount, float inputMean = 0f, float inputStd = 1f) => Surrogate switch
+    /// <summary>
+    /// The surrogate these options name, for a model of <paramref name="parameterCount"/> parameters; the logistic one
+    /// needs a linear model on <paramref name="featureCount"/> inputs with <paramref name="classCount"/> outputs
+    /// (d = K·(p + 1), the zoo logreg), the dictionary one uses <see cref="Atoms"/> atoms of <see cref="PatchSide"/>²
+    /// values. The server and the devices build it here, so they agree on m and T. Throws
+    /// <see cref="ArgumentException"/> naming what does not fit.
+    /// </summary>
+    public ISurrogate CreateSurrogate(int parameterCount, int featureCount, int classCount, float inputMean = 0f, float inputStd = 1f) => Surrogate switch
     {
-        SurrogateKind.Quadratic => new QuadraticSurrogate(classCount * (featureCount + 1), Smoothness ?? throw new InvalidOperationException("L is not configured."), L1),
-        SurrogateKind.Logistic => new LogisticCurvatureSurrogate(featureCount, classCount, L1, inputMean, inputStd),
+        SurrogateKind.Quadratic => new QuadraticSurrogate(parameterCount,
+            Smoothness ?? throw new ArgumentException("fedmm: the quadratic surrogate needs l= (the smoothness constant L)."), L1),
+        SurrogateKind.Logistic when featureCount > 0 && classCount > 1 && classCount * (featureCount + 1) == parameterCount =>
+            new LogisticCurvatureSurrogate(featureCount, classCount, L1, inputMean, inputStd),
+        SurrogateKind.Logistic => throw new ArgumentException(
+            $"fedmm: the logistic surrogate needs a linear model (d = K·(p + 1)); this one has d = {parameterCount}, {featureCount} inputs and {classCount} outputs."),
         _ => new DictionarySurrogate(PatchSide * PatchSide, Atoms, Penalty, CodingIterations),
     };
 
