@@ -12,11 +12,20 @@ results=$(mktemp -d)
 status=0
 # A test that hangs fails by name after 10 minutes (blame mode writes the sequence that was running and stops the test
 # host) instead of eating CI's time budget; no dump, so nothing large is written.
+# Coverage of FedEdge's assemblies is collected on the way (tests/coverage.runsettings) and summarised at the end.
 dotnet test FedEdge.sln -c Release --no-build --logger "trx" --results-directory "$results" \
-  --blame-hang-timeout 10min --blame-hang-dump-type none "$@" || status=$?
+  --blame-hang-timeout 10min --blame-hang-dump-type none \
+  --collect "XPlat Code Coverage" --settings tests/coverage.runsettings "$@" || status=$?
 # The Raspberry Pi build: linux-arm64 self-contained publish, `fededge train` for 5 steps and the edge agent against
 # a native cloud for a round and a restart with an update in its outbox, under qemu (4–6 min).
 [[ "${FEDEDGE_SKIP_ARM64:-}" == 1 ]] || bash scripts/check-arm64.sh || status=$?
+
+# A skipped test fails the run unless tests/skipped-tests.allow names it: a skip would let CI pass without the check.
+/usr/bin/python3 scripts/check-skipped.py tests/skipped-tests.allow "$results"/*.trx || status=$?
+
+# Line and branch coverage per assembly (merged over the test projects); the table is kept in artifacts/coverage.md.
+mkdir -p artifacts
+/usr/bin/python3 scripts/coverage-summary.py "$results" artifacts/coverage.md || status=$?
 
 # One closing line that any reader understands, summed over the test projects' TRX files.
 cat "$results"/*.trx 2>/dev/null | grep -o '<Counters [^>]*>' | awk '

@@ -193,6 +193,7 @@ public sealed partial class EdgeAgent
         MqttLink link, AgentProgress progress, string progressPath, CancellationToken cancellationToken)
     {
         var assignment = drift?.Assignment;
+        Statistics.PassPlanned(assignment?.Epoch ?? -1);
         int[] assigned = assignment is null ? [] : [.. assignment.Clusters.Select(c => c.Cluster).Distinct()];
         var due = assigned.Prepend(0).Distinct().Select(streams.Find)
             .Where(s => s?.Latest is { } m && !_failed.Contains((s.Cluster, m.Version))

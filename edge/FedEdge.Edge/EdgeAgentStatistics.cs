@@ -11,6 +11,7 @@ public sealed class EdgeAgentStatistics
     private long _driftVerdicts;
     private long _declinesEnqueued;
     private long _outages;
+    private long _plannedAssignmentEpoch = -1;
 
     public long Rounds => Interlocked.Read(ref _rounds);
     public long UpdatesEnqueued => Interlocked.Read(ref _updatesEnqueued);
@@ -32,9 +33,16 @@ public sealed class EdgeAgentStatistics
     /// <summary>Simulated outages begun (<see cref="Training.IDeviceSpeed"/>; always 0 on a real device).</summary>
     public long Outages => Interlocked.Read(ref _outages);
 
+    /// <summary>
+    /// The cluster-assignment epoch the latest training pass planned with (-1 before any): a pass begins after every
+    /// event received before it was handled, so an operator or a test sees which assignment the device is acting on.
+    /// </summary>
+    public long PlannedAssignmentEpoch => Interlocked.Read(ref _plannedAssignmentEpoch);
+
     /// <summary>Training sessions built so far; stays at 1 while new versions only change weights.</summary>
     public int TrainingSessionBuilds { get; internal set; }
 
+    internal void PassPlanned(long assignmentEpoch) => Interlocked.Exchange(ref _plannedAssignmentEpoch, assignmentEpoch);
     internal void RoundCompleted() => Interlocked.Increment(ref _rounds);
     internal void UpdateEnqueued() => Interlocked.Increment(ref _updatesEnqueued);
     internal void UpdateRefused() => Interlocked.Increment(ref _updatesRefused);

@@ -62,7 +62,7 @@ public sealed class EmbeddedBrokerAccessTests : IAsyncLifetime
         Assert.True(client.IsConnected);
         _cloud.Registry.Revoke("dev-c");
         await broker.DisconnectRevokedAsync(); // the periodic sweep, run now
-        await TestModels.WaitUntilAsync(() => Task.FromResult(!client.IsConnected), "the revoked device to be disconnected", 5000);
+        await Eventually.HoldsAsync(() => Task.FromResult(!client.IsConnected), "the revoked device to be disconnected", TimeSpan.FromSeconds(5));
     }
 
     [Fact]
@@ -77,14 +77,15 @@ public sealed class EmbeddedBrokerAccessTests : IAsyncLifetime
         await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter("fededge/#", MqttQualityOfServiceLevel.AtLeastOnce).Build());
 
         var (deviceA, _) = await _cloud.ConnectAsync("dev-a", "dev-a", passwordA);
-        var own = await deviceA.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update("fed1", "dev-a")).WithPayload([1, 2, 3]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        Assert.True(own.IsSuccess);
         var other = await deviceA.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update("fed1", "dev-b")).WithPayload([6, 6, 6]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, other.ReasonCode);
         var model = await deviceA.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Model("fed1")).WithPayload([6]).WithRetainFlag().WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         Assert.Equal(MqttClientPublishReasonCode.NotAuthorized, model.ReasonCode);
-
-        await Task.Delay(300);
+        // The device's own update, published last, is the signal: the broker keeps one client's order, so the refused
+        // publications, had they been routed, would have reached the watcher first.
+        var own = await deviceA.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update("fed1", "dev-a")).WithPayload([1, 2, 3]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        Assert.True(own.IsSuccess);
+        await Eventually.HoldsAsync(() => { lock (received) return received.Contains(MqttTopics.Update("fed1", "dev-a")); }, "dev-a's own update at the watcher");
         lock (received)
         {
             Assert.Contains(MqttTopics.Update("fed1", "dev-a"), received);
@@ -131,15 +132,13 @@ public sealed class EmbeddedBrokerAccessTests : IAsyncLifetime
         var (honest, _) = await _cloud.ConnectAsync("dev-c", "dev-c", passwordC,
             b => b.WithWillTopic(MqttTopics.Status("fed1", "dev-c")).WithWillPayload("offline"));
         // Dropping the connection without DISCONNECT makes the broker publish the wills.
+        // Both wills were dispatched: the honest one arrived, and the forged one was refused by the broker's ACL.
+        var broker = (Broker.EmbeddedBroker)_cloud.Services.GetService(typeof(Broker.EmbeddedBroker))!;
+        var refusedBefore = broker.RefusedPublications;
         forger.Dispose();
         honest.Dispose();
-
-        for (var i = 0; i < 50; i++)
-        {
-            lock (received) if (received.Count > 0) break;
-            await Task.Delay(50);
-        }
-        await Task.Delay(200);
+        await Eventually.HoldsAsync(() => { lock (received) return received.Contains((MqttTopics.Status("fed1", "dev-c"), "offline")); }, "dev-c's will");
+        await Eventually.HoldsAsync(() => broker.RefusedPublications > refusedBefore, "the forged will refused");
         lock (received)
         {
             Assert.Contains((MqttTopics.Status("fed1", "dev-c"), "offline"), received);

@@ -47,18 +47,18 @@ public sealed class CloudProcessFaultTests
                 },
             },
         }));
-        var (brokerPort, siloPort, gatewayPort) = (FreeTcpPort.Find(), FreeTcpPort.Find(), FreeTcpPort.Find());
+        var (brokerPort, siloPort, gatewayPort) = (TestPorts.Reserve(), TestPorts.Reserve(), TestPorts.Reserve());
         string[] arguments = ["cloud", "--data-dir", dataDir, "--port", $"{brokerPort}", "--bind", "127.0.0.1",
             "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--config", config];
 
         byte[] resent1, resent3;
         float[] v0;
         int d;
-        using (var cloud = CloudProcess.Start(arguments))
+        using (var cloud = StartCloud(arguments))
         {
             await using var client = await OrleansClient.ConnectAsync(gatewayPort, cloud);
             var federation = client.Grains.GetGrain<IFederationGrain>("f1");
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Collecting, "the federation to start", 30_000);
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Collecting, "the federation to start", TimeSpan.FromSeconds(30));
             var status = await federation.GetStatusAsync();
             Assert.Equal(4, status.Sampled.Count);
             d = status.ParameterCount;
@@ -70,7 +70,7 @@ public sealed class CloudProcessFaultTests
             resent1 = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
             await dev1.PublishEnvelopeAsync(resent1);
             await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two accepted updates");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two accepted updates");
 
             // dev-3's update has just been acknowledged by the embedded broker when the process dies without any
             // shutdown. The broker acknowledges an update only once the cloud has ingested it, so it must survive.
@@ -79,7 +79,7 @@ public sealed class CloudProcessFaultTests
             cloud.Kill();
         }
 
-        using (var cloud = CloudProcess.Start(arguments))
+        using (var cloud = StartCloud(arguments))
         {
             await using var client = await OrleansClient.ConnectAsync(gatewayPort, cloud);
             var federation = client.Grains.GetGrain<IFederationGrain>("f1");
@@ -94,9 +94,9 @@ public sealed class CloudProcessFaultTests
             await using var dev4 = await TestDevice.ConnectAsync(brokerPort, "dev-4", "f1", devices[3].Password, devices[3].Key);
             await dev1.PublishEnvelopeAsync(resent1);
             await dev3.PublishEnvelopeAsync(resent3);
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 3, "dev-3's update to be pending");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 3, "dev-3's update to be pending");
             await dev4.PublishEnvelopeAsync(dev4.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete after the restart", 30_000);
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete after the restart", TimeSpan.FromSeconds(30));
 
             status = await federation.GetStatusAsync();
             var round = Assert.Single(status.History);
@@ -111,66 +111,13 @@ public sealed class CloudProcessFaultTests
         }
     }
 
-    /// <summary>`dotnet fededge.dll …` as a child process, its output kept for the failure message.</summary>
-    private sealed class CloudProcess : IDisposable
-    {
-        private readonly Process _process;
-        private readonly System.Collections.Concurrent.ConcurrentQueue<string> _output = new();
-
-        private CloudProcess(Process process) => _process = process;
-
-        public bool HasExited => _process.HasExited;
-
-        public string OutputTail => string.Join('\n', _output.TakeLast(40));
-
-        public static CloudProcess Start(IEnumerable<string> arguments)
+    /// <summary>`fededge cloud …` as a child process; a process crash, not power loss, so SQLite need not sync fully.</summary>
+    private static ServerProcess StartCloud(IEnumerable<string> arguments) =>
+        FedEdgeCli.Start(arguments, new Dictionary<string, string>
         {
-            var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            info.ArgumentList.Add(CliPath());
-            foreach (var argument in arguments) info.ArgumentList.Add(argument);
-            info.Environment["FEDEDGE_Cloud__SqliteSynchronousFull"] = "false"; // a process crash, not power loss
-            info.Environment["Logging__LogLevel__Default"] = "Warning";
-            var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
-            var cloud = new CloudProcess(process);
-            process.OutputDataReceived += (_, e) => { if (e.Data is not null) cloud._output.Enqueue(e.Data); };
-            process.ErrorDataReceived += (_, e) => { if (e.Data is not null) cloud._output.Enqueue(e.Data); };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return cloud;
-        }
-
-        /// <summary>SIGKILL: no shutdown code runs.</summary>
-        public void Kill()
-        {
-            _process.Kill(entireProcessTree: true);
-            _process.WaitForExit();
-        }
-
-        /// <summary>SIGTERM, as systemd stops the service.</summary>
-        public async Task StopAsync()
-        {
-            Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])?.WaitForExit();
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-            await _process.WaitForExitAsync(timeout.Token);
-        }
-
-        public void Dispose()
-        {
-            if (!_process.HasExited) Kill();
-            _process.Dispose();
-        }
-
-        private static string CliPath()
-        {
-            // tests/FedEdge.Cloud.Tests/bin/<Configuration>/net10.0/ → cli/FedEdge.Cli/bin/<Configuration>/net10.0/fededge.dll
-            var testBin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            var configuration = testBin.Parent!.Name;
-            var root = testBin.Parent!.Parent!.Parent!.Parent!.Parent!.FullName;
-            var path = Path.Combine(root, "cli", "FedEdge.Cli", "bin", configuration, testBin.Name, "fededge.dll");
-            Assert.True(File.Exists(path), $"the CLI is not built at {path}");
-            return path;
-        }
-    }
+            ["FEDEDGE_Cloud__SqliteSynchronousFull"] = "false",
+            ["Logging__LogLevel__Default"] = "Warning",
+        });
 
     /// <summary>An Orleans client of the child's silo (retried while the silo starts).</summary>
     private sealed class OrleansClient : IAsyncDisposable
@@ -181,7 +128,7 @@ public sealed class CloudProcessFaultTests
 
         public IGrainFactory Grains => _host.Services.GetRequiredService<IClusterClient>();
 
-        public static async Task<OrleansClient> ConnectAsync(int gatewayPort, CloudProcess cloud)
+        public static async Task<OrleansClient> ConnectAsync(int gatewayPort, ServerProcess cloud)
         {
             var deadline = DateTime.UtcNow.AddSeconds(45);
             while (true)

@@ -37,7 +37,8 @@ public sealed class CloudTestHost : IAsyncDisposable
         builder.AddFedEdgeCloud(o =>
         {
             o.DataDirectory = dataDirectory;
-            o.UseLoopback(FreeTcpPort.Find());
+            o.UseLoopback(TestPorts.Reserve());
+            (o.SiloPort, o.GatewayPort) = (TestPorts.Reserve(), TestPorts.Reserve()); // below the ephemeral range, like every test port
             o.SqliteSynchronousFull = false;
             configure?.Invoke(o);
             foreach (var p in typeof(CloudOptions).GetProperties()) if (p.CanWrite) p.SetValue(options, p.GetValue(o));
@@ -81,18 +82,5 @@ public sealed class CloudTestHost : IAsyncDisposable
             if (Host is IAsyncDisposable asyncDisposable) await asyncDisposable.DisposeAsync();
             else Host.Dispose();
         }
-    }
-}
-
-/// <summary>A temporary directory removed after the test.</summary>
-public sealed class TempDirectory : IDisposable
-{
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fededge-cloud-tests", Guid.NewGuid().ToString("N"));
-
-    public TempDirectory() => Directory.CreateDirectory(Path);
-
-    public void Dispose()
-    {
-        try { Directory.Delete(Path, recursive: true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
     }
 }

@@ -105,7 +105,7 @@ public sealed class ClusterDeclineTests
             for (var r = 0; r < expected.Length; r++) expected[r] += s.ClusterLabelWeights[row * ClusteringFleet.Labels + r];
         }
         var total = expected.Sum() + expected.Length;
-        await TestModels.WaitUntilAsync(() => Task.FromResult(announcements.ContainsKey(1)), "the announcement of v1");
+        await Eventually.HoldsAsync(() => Task.FromResult(announcements.ContainsKey(1)), "the announcement of v1");
         var announced = announcements[1].LabelDistribution;
         Assert.Equal(expected.Length, announced.Count);
         for (var r = 0; r < expected.Length; r++) Assert.Equal((expected[r] + 1) / total, announced[r], 4);
@@ -126,10 +126,10 @@ public sealed class ClusterDeclineTests
         var v0 = (await fleet.Model(a).GetModelAsync())!.Parameters;
 
         for (var i = 0; i < Groups.Length; i++) await DeclineAsync(fleet, i, a, 0);
-        await TestModels.WaitUntilAsync(async () => (await fleet.Model(a).GetStatusAsync()).PendingUpdates == Groups.Length, "every decline taken");
+        await Eventually.HoldsAsync(async () => (await fleet.Model(a).GetStatusAsync()).PendingUpdates == Groups.Length, "every decline taken");
         // A second decline of the same round by the same device is refused; nothing to aggregate, so no version.
         await DeclineAsync(fleet, 0, a, 0);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(fleet.Metrics.Rejected(RejectionReason.NotAccepting) == 1), "the repeated decline to be refused");
+        await Eventually.HoldsAsync(() => Task.FromResult(fleet.Metrics.Rejected(RejectionReason.NotAccepting) == 1), "the repeated decline to be refused");
         var status = await fleet.Model(a).GetStatusAsync();
         Assert.Equal(0, status.ModelVersion);
         Assert.Equal(Groups.Length, status.PendingUpdates);
@@ -153,7 +153,7 @@ public sealed class ClusterDeclineTests
 
         for (var i = 0; i < 3; i++) await UpdateAsync(fleet, i, a, 0);
         for (var i = 3; i < Groups.Length; i++) await DeclineAsync(fleet, i, a, 0);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(fleet.Metrics.Accepted >= 2 * Groups.Length), "updates and declines accepted");
+        await Eventually.HoldsAsync(() => Task.FromResult(fleet.Metrics.Accepted >= 2 * Groups.Length), "updates and declines accepted");
         // Declines fill no buffer slot: three updates in a buffer of six, no version yet.
         var status = await fleet.Model(a).GetStatusAsync();
         Assert.Equal((0L, 3), (status.ModelVersion, status.PendingUpdates));
@@ -182,7 +182,7 @@ public sealed class ClusterDeclineTests
             return Task.CompletedTask;
         };
         await watcher.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter(topic, MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => Task.FromResult(announcements.ContainsKey(retainedVersion)), $"the retained announcement of v{retainedVersion}");
+        await Eventually.HoldsAsync(() => Task.FromResult(announcements.ContainsKey(retainedVersion)), $"the retained announcement of v{retainedVersion}");
         return announcements;
     }
 }

@@ -81,7 +81,7 @@ public sealed class ClusteredFederationTests
             else clusterOfGroup[fleet.Groups[i]] = primary;
         }
         Assert.Equal(k, clusterOfGroup.Values.Distinct().Count());
-        await TestModels.WaitUntilAsync(() => Task.FromResult(live.All(c => announcements.ContainsKey(c.Cluster))), "every cluster model's announcement");
+        await Eventually.HoldsAsync(() => Task.FromResult(live.All(c => announcements.ContainsKey(c.Cluster))), "every cluster model's announcement");
 
         // Every cluster model starts from the reference model v1 = v0 + 0.5; an update round on one cluster moves only it.
         var target = clusterOfGroup[0];
@@ -96,7 +96,7 @@ public sealed class ClusteredFederationTests
         var reference = (await fleet.Model(0).GetModelAsync())!;
         Assert.Equal(1, reference.Version);
         for (var j = 0; j < v0.Length; j++) Assert.Equal(v0[j] + 0.5f, reference.Parameters[j], 1e-5f);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(announcements[target].ModelVersion == 1), "the cluster's v1 announcement");
+        await Eventually.HoldsAsync(() => Task.FromResult(announcements[target].ModelVersion == 1), "the cluster's v1 announcement");
     }
 
     [Fact]
@@ -137,7 +137,7 @@ public sealed class ClusteredFederationTests
 
         var before = fleet.Metrics.Rejected(RejectionReason.UnknownCluster);
         await fleet.Devices[0].PublishEnvelopeAsync(fleet.Devices[0].SignedUpdate(new float[10], 0, configure: e => e.Cluster = retired[0].Cluster));
-        await TestModels.WaitUntilAsync(() => Task.FromResult(fleet.Metrics.Rejected(RejectionReason.UnknownCluster) == before + 1), "the retired cluster's update to be refused");
+        await Eventually.HoldsAsync(() => Task.FromResult(fleet.Metrics.Rejected(RejectionReason.UnknownCluster) == before + 1), "the retired cluster's update to be refused");
     }
 
     [Fact]
@@ -209,7 +209,7 @@ public sealed class ClusteredFederationTests
         {
             var before = fleet.Metrics.Rejected(reason);
             await send();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(fleet.Metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
+            await Eventually.HoldsAsync(() => Task.FromResult(fleet.Metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
         }
 
         Task SendWith(Action<DriftStatistics> spoil, int cluster = 0) => device.PublishEnvelopeAsync(device.SignedUpdate(new float[10], 1, configure: e =>
@@ -256,8 +256,11 @@ public sealed class ClusteredFederationTests
         var retained = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
         reader.ApplicationMessageReceivedAsync += e => { retained[e.ApplicationMessage.Topic] = (int)e.ApplicationMessage.Payload.Length; return Task.CompletedTask; };
         await reader.SubscribeAsync(new MqttClientSubscribeOptionsBuilder().WithTopicFilter($"fededge/{ClusteringFleet.Federation}/assignment/+", MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => Task.FromResult(retained.Count >= 5), "the retained assignments");
-        await Task.Delay(200);
+        // A live message published after the subscription is the signal that every retained one has been delivered.
+        var sentinel = MqttTopics.ClusterAssignment(ClusteringFleet.Federation, "sentinel");
+        await reader.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(sentinel).WithPayload([1]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
+        await Eventually.HoldsAsync(() => Task.FromResult(retained.ContainsKey(sentinel)), "the sentinel after the retained assignments");
+        retained.TryRemove(sentinel, out _);
         Assert.Equal(Enumerable.Range(0, 5).Select(i => MqttTopics.ClusterAssignment(ClusteringFleet.Federation, $"dev-{i}")).Order(), retained.Keys.Order());
         Assert.All(retained.Values, length => Assert.True(length > 0));
         reader.Dispose();

@@ -158,11 +158,11 @@ internal sealed class ClusteringFleet : IAsyncDisposable
     }
 
     public async Task WaitForVersionAsync(int cluster, long version) =>
-        await TestModels.WaitUntilAsync(async () => (await Model(cluster).GetStatusAsync()).ModelVersion >= version, $"cluster {cluster} to reach v{version}", 30_000);
+        await Eventually.HoldsAsync(async () => (await Model(cluster).GetStatusAsync()).ModelVersion >= version, $"cluster {cluster} to reach v{version}", TimeSpan.FromSeconds(30));
 
     public async Task<ClusteringStatus> WaitForEpochAsync(long epoch)
     {
-        await TestModels.WaitUntilAsync(async () => (await Directory.GetStatusAsync()).Epoch >= epoch, $"clustering epoch {epoch}", 30_000);
+        await Eventually.HoldsAsync(async () => (await Directory.GetStatusAsync()).Epoch >= epoch, $"clustering epoch {epoch}", TimeSpan.FromSeconds(30));
         return await Directory.GetStatusAsync();
     }
 
@@ -171,7 +171,7 @@ internal sealed class ClusteringFleet : IAsyncDisposable
     {
         var cloudKey = new VerificationKeyRing(new VerificationKey(CloudSigningKey.KeyId, Cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey));
         var verified = new Dictionary<string, ClusterAssignment>(StringComparer.Ordinal);
-        await TestModels.WaitUntilAsync(() =>
+        await Eventually.HoldsAsync(() =>
         {
             verified.Clear();
             foreach (var device in Devices)
@@ -183,7 +183,7 @@ internal sealed class ClusteringFleet : IAsyncDisposable
                 verified[device.Id] = result.Value;
             }
             return Task.FromResult(true);
-        }, $"every device's assignment of epoch {epoch}", 30_000);
+        }, $"every device's assignment of epoch {epoch}", TimeSpan.FromSeconds(30));
         return verified;
     }
 

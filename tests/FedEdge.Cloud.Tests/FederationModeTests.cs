@@ -42,17 +42,17 @@ public sealed class FederationModeTests
         // v1: two fresh updates (τ = 0): x += (2 + 4)/2 = 3.
         await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 0, codec: codec));
         await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0, codec: codec));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1");
 
         // v2: one fresh (τ = 0) and one on v0 (τ = 1, weight 1/√2): x += (2 + 4/√2)/2.
         await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(2), 1, codec: codec));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "one buffered update");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "one buffered update");
         await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(4), 0, codec: codec));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "v2");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "v2");
 
         // τ = 2 exceeds the cut-off of 1.
         await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(100), 0, codec: codec));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(RejectionReason.TooStale) == 1, "a too-stale rejection");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(RejectionReason.TooStale) == 1, "a too-stale rejection");
 
         var v2 = (await federation.GetModelAsync())!;
         var expected = 3f + (2f + 4f / MathF.Sqrt(2f)) / 2f;
@@ -98,8 +98,8 @@ public sealed class FederationModeTests
                 for (var u = 0; u < 2; u++) await device.PublishEnvelopeAsync(device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
             }));
             var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 24), "24 accepted updates");
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 4, "v4");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 24), "24 accepted updates");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 4, "v4");
             await CheckAsync(cloud);
             foreach (var device in devices) await device.DisposeAsync();
         }
@@ -129,7 +129,7 @@ public sealed class FederationModeTests
         var d = (await federation.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
         await Task.WhenAll(devices.Select(device => device.PublishEnvelopeAsync(device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0))));
         var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted + metrics.RejectedByReason.Values.Sum() == 8), "8 answered updates");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted + metrics.RejectedByReason.Values.Sum() == 8), "8 answered updates");
 
         var status = await federation.GetStatusAsync();
         Assert.Equal(1, status.ModelVersion);
@@ -164,7 +164,7 @@ public sealed class FederationModeTests
         var v0 = (await federation.GetModelAsync())!.Parameters;
 
         await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "round 1 to close");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "round 1 to close");
         var v1 = (await federation.GetModelAsync())!;
         for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 0.5f, v1.Parameters[i], 1e-5f);
     }
@@ -194,7 +194,7 @@ public sealed class FederationModeTests
             await using var dev2 = await TestDevice.ConnectAsync(cloud, "dev-2", "fe", credentials["dev-2"].Password, credentials["dev-2"].Key);
             await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(c1, d).ToArray(), version));
             await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(c2, d).ToArray(), version));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == version + 1, $"v{version + 1}");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == version + 1, $"v{version + 1}");
         }
 
         async Task<float> OffsetAsync(CloudTestHost cloud) => (await cloud.Grains.GetGrain<IFederationGrain>("fe").GetModelAsync())!.Parameters[0] - v0[0];
@@ -241,13 +241,13 @@ public sealed class FederationModeTests
         await client.PublishAsync(new MQTTnet.MqttApplicationMessageBuilder().WithTopic(FedEdge.Protocol.MqttTopics.Status("fl", "dev-1"))
             .WithPayload(FedEdge.Protocol.DeviceStatuses.Create("fl", "dev-1", FedEdge.Protocol.Messages.DeviceState.Online).ToByteArray())
             .WithRetainFlag().WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).LiveDevices == 1, "dev-1 to be live");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).LiveDevices == 1, "dev-1 to be live");
         var stats = await cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync();
         Assert.True(stats.Online);
         Assert.NotNull(stats.LastSeen);
 
         client.Dispose(); // vanishes without DISCONNECT: the broker publishes the OFFLINE last will
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).LiveDevices == 0, "the last will to mark dev-1 gone");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).LiveDevices == 0, "the last will to mark dev-1 gone");
         Assert.False((await cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync()).Online);
     }
 }

@@ -114,7 +114,7 @@ public sealed class FederationStateLayoutTests
 
             // After v1 the resend is refused by the federation's window (device grains' windows aside).
             await dev1.PublishEnvelopeAsync(run.First);
-            await TestModels.WaitUntilAsync(() => Task.FromResult(cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>().Rejected(RejectionReason.Replay) == 2), "both resends refused");
+            await Eventually.HoldsAsync(() => Task.FromResult(cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>().Rejected(RejectionReason.Replay) == 2), "both resends refused");
             Assert.Equal(1, (await federation.GetStatusAsync()).ModelVersion);
         }
     }
@@ -142,7 +142,7 @@ public sealed class FederationStateLayoutTests
         var first = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
         await dev1.PublishEnvelopeAsync(first);
         await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
         return new TwoPending(devices, v0, d, first);
     }
 
@@ -161,7 +161,7 @@ public sealed class FederationStateLayoutTests
         await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "fa", run.Devices["dev-3"].Password, run.Devices["dev-3"].Key);
         await dev1.PublishEnvelopeAsync(run.First);
         await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, run.D).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "v1 after the restart");
         var v1 = (await federation.GetModelAsync())!.Parameters;
         for (var i = 0; i < run.D; i++) Assert.Equal(run.V0[i] + 3f, v1[i], 1e-5f);
         status = await federation.GetStatusAsync();
@@ -170,7 +170,7 @@ public sealed class FederationStateLayoutTests
         Assert.Equal(3, round.Updates);
         Assert.Equal(3, status.AcceptedTotal);
         var metrics = cloud.Services.GetRequiredService<Ingestion.IngestionMetrics>();
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the resend refused as a replay");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the resend refused as a replay");
         return dev1;
     }
 

@@ -37,7 +37,7 @@ public sealed class FederationStrategyTests
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         for (var i = 0; i < updates.Length; i++)
             await fleet.Devices[i].PublishEnvelopeAsync(fleet.Devices[i].SignedUpdate(Enumerable.Repeat(updates[i], d).ToArray(), baseVersion));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == baseVersion + 1, $"v{baseVersion + 1}");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == baseVersion + 1, $"v{baseVersion + 1}");
         return (await federation.GetModelAsync())!.Parameters;
     }
 
@@ -116,7 +116,7 @@ public sealed class FederationStrategyTests
             for (var i = 0; i < 4; i++) await fleet.Devices[i].PublishEnvelopeAsync(fleet.Devices[i].SignedUpdate(Enumerable.Repeat(0.1f, d).ToArray(), v));
             var gaussian = Enumerable.Range(0, d).Select(_ => (float)(200 * NormalSample(random))).ToArray();
             await fleet.Devices[4].PublishEnvelopeAsync(fleet.Devices[4].SignedUpdate(gaussian, v));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == v + 1, $"v{v + 1}");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == v + 1, $"v{v + 1}");
         }
         var v3 = (await federation.GetModelAsync())!.Parameters;
         for (var j = 0; j < d; j++) Assert.InRange(v3[j] - v0[j], 0.29, 0.31); // three honest steps of 0.1, nothing of the attacker
@@ -185,12 +185,12 @@ public sealed class FederationStrategyTests
         var v0 = (await federation.GetModelAsync())!.Parameters;
 
         await fleet.Devices[0].PublishEnvelopeAsync(fleet.Devices[0].SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "dev-0's update");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "dev-0's update");
         clock.Advance(TimeSpan.FromSeconds(59));
         Assert.False(await federation.CheckDeadlineAsync());
         Assert.Equal(0, (await federation.GetStatusAsync()).ModelVersion);
         clock.Advance(TimeSpan.FromSeconds(1));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the deadline to close round 1");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the deadline to close round 1");
         var v1 = (await federation.GetModelAsync())!.Parameters;
         for (var j = 0; j < d; j++) Assert.Equal(v0[j] + 1f, v1[j], 1e-5f);
     }
@@ -212,18 +212,18 @@ public sealed class FederationStrategyTests
         clock.Advance(TimeSpan.FromSeconds(5));
         await fleet.Devices[0].PublishEnvelopeAsync(fleet.Devices[0].SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
         await fleet.Devices[1].PublishEnvelopeAsync(fleet.Devices[1].SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two updates");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two updates");
         clock.Advance(TimeSpan.FromSeconds(5));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the period's end");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the period's end");
         var v1 = (await federation.GetModelAsync())!.Parameters;
         for (var j = 0; j < d; j++) Assert.Equal(v0[j] + (1f + 2f) / 4, v1[j], 1e-5f); // both back within a period: d_i = 1/n
 
         // dev-2 trained from v0 for 25 s (3 periods): it weighs 3/n in v2.
         clock.Advance(TimeSpan.FromSeconds(15));
         await fleet.Devices[2].PublishEnvelopeAsync(fleet.Devices[2].SignedUpdate(Enumerable.Repeat(4f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "dev-2's update");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "dev-2's update");
         clock.Advance(TimeSpan.FromSeconds(5));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "the second period's end");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "the second period's end");
         var v2 = (await federation.GetModelAsync())!.Parameters;
         for (var j = 0; j < d; j++) Assert.Equal(v1[j] + 3 * 4f / 4, v2[j], 1e-5f);
     }
@@ -243,7 +243,7 @@ public sealed class FederationStrategyTests
 
         var v1 = await RunVersionAsync(cloud, fleet, 0, d, 2f); // x1 = x0 + ½·2
         await fleet.Devices[1].PublishEnvelopeAsync(fleet.Devices[1].SignedUpdate(Enumerable.Repeat(4f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "v2");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 2, "v2");
         var v2 = (await federation.GetModelAsync())!.Parameters;
         var alpha = 0.5f / MathF.Sqrt(2); // τ = 1
         for (var j = 0; j < d; j++)

@@ -41,7 +41,7 @@ public sealed class IngestionTests
         {
             var before = metrics.Rejected(reason);
             await send();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
         }
 
         float[] Delta(float value) => Enumerable.Repeat(value, d).ToArray();
@@ -60,12 +60,12 @@ public sealed class IngestionTests
 
         var good1 = dev1.SignedUpdate(Delta(1), 0, samples: 10);
         await dev1.PublishEnvelopeAsync(good1);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 1), "the first accepted update");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 1), "the first accepted update");
         await Expect(RejectionReason.Replay, () => dev1.PublishEnvelopeAsync(good1));
         Assert.Equal(1, (await federation.GetStatusAsync()).PendingUpdates);
 
         await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Delta(3), 0, samples: 30));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "round 1 to complete");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "round 1 to complete");
         await Expect(RejectionReason.TooStale, () => dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Delta(100), 0)));
 
         // v1 = v0 + sample-weighted mean of the two accepted updates: (10·1 + 30·3)/40 = 2.5.
@@ -80,7 +80,7 @@ public sealed class IngestionTests
         Assert.Equal(1, stats.Rejected[RejectionReason.TooStale]);
         Assert.False(stats.Rejected.ContainsKey(RejectionReason.UnknownDevice));
         Assert.Equal(1, (await cloud.Grains.GetGrain<IDeviceGrain>("dev-r").GetStatisticsAsync()).Rejected[RejectionReason.RevokedDevice]);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both accepted updates counted");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 2), "both accepted updates counted");
         serviceClient.Dispose();
     }
 
@@ -97,7 +97,7 @@ public sealed class IngestionTests
         var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
 
         await liar.PublishEnvelopeAsync(liar.SignedUpdate(Enumerable.Repeat(100f, d).ToArray(), 0, samples: 1_000_000_000));
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.SampleCountOutOfRange) == 1), "the inflated weight to be rejected");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.SampleCountOutOfRange) == 1), "the inflated weight to be rejected");
         Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
         Assert.Equal(1, (await federation.GetStatusAsync()).RejectedTotal[RejectionReason.SampleCountOutOfRange]);
         Assert.Equal(1, (await cloud.Grains.GetGrain<IDeviceGrain>("dev-2").GetStatisticsAsync()).Rejected[RejectionReason.SampleCountOutOfRange]);
@@ -105,7 +105,7 @@ public sealed class IngestionTests
         // At the bound the weight counts as claimed: v1 = v0 + (1000·1 + 10·(−2))/1010.
         await liar.PublishEnvelopeAsync(liar.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0, samples: 1000));
         await honest.PublishEnvelopeAsync(honest.SignedUpdate(Enumerable.Repeat(-2f, d).ToArray(), 0, samples: 10));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
         var v1 = (await federation.GetModelAsync())!.Parameters;
         for (var i = 0; i < d; i++) Assert.Equal(v0[i] + (1000f - 20f) / 1010f, v1[i], 1e-5f);
         Assert.Equal("MaxSampleCount must be ≥ 1 (got 0)", (Config with { MaxSampleCount = 0 }).Validate());
@@ -117,7 +117,7 @@ public sealed class IngestionTests
     [Fact]
     public async Task AcceptedUpdatesSurviveARestart_AndAreNotCountedTwice_Redis()
     {
-        Assert.True(File.Exists(RedisServer.Executable), "redis-server is needed (scripts/install-deps.sh --test installs it)");
+
         using var redisData = new TempDirectory();
         using var redis = await RedisServer.StartAsync(redisData.Path);
         await RestartScenarioAsync(o =>
@@ -147,9 +147,9 @@ public sealed class IngestionTests
             replayed = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
             await dev1.PublishEnvelopeAsync(replayed);
             await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 2, "two pending updates");
             var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both devices to record their accepted update");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 2), "both devices to record their accepted update");
         }
 
         await using (var cloud = await CloudTestHost.StartAsync(data.Path, storage))
@@ -167,11 +167,11 @@ public sealed class IngestionTests
             var (serviceClient, _) = await cloud.ConnectAsync("test-service", service.UserName, service.Password);
             await TestDevice.PublishFrameAsync(serviceClient, MqttTopics.Update("f1", "dev-1"), TestDevice.WholeFrame(replayed));
             var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the replay to be rejected");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the replay to be rejected");
 
             await using var dev3 = await TestDevice.ConnectAsync(cloud, "dev-3", "f1", password3, key3);
             await dev3.PublishEnvelopeAsync(dev3.SignedUpdate(Enumerable.Repeat(6f, d).ToArray(), 0));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete after the restart");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete after the restart");
             var v1 = (await federation.GetModelAsync())!;
             for (var i = 0; i < d; i++) Assert.Equal(v0[i] + 3f, v1.Parameters[i], 1e-5f); // mean of 1, 2, 6
             Assert.Equal(3, (await federation.GetStatusAsync()).AcceptedTotal);

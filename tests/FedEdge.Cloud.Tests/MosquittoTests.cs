@@ -17,14 +17,14 @@ public sealed class MosquittoTests : IAsyncLifetime
 {
     private readonly TempDirectory _data = new();
     private readonly Dictionary<string, (string Password, byte[] Key)> _devices = [];
-    private MosquittoBroker _broker = null!;
+    private MosquittoServer _broker = null!;
     private const string Operator = "test-operator";
     private const string OperatorPassword = "operator-secret";
     private CloudTestHost _cloud = null!;
 
     public async Task InitializeAsync()
     {
-        Assert.True(MosquittoBroker.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
+        Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
         var data = new CloudDataDirectory(_data.Path);
         var registry = new DeviceRegistry(data.RegistryDatabase);
         foreach (var (id, federation) in new[] { ("dev-1", "f1"), ("dev-2", "f1"), ("dev-x", "f2"), ("dev-r", "f1") })
@@ -41,7 +41,8 @@ public sealed class MosquittoTests : IAsyncLifetime
         // over the cloud's own, so the tests' privileged clients log in as an operator with the same rights.
         await File.AppendAllTextAsync(passwd, $"{Operator}:{MosquittoPasswordHash.Create(OperatorPassword)}\n");
         await File.AppendAllTextAsync(acl, $"\nuser {Operator}\ntopic readwrite #\n");
-        _broker = await MosquittoBroker.StartAsync(_data.Path, passwd, acl);
+        // The shipped configuration's settings (deploy/mosquitto/mosquitto.conf), with this test's listener and files.
+        _broker = await MosquittoServer.StartAsync(new MosquittoOptions { Directory = _data.Path, PasswordFile = passwd, AclFile = acl, ShippedSettings = true });
         _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
     }
 
@@ -95,7 +96,7 @@ public sealed class MosquittoTests : IAsyncLifetime
         var (device, _) = await _cloud.ConnectAsync("dev-1", "dev-1", _devices["dev-1"].Password);
         await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Telemetry("f1", "dev-2")).WithPayload([6]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Telemetry("f1", "dev-1")).WithPayload([1]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => { lock (received) return Task.FromResult(received.Contains(MqttTopics.Telemetry("f1", "dev-1"))); }, "dev-1's own telemetry");
+        await Eventually.HoldsAsync(() => { lock (received) return Task.FromResult(received.Contains(MqttTopics.Telemetry("f1", "dev-1"))); }, "dev-1's own telemetry");
         lock (received) Assert.DoesNotContain(MqttTopics.Telemetry("f1", "dev-2"), received);
 
         // Mosquitto 2.0 grants any subscription and applies the read ACL on delivery: check what arrives.
@@ -108,8 +109,9 @@ public sealed class MosquittoTests : IAsyncLifetime
             .Build());
         foreach (var topic in new[] { MqttTopics.ModelChunk("f2", 0, 0), MqttTopics.Update("f1", "dev-2"), MqttTopics.ModelChunk("f1", 0, 0) })
             await watcher.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([1]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => { lock (delivered) return Task.FromResult(delivered.Contains(MqttTopics.ModelChunk("f1", 0, 0))); }, "f1's model topic");
-        await Task.Delay(200);
+        // f1's chunk, published last by the same client, is the signal: Mosquitto keeps one publisher's order, so the
+        // others, had they been delivered, would have come first.
+        await Eventually.HoldsAsync(() => { lock (delivered) return Task.FromResult(delivered.Contains(MqttTopics.ModelChunk("f1", 0, 0))); }, "f1's model topic");
         lock (delivered) Assert.Equal([MqttTopics.ModelChunk("f1", 0, 0)], delivered);
         watcher.Dispose();
         device.Dispose();
@@ -134,8 +136,9 @@ public sealed class MosquittoTests : IAsyncLifetime
             await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([66]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         foreach (var topic in new[] { MqttTopics.ClusterAssignment("f1", "dev-2"), MqttTopics.ClusterModel("f2", 1), MqttTopics.ClusterModelChunk("f1", 2, 0, 0), MqttTopics.ClusterAssignment("f1", "dev-1") })
             await cloud.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(topic).WithPayload([1]).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
-        await TestModels.WaitUntilAsync(() => { lock (delivered) return Task.FromResult(delivered.Contains((MqttTopics.ClusterAssignment("f1", "dev-1"), (byte)1))); }, "dev-1's own assignment");
-        await Task.Delay(200);
+        // dev-1's assignment, the cloud's last publish, is the signal (one publisher's order is kept; the device's own
+        // publishes were acknowledged before the cloud's began).
+        await Eventually.HoldsAsync(() => { lock (delivered) return Task.FromResult(delivered.Contains((MqttTopics.ClusterAssignment("f1", "dev-1"), (byte)1))); }, "dev-1's own assignment");
         lock (delivered)
             Assert.Equal([(MqttTopics.ClusterAssignment("f1", "dev-1"), (byte)1), (MqttTopics.ClusterModelChunk("f1", 2, 0, 0), (byte)1)], delivered.Distinct().Order());
         cloud.Dispose();
@@ -157,12 +160,12 @@ public sealed class MosquittoTests : IAsyncLifetime
 
         await dev1.PublishEnvelopeAsync(dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
         await dev2.PublishEnvelopeAsync(dev2.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Finished, "the one round to finish");
-        await TestModels.WaitUntilAsync(() => Task.FromResult(models.LatestVersion == 1), "the device to assemble model v1");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Finished, "the one round to finish");
+        await Eventually.HoldsAsync(() => Task.FromResult(models.LatestVersion == 1), "the device to assemble model v1");
         var expected = await federation.GetModelAsync();
         Assert.Equal(expected!.Sha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(models.LatestModel!)));
         var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 2), "both updates counted as accepted");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 2), "both updates counted as accepted");
     }
 
     [Fact]
@@ -185,7 +188,7 @@ public sealed class MosquittoTests : IAsyncLifetime
         // Mosquitto acknowledges every chunk to the device; the cloud holds all but the last, each spooled before the cloud
         // acknowledged it to Mosquitto. Then the cloud stops (its memory is gone) and the last chunk arrives meanwhile.
         foreach (var frame in frames.SkipLast(1)) await TestDevice.PublishFrameAsync(device.Client, topic, frame);
-        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == frames.Count - 1), "the held chunks spooled");
+        await Eventually.HoldsAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == frames.Count - 1), "the held chunks spooled");
         await _cloud.DisposeAsync();
         await TestDevice.PublishFrameAsync(device.Client, topic, frames[^1]);
 
@@ -193,9 +196,9 @@ public sealed class MosquittoTests : IAsyncLifetime
         // update is stored once, and its spooled chunks are gone. Before the spool, the restarted cloud had only the last one.
         _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
         federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "the update completed after the restart", 30_000);
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 1, "the update completed after the restart", TimeSpan.FromSeconds(30));
         // Deleted once the bridge settles the update, just after the federation stored it.
-        await TestModels.WaitUntilAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == 0), "the spooled chunks deleted");
+        await Eventually.HoldsAsync(() => Task.FromResult(spool.Read("dev-1", id).Count == 0), "the spooled chunks deleted");
         Assert.Equal(1, _cloud.Services.GetRequiredService<IngestionMetrics>().Accepted);
     }
 
@@ -212,28 +215,27 @@ public sealed class MosquittoTests : IAsyncLifetime
         {
             sent1 = dev1.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
             await dev1.PublishEnvelopeAsync(sent1);
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Accepted == 1), "dev-1's update");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Accepted == 1), "dev-1's update");
         }
 
         // The broker dies (no persistence: every session and subscription is gone); dev-2 trains meanwhile.
-        var port = _broker.Port;
-        _broker.Dispose();
+        _broker.Kill();
         using var dev2Key = SigningKeyPair.FromPrivateKey("dev-2", _devices["dev-2"].Key);
         var heldWhileDown = new TestDeviceEnvelope("dev-2", dev2Key).Sign(d, 3f);
-        _broker = await MosquittoBroker.StartAsync(_data.Path, Path.Combine(_data.Path, "mosquitto.passwd"), Path.Combine(_data.Path, "mosquitto.acl"), port);
+        await _broker.RestartAsync();
 
         // Devices reconnect and drain their outboxes: dev-1 resends what it could not confirm, dev-2 what it held.
         await using var again1 = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key);
         await using var again2 = await TestDevice.ConnectAsync(_cloud, "dev-2", "f1", _devices["dev-2"].Password, _devices["dev-2"].Key);
-        await TestModels.WaitUntilAsync(async () =>
+        await Eventually.HoldsAsync(async () =>
         {
             // Until the cloud has resubscribed, a QoS 1 publish to a topic nobody subscribes to is simply dropped.
             await again1.PublishEnvelopeAsync(sent1);
             await Task.Delay(200);
             return metrics.Rejected(RejectionReason.Replay) >= 1;
-        }, "the cloud to resubscribe after the broker restart", 30_000);
+        }, "the cloud to resubscribe after the broker restart", TimeSpan.FromSeconds(30));
         await again2.PublishEnvelopeAsync(heldWhileDown);
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == 1, "the round to complete");
         status = await federation.GetStatusAsync();
         Assert.Equal(2, status.AcceptedTotal);
         Assert.Equal(2, Assert.Single(status.History).Updates);

@@ -36,7 +36,7 @@ public sealed class PoisonedUpdateTests
     private static float[] Filled(int d, float value) => Enumerable.Repeat(value, d).ToArray();
 
     private static async Task WaitForVersionAsync(IFederationGrain federation, long version) =>
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == version, $"version {version}");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == version, $"version {version}");
 
     [Fact]
     public void TheDefaultRuleIsTheTrimmedMeanWithOneExtremeDroppedAtEachEnd()
@@ -69,9 +69,9 @@ public sealed class PoisonedUpdateTests
 
         // Version 2: four honest norms are known, plus one more below; the 1e30 update is now refused when verified.
         for (var i = 1; i < 5; i++) await devices[i].PublishEnvelopeAsync(devices[i].SignedUpdate(Filled(d, 0.1f * i), 1));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 4, "four honest updates of version 2");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == 4, "four honest updates of version 2");
         await devices[0].PublishEnvelopeAsync(devices[0].SignedUpdate(Filled(d, 1e30f), 1));
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.NormOutOfRange) == 1), "the 1e30 update refused");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.NormOutOfRange) == 1), "the 1e30 update refused");
         Assert.Equal(4, (await federation.GetStatusAsync()).PendingUpdates);
         Assert.Equal(1, (await cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync()).Rejected[RejectionReason.NormOutOfRange]);
 
@@ -94,7 +94,7 @@ public sealed class PoisonedUpdateTests
         var v0 = (await federation.GetModelAsync())!.Parameters;
 
         await devices[0].PublishEnvelopeAsync(devices[0].SignedUpdate(Filled(d, 1e30f), 0));
-        await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.NormOutOfRange) == 1), "the 1e30 update refused");
+        await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.NormOutOfRange) == 1), "the 1e30 update refused");
         await devices[0].PublishEnvelopeAsync(devices[0].SignedUpdate(Filled(d, 1f), 0));
         await devices[1].PublishEnvelopeAsync(devices[1].SignedUpdate(Filled(d, 3f), 0));
         await WaitForVersionAsync(federation, 1);

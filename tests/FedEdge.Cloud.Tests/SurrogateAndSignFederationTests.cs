@@ -118,7 +118,7 @@ public sealed class SurrogateAndSignFederationTests
         {
             var before = metrics.Rejected(reason);
             await device.PublishEnvelopeAsync(device.SignedUpdate(statistic, 0, tamperPayload: tamper));
-            await TestModels.WaitUntilAsync(() => Task.FromResult(metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
+            await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(reason) == before + 1), $"a {reason} rejection");
         }
 
         // A statistic of the model's length + 1 coordinates (the quadratic surrogate's has d), then one that is not finite.
@@ -168,10 +168,10 @@ public sealed class SurrogateAndSignFederationTests
             for (var v = 0; v < last; v++)
             {
                 for (var i = 0; i < Devices; i++) await fleet.Devices[i].PublishEnvelopeAsync(fleet.Devices[i].SignedUpdate(versions[v][i], v));
-                await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == v + 1, $"v{v + 1}");
+                await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == v + 1, $"v{v + 1}");
             }
             for (var i = 0; i < restartAfter; i++) await fleet.Devices[i].PublishEnvelopeAsync(fleet.Devices[i].SignedUpdate(versions[last][i], last));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == restartAfter, $"{restartAfter} pending statistics");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).PendingUpdates == restartAfter, $"{restartAfter} pending statistics");
         }
         await using (var cloud = await CloudTestHost.StartAsync(dataPath))
         {
@@ -179,7 +179,7 @@ public sealed class SurrogateAndSignFederationTests
             var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
             Assert.Equal(restartAfter, (await federation.GetStatusAsync()).PendingUpdates);
             for (var i = restartAfter; i < Devices; i++) await fleet.Devices[i].PublishEnvelopeAsync(fleet.Devices[i].SignedUpdate(versions[last][i], last));
-            await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == last + 1, $"v{last + 1}");
+            await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == last + 1, $"v{last + 1}");
             return (v0, (await federation.GetModelAsync())!.Parameters);
         }
     }
@@ -204,10 +204,10 @@ public sealed class SurrogateAndSignFederationTests
     {
         var federation = cloud.Grains.GetGrain<IFederationGrain>(Federation);
         await device.PublishEnvelopeAsync(device.SignedUpdate(answers, baseVersion));
-        await TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).ModelVersion == expectVersion, $"v{expectVersion}");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).ModelVersion == expectVersion, $"v{expectVersion}");
         return (await federation.GetModelAsync())!.Parameters;
     }
 
     private static Task WaitForRejectionAsync(IFederationGrain federation, RejectionReason reason) =>
-        TestModels.WaitUntilAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(reason) > 0, $"a {reason} rejection");
+        Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).RejectedTotal.GetValueOrDefault(reason) > 0, $"a {reason} rejection");
 }

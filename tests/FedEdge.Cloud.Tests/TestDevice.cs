@@ -105,14 +105,4 @@ public sealed class TestDevice : IAsyncDisposable
 public static class TestModels
 {
     public static byte[] Logreg() => FedEdge.Training.Zoo.ModelZoo.Create("logreg", [4], classes: 2, seed: 1).ToByteArray();
-
-    public static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, int timeoutMs = 15000)
-    {
-        var deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting for {what}");
-            await Task.Delay(50);
-        }
-    }
 }

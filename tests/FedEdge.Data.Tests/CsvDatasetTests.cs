@@ -6,7 +6,7 @@ public sealed class CsvDatasetTests
     public void LoadsNumericCsvWithHeaderAndLabelInLastColumn()
     {
         using var dir = new TempDirectory();
-        string path = dir.File("data.csv");
+        string path = dir.Combine("data.csv");
         File.WriteAllText(path, "a,b,c,label\n1.5,2,3,0\n-4,5e-1,6,2\n7,8,9,1\n");
         var data = CsvDataset.Load(path);
         Assert.Equal(3, data.Count);
@@ -20,7 +20,7 @@ public sealed class CsvDatasetTests
     public void LabelColumnIsConfigurableAndClassNamesAreMapped()
     {
         using var dir = new TempDirectory();
-        string path = dir.File("iris.csv");
+        string path = dir.Combine("iris.csv");
         File.WriteAllText(path, "virginica;6.3;3.3\nsetosa;5.1;3.5\nversicolor;7.0;3.2\nsetosa;4.9;3.0\n");
         var data = CsvDataset.Load(path, new CsvOptions { LabelColumn = 0, Separator = ';' });
         Assert.Equal(4, data.Count);
@@ -32,7 +32,7 @@ public sealed class CsvDatasetTests
     public void NonNumericFeatureIsAClearError()
     {
         using var dir = new TempDirectory();
-        string path = dir.File("bad.csv");
+        string path = dir.Combine("bad.csv");
         File.WriteAllText(path, "1,2,0\n3,oops,1\n");
         var e = Assert.Throws<InvalidDataException>(() => CsvDataset.Load(path, new CsvOptions { HasHeader = false }));
         Assert.Contains("row 2", e.Message);
@@ -43,28 +43,28 @@ public sealed class CsvDatasetTests
     public void DatasetSourceLoadsCsvAndNpy()
     {
         using var dir = new TempDirectory();
-        File.WriteAllText(dir.File("train.csv"), "1,2,1\n3,4,0\n");
-        File.WriteAllText(dir.File("test.csv"), "5,6,1\n");
-        var csv = DatasetSource.Load($"csv:{dir.File("train.csv")},{dir.File("test.csv")}");
+        File.WriteAllText(dir.Combine("train.csv"), "1,2,1\n3,4,0\n");
+        File.WriteAllText(dir.Combine("test.csv"), "5,6,1\n");
+        var csv = DatasetSource.Load($"csv:{dir.Combine("train.csv")},{dir.Combine("test.csv")}");
         Assert.Equal(2, csv.Train.Count);
         Assert.Equal(1, csv.Test!.Count);
 
-        NpyArray.Write<double>(dir.File("x.npy"), [1, 2, 3, 4, 5, 6], [3, 2]);
-        NpyArray.Write<int>(dir.File("y.npy"), [0, 4, 1], [3]);
-        var npy = DatasetSource.Load($"npy:{dir.File("x.npy")},{dir.File("y.npy")}");
+        NpyArray.Write<double>(dir.Combine("x.npy"), [1, 2, 3, 4, 5, 6], [3, 2]);
+        NpyArray.Write<int>(dir.Combine("y.npy"), [0, 4, 1], [3]);
+        var npy = DatasetSource.Load($"npy:{dir.Combine("x.npy")},{dir.Combine("y.npy")}");
         Assert.Null(npy.Test);
         Assert.Equal([2], npy.Train.SampleShape);
         Assert.Equal(5, npy.Train.ClassCount);
         Assert.Equal([3f, 4f], npy.Train.FeaturesOf(1, 1).ToArray());
 
-        NpyArray.Write<float>(dir.File("t.npy"), [0.5f, 1.5f, 2.5f], [3]);
-        var regression = DatasetSource.LoadNpy(dir.File("x.npy"), dir.File("t.npy"));
+        NpyArray.Write<float>(dir.Combine("t.npy"), [0.5f, 1.5f, 2.5f], [3]);
+        var regression = DatasetSource.LoadNpy(dir.Combine("x.npy"), dir.Combine("t.npy"));
         Assert.False(regression.HasLabels);
         Assert.Equal(1, regression.TargetSize);
         Assert.Equal([1.5f], regression.TargetsOf(1, 1).ToArray());
 
-        NpyArray.Write<int>(dir.File("short.npy"), [0, 1], [2]);
-        Assert.Throws<InvalidDataException>(() => DatasetSource.LoadNpy(dir.File("x.npy"), dir.File("short.npy")));
+        NpyArray.Write<int>(dir.Combine("short.npy"), [0, 1], [2]);
+        Assert.Throws<InvalidDataException>(() => DatasetSource.LoadNpy(dir.Combine("x.npy"), dir.Combine("short.npy")));
     }
 
     [Theory]

@@ -81,8 +81,8 @@ public sealed class FashionMnistTests
     public void BadMagicNumberIsRejected()
     {
         using var dir = new TempDirectory();
-        WriteGz(dir.File("train-images-idx3-ubyte.gz"), [0x12, 0x34, 0x08, 0x03, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28]);
-        WriteGz(dir.File("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 1, 3]);
+        WriteGz(dir.Combine("train-images-idx3-ubyte.gz"), [0x12, 0x34, 0x08, 0x03, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28]);
+        WriteGz(dir.Combine("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 1, 3]);
         var e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path));
         Assert.Contains("magic", e.Message);
     }
@@ -93,17 +93,17 @@ public sealed class FashionMnistTests
         using var dir = new TempDirectory();
         // Header says 2 images, data holds one.
         var header = new byte[] { 0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28 };
-        WriteGz(dir.File("train-images-idx3-ubyte.gz"), [.. header, .. new byte[784]]);
-        WriteGz(dir.File("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 2, 3, 4]);
+        WriteGz(dir.Combine("train-images-idx3-ubyte.gz"), [.. header, .. new byte[784]]);
+        WriteGz(dir.Combine("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 2, 3, 4]);
         var e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path));
         Assert.Contains("truncated", e.Message);
 
         header[7] = 1;
-        WriteGz(dir.File("train-images-idx3-ubyte.gz"), [.. header, .. new byte[784]]);
+        WriteGz(dir.Combine("train-images-idx3-ubyte.gz"), [.. header, .. new byte[784]]);
         e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path));
         Assert.Contains("expected 1 labels", e.Message);
 
-        WriteGz(dir.File("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 1, 12]);
+        WriteGz(dir.Combine("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 1, 12]);
         e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path));
         Assert.Contains("label 12", e.Message);
     }
@@ -132,8 +132,8 @@ public sealed class FashionMnistTests
     public void RowOutsideTheFileIsRejectedNamingIt()
     {
         using var dir = new TempDirectory();
-        WriteGz(dir.File("train-images-idx3-ubyte.gz"), [0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28, .. new byte[2 * 784]]);
-        WriteGz(dir.File("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 2, 3, 4]);
+        WriteGz(dir.Combine("train-images-idx3-ubyte.gz"), [0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28, .. new byte[2 * 784]]);
+        WriteGz(dir.Combine("train-labels-idx1-ubyte.gz"), [0, 0, 0x08, 0x01, 0, 0, 0, 2, 3, 4]);
         Assert.Equal([4L, 3L], FashionMnist.LoadTrain(dir.Path, FeatureStorage.Byte, _ => [1, 0]).Labels);
         var e = Assert.Throws<InvalidDataException>(() => FashionMnist.LoadTrain(dir.Path, FeatureStorage.Byte, _ => [0, 2]));
         Assert.Contains("row 2 requested, but the file has 2 rows", e.Message);

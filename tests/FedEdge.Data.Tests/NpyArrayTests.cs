@@ -21,36 +21,36 @@ public sealed class NpyArrayTests
             with open(d + '/v3.npy', 'wb') as f: np.lib.format.write_array(f, np.ones(2, dtype=np.float32), version=(3, 0))
             """, dir.Path);
 
-        var f4 = NpyArray.Read(dir.File("f4.npy"));
+        var f4 = NpyArray.Read(dir.Combine("f4.npy"));
         Assert.Equal(NpyDataType.Float32, f4.DataType);
         Assert.Equal([2, 3, 4], f4.Shape);
         Assert.Equal(Enumerable.Range(0, 24).Select(i => i / 7f), (float[])f4.Data);
 
-        var f8 = NpyArray.Read(dir.File("f8.npy"));
+        var f8 = NpyArray.Read(dir.Combine("f8.npy"));
         Assert.Equal([1e-300, -2.5, Math.PI], (double[])f8.Data);
         Assert.Equal([3], f8.Shape);
 
-        var i4 = NpyArray.Read(dir.File("i4.npy"));
+        var i4 = NpyArray.Read(dir.Combine("i4.npy"));
         Assert.Equal([-1, 2, 3, int.MaxValue], (int[])i4.Data);
         Assert.Equal([-1L, 2, 3, int.MaxValue], i4.ToInt64());
 
-        Assert.Equal([0L, -9000000000, 9], (long[])NpyArray.Read(dir.File("i8.npy")).Data);
+        Assert.Equal([0L, -9000000000, 9], (long[])NpyArray.Read(dir.Combine("i8.npy")).Data);
 
-        var scalar = NpyArray.Read(dir.File("scalar.npy"));
+        var scalar = NpyArray.Read(dir.Combine("scalar.npy"));
         Assert.Empty(scalar.Shape);
         Assert.Equal([3.5f], (float[])scalar.Data);
 
-        var empty = NpyArray.Read(dir.File("empty.npy"));
+        var empty = NpyArray.Read(dir.Combine("empty.npy"));
         Assert.Equal([0, 5], empty.Shape);
         Assert.Equal(0, empty.Length);
 
-        var v2 = NpyArray.Read(dir.File("v2.npy"));
+        var v2 = NpyArray.Read(dir.Combine("v2.npy"));
         Assert.Equal([3, 2], v2.Shape);
         Assert.Equal([0L, 1, 2, 3, 4, 5], (long[])v2.Data);
-        Assert.Equal([1f, 1f], (float[])NpyArray.Read(dir.File("v3.npy")).Data);
+        Assert.Equal([1f, 1f], (float[])NpyArray.Read(dir.Combine("v3.npy")).Data);
 
-        Assert.Contains("Fortran", Assert.Throws<InvalidDataException>(() => NpyArray.Read(dir.File("fortran.npy"))).Message);
-        Assert.Contains("'|u1'", Assert.Throws<InvalidDataException>(() => NpyArray.Read(dir.File("u1.npy"))).Message);
+        Assert.Contains("Fortran", Assert.Throws<InvalidDataException>(() => NpyArray.Read(dir.Combine("fortran.npy"))).Message);
+        Assert.Contains("'|u1'", Assert.Throws<InvalidDataException>(() => NpyArray.Read(dir.Combine("u1.npy"))).Message);
     }
 
     [Fact]
@@ -58,11 +58,11 @@ public sealed class NpyArrayTests
     {
         using var dir = new TempDirectory();
         var floats = Enumerable.Range(0, 60).Select(i => MathF.Sin(i) * 1e3f).ToArray();
-        NpyArray.Write<float>(dir.File("f4.npy"), floats, [3, 4, 5]);
-        NpyArray.Write<double>(dir.File("f8.npy"), [double.Epsilon, -0.0, 1e308], [3]);
-        NpyArray.Write<int>(dir.File("i4.npy"), [int.MinValue, 7], [2, 1]);
-        NpyArray.Write<long>(dir.File("i8.npy"), [long.MaxValue], [1]);
-        NpyArray.Write<float>(dir.File("scalar.npy"), [2.25f], []);
+        NpyArray.Write<float>(dir.Combine("f4.npy"), floats, [3, 4, 5]);
+        NpyArray.Write<double>(dir.Combine("f8.npy"), [double.Epsilon, -0.0, 1e308], [3]);
+        NpyArray.Write<int>(dir.Combine("i4.npy"), [int.MinValue, 7], [2, 1]);
+        NpyArray.Write<long>(dir.Combine("i8.npy"), [long.MaxValue], [1]);
+        NpyArray.Write<float>(dir.Combine("scalar.npy"), [2.25f], []);
 
         string output = SystemPython.Run("""
             import sys, numpy as np

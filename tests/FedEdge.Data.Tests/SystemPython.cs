@@ -31,24 +31,3 @@ internal static class SystemPython
         return stdout;
     }
 }
-
-/// <summary>A temporary directory deleted at dispose.</summary>
-internal sealed class TempDirectory : IDisposable
-{
-    public TempDirectory() => Directory.CreateDirectory(Path);
-
-    public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fededge-data-" + Guid.NewGuid().ToString("N"));
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}

@@ -67,14 +67,14 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
     [Fact]
     public async Task TwoConceptsGetTwoClusterModels_DriftedDevicesReportRealDriftAndMove_AndACloudRestartKeepsTheClustering()
     {
-        Assert.True(MosquittoProcess.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
+        Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
         var root = Path.Combine(Path.GetTempPath(), "fededge-e2e-daa-" + Guid.NewGuid().ToString("N"));
         var data = new CloudDataDirectory(Path.Combine(root, "cloud"));
         System.IO.Directory.CreateDirectory(data.Root);
-        var brokerPort = MosquittoProcess.ReservePort();
+        var brokerPort = TestPorts.Reserve();
         var agents = new List<RunningAgent>();
         using var stop = new CancellationTokenSource();
-        MosquittoProcess? broker = null;
+        MosquittoServer? broker = null;
         IHost? cloud = null;
         try
         {
@@ -86,7 +86,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             var passwordFile = Path.Combine(data.Root, "mosquitto.passwd");
             var aclFile = Path.Combine(data.Root, "mosquitto.acl");
             MosquittoConfigWriter.Write(registry, ServiceIdentity.LoadOrCreate(data.ServiceCredentials), passwordFile, aclFile);
-            broker = await MosquittoProcess.StartAsync(brokerPort, passwordFile, aclFile, CancellationToken.None);
+            broker = await MosquittoServer.StartAsync(new MosquittoOptions { Directory = data.Root, Port = brokerPort, PasswordFile = passwordFile, AclFile = aclFile });
             cloud = await StartCloudAsync(data.Root, brokerPort);
             var cloudKey = new VerificationKey("cloud", cloud.Services.GetRequiredService<CloudSigningKey>().PublicKey);
             var initialModel = ModelZoo.Create("logreg", [Features], Classes, seed: 1).ToByteArray();
@@ -108,16 +108,16 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
                 Assert.Equal(InGroupB(i) ? clusterB : clusterA, first.Assignments[$"dev-{i}"]);
 
             // Each agent verified its signed assignment (the cloud's key, its own id) and stored it: its group's cluster.
-            await WaitUntilAsync(() => Task.FromResult(agents.All(a => a.Assignment(cloudKey) is { } assigned
-                && assigned.Epoch >= first.Epoch && Primary(assigned) == first.Assignments[a.Id])), "every agent to verify its assignment");
+            await Eventually.HoldsAsync(() => Task.FromResult(agents.All(a => a.Assignment(cloudKey) is { } assigned
+                && assigned.Epoch >= first.Epoch && Primary(assigned) == first.Assignments[a.Id])), "every agent to verify its assignment", Patience);
 
             // (2) The agents train the cluster models: both advance over MQTT, each agent sends updates for its group's
             // cluster, and the reference model (cluster 0) keeps advancing with them.
             var referenceAtClustering = first.DecidedAtVersion;
-            await WaitUntilAsync(async () => await VersionAsync(cloud, clusterA) >= 2 && await VersionAsync(cloud, clusterB) >= 2
+            await Eventually.HoldsAsync(async () => await VersionAsync(cloud, clusterA) >= 2 && await VersionAsync(cloud, clusterB) >= 2
                 && await VersionAsync(cloud, 0) >= referenceAtClustering + 2
                 && agents.All(a => a.Reports.Any(r => r.Cluster == (InGroupB(a.Index) ? clusterB : clusterA))),
-                "both cluster models and the reference to advance two versions", () => DescribeAsync(cloud, 0, clusterA, clusterB));
+                "both cluster models and the reference to advance two versions", Patience, () => DescribeAsync(cloud, 0, clusterA, clusterB));
             output.WriteLine($"cluster A = {clusterA} v{await VersionAsync(cloud, clusterA)}, cluster B = {clusterB} v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}, {agents.Sum(a => a.Statistics.DeclinesEnqueued)} declines");
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.Malformed));
@@ -128,7 +128,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             var beforeDrift = await Directory(cloud).GetStatusAsync();
             foreach (var agent in agents)
                 agent.Windows.Advance(Window(concept: InGroupB(agent.Index) || Drifting.Contains(agent.Index), seed: 100 + agent.Index));
-            await WaitUntilAsync(() => Task.FromResult(agents.All(a => a.Verdicts.Any(v => v.WindowIndex == 1))), "every agent's verdict on window 1");
+            await Eventually.HoldsAsync(() => Task.FromResult(agents.All(a => a.Verdicts.Any(v => v.WindowIndex == 1))), "every agent's verdict on window 1", Patience);
             foreach (var agent in agents)
             {
                 var observation = agent.Verdicts.Single(v => v.WindowIndex == 1);
@@ -147,8 +147,8 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
 
             // The cloud stored the drifted devices' reports as drift events with their evidence (device → cloud, signed).
             var store = cloud.Services.GetRequiredService<SqliteDriftEventStore>();
-            await WaitUntilAsync(async () => (await store.QueryAsync(new DriftEventQuery { Federation = Federation, Kind = DriftKind.Real })).Count >= Drifting.Length,
-                "the real-drift events in the cloud's drift store");
+            await Eventually.HoldsAsync(async () => (await store.QueryAsync(new DriftEventQuery { Federation = Federation, Kind = DriftKind.Real })).Count >= Drifting.Length,
+                "the real-drift events in the cloud's drift store", Patience);
             var realEvents = await store.QueryAsync(new DriftEventQuery { Federation = Federation, Kind = DriftKind.Real });
             Assert.Equal(Drifting.Select(i => $"dev-{i}").Order(), realEvents.Select(e => e.DeviceId).Order());
             Assert.All(realEvents, e => Assert.Equal((1L, clusterA, clusterB), (e.WindowIndex, e.PreviousCentre, e.CurrentCentre)));
@@ -161,8 +161,8 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             Assert.Equal([clusterA, clusterB], moved.Clusters.Where(c => c.IsLive).Select(c => c.Cluster).Order());
             for (var i = 0; i < Devices; i++)
                 Assert.Equal(InGroupB(i) || Drifting.Contains(i) ? clusterB : clusterA, moved.Assignments[$"dev-{i}"]);
-            await WaitUntilAsync(() => Task.FromResult(Drifting.All(i => agents[i].Assignment(cloudKey) is { } assigned
-                && assigned.Epoch >= moved.Epoch && Primary(assigned) == clusterB)), "the drifted agents to verify their move to cluster B");
+            await Eventually.HoldsAsync(() => Task.FromResult(Drifting.All(i => agents[i].Assignment(cloudKey) is { } assigned
+                && assigned.Epoch >= moved.Epoch && Primary(assigned) == clusterB)), "the drifted agents to verify their move to cluster B", Patience);
 
             // (4) The cloud restarts on the same data directory while the agents keep running.
             var before = await Directory(cloud).GetStatusAsync();
@@ -200,10 +200,10 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             // The agents carry on with the same clusters: every model advances two more versions after the restart,
             // with no update refused for an unknown cluster, and each drifted device now trains B's cluster.
             bool TrainedBAfterTheRestart(int i) => agents[i].Reports.Any(r => r.Cluster == clusterB && r.BaseVersion > versionsBefore[clusterB]);
-            await WaitUntilAsync(async () => await VersionAsync(cloud, clusterA) >= versionsBefore[clusterA] + 2
+            await Eventually.HoldsAsync(async () => await VersionAsync(cloud, clusterA) >= versionsBefore[clusterA] + 2
                 && await VersionAsync(cloud, clusterB) >= versionsBefore[clusterB] + 2
                 && await VersionAsync(cloud, 0) >= versionsBefore[0] + 2
-                && Drifting.All(TrainedBAfterTheRestart), "every model to advance two versions after the restart, the drifted devices training B",
+                && Drifting.All(TrainedBAfterTheRestart), "every model to advance two versions after the restart, the drifted devices training B", Patience,
                 () => DescribeAsync(cloud, 0, clusterA, clusterB));
             output.WriteLine($"after the restart: cluster A v{await VersionAsync(cloud, clusterA)}, cluster B v{await VersionAsync(cloud, clusterB)}, reference v{await VersionAsync(cloud, 0)}, {agents.Sum(a => a.Statistics.DeclinesEnqueued)} declines");
             Assert.Equal(0, Metrics(cloud).Rejected(RejectionReason.UnknownCluster));
@@ -256,6 +256,7 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
             o.DataDirectory = dataDirectory;
             o.Broker = $"mqtt://127.0.0.1:{brokerPort}";
             o.UseLoopback();
+            (o.SiloPort, o.GatewayPort) = (TestPorts.Reserve(), TestPorts.Reserve()); // below the ephemeral range, like every test port
             o.SqliteSynchronousFull = false;
         });
         var host = builder.Build();
@@ -290,19 +291,8 @@ public sealed class ClusteredFederationEndToEndTests(ITestOutputHelper output)
     private static async Task<ClusteringStatus> WaitForAsync(IHost cloud, Func<ClusteringStatus, bool> condition, string what)
     {
         ClusteringStatus? status = null;
-        await WaitUntilAsync(async () => condition(status = await Directory(cloud).GetStatusAsync()), what);
+        await Eventually.HoldsAsync(async () => condition(status = await Directory(cloud).GetStatusAsync()), what, Patience);
         return status!;
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what, Func<Task<string>>? describe = null)
-    {
-        var deadline = DateTime.UtcNow + Patience;
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline)
-                throw new TimeoutException($"Timed out after {Patience.TotalSeconds:F0} s waiting for {what}{(describe is null ? "" : "; " + await describe())}");
-            await Task.Delay(100);
-        }
     }
 
     /// <summary>The state of the model grains, for the message of a timeout.</summary>

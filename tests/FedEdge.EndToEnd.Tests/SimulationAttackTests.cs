@@ -30,7 +30,8 @@ public sealed class SimulationAttackTests
         collusion.Report(2, [50, 50]); // another version: not part of round 3
         var forged = new float[] { 9, 9 };
         var attacker = Task.Run(() => new SimulationAttacks.Forging(new LittleIsEnoughAttack(5, 1), collusion, CancellationToken.None).Apply(forged, 3));
-        await Task.Delay(200);
+        // The attacker has version 2's report and one of version 3's, and waits for the second.
+        await Eventually.HoldsAsync(() => collusion.Waiting == 1, "the attacker waiting for round 3's honest reports");
         Assert.False(attacker.IsCompleted);
         collusion.Report(3, [2, 4]);
         await attacker.WaitAsync(TimeSpan.FromSeconds(10));

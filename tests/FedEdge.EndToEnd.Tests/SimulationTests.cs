@@ -232,8 +232,8 @@ public sealed class SimulationTests
     public async Task SimulationRunsOverAnExternalMosquittoWithTheGeneratedCredentials()
     {
         Assert.True(HaveFashionMnist);
-        Assert.True(MosquittoProcess.IsInstalled, "Mosquitto is needed (scripts/install-deps.sh --test installs it)");
-        var port = MosquittoProcess.ReservePort();
+        Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
+        var port = TestPorts.Reserve();
         var options = new SimulationOptions
         {
             Devices = 3,
@@ -250,7 +250,7 @@ public sealed class SimulationTests
             Broker = $"mqtt://127.0.0.1:{port}",
             RoundTimeout = TimeSpan.FromSeconds(40),
         };
-        MosquittoProcess? broker = null;
+        MosquittoServer? broker = null;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         try
         {
@@ -259,7 +259,7 @@ public sealed class SimulationTests
                 // Mosquitto reads the registry's credentials and ACL that the simulation exported.
                 Assert.Contains("sim-000:", await File.ReadAllTextAsync(files.PasswordFile, ct));
                 Assert.Contains("user sim-002", await File.ReadAllTextAsync(files.AclFile, ct));
-                broker = await MosquittoProcess.StartAsync(port, files.PasswordFile, files.AclFile, ct);
+                broker = await MosquittoServer.StartAsync(new MosquittoOptions { Directory = Path.GetDirectoryName(files.PasswordFile)!, Port = port, PasswordFile = files.PasswordFile, AclFile = files.AclFile }, ct);
             }, cancellationToken: timeout.Token);
             Assert.NotNull(broker);
             Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));

@@ -50,7 +50,7 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
     {
         var hub = "drift-" + Guid.NewGuid().ToString("N")[..8];
         var detectedMs = DateTimeOffset.UtcNow.AddSeconds(-5).ToUnixTimeMilliseconds();
-        var brokerPort = FreeTcpPort.Find();
+        var brokerPort = TestPorts.Reserve();
         var (hubConnection, hubReceiver) = await OpenReceiverAsync(hub);
         try
         {
@@ -120,7 +120,7 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
                 // The same update again (a redelivery or a replay) adds no second event.
                 await PublishAsync(device, frame);
                 var metrics = cloud.Services.GetRequiredService<FedEdge.Cloud.Ingestion.IngestionMetrics>();
-                await WaitUntilAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the replay to be refused");
+                await Eventually.HoldsAsync(() => Task.FromResult(metrics.Rejected(RejectionReason.Replay) == 1), "the replay to be refused");
                 Assert.Equal(1, await cloud.Services.GetRequiredService<SqliteDriftEventStore>().CountAsync("f1"));
 
                 // HTTP API: key required except on /healthz; no secrets; status from the grain; drift events by device and time.
@@ -150,7 +150,7 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
             }
 
             // A restart of the cloud keeps the drift history.
-            await using (var cloud = await StartCloudAsync(FreeTcpPort.Find(), null))
+            await using (var cloud = await StartCloudAsync(TestPorts.Reserve(), null))
             {
                 using var http = new HttpClient { BaseAddress = cloud.Services.GetRequiredService<TelemetryHttpApi>().Address };
                 http.DefaultRequestHeaders.Add(TelemetryHttpOptions.ApiKeyHeader, ApiKey);
@@ -187,6 +187,7 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
         {
             o.DataDirectory = _data;
             o.UseLoopback(brokerPort);
+            (o.SiloPort, o.GatewayPort) = (TestPorts.Reserve(), TestPorts.Reserve()); // below the ephemeral range, like every test port
             o.SqliteSynchronousFull = false;
         });
         var host = builder.Build();
@@ -253,15 +254,5 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
     {
         var connection = await new ConnectionFactory().CreateAsync(new Address("127.0.0.1", broker.Port, RabbitMqBroker.KeyName, RabbitMqBroker.Key, "/", "amqp"));
         return (connection, new ReceiverLink(new Session(connection), "cloud-test-" + hub, "/queue/" + hub));
-    }
-
-    private static async Task WaitUntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"Timed out waiting for {what}");
-            await Task.Delay(50);
-        }
     }
 }

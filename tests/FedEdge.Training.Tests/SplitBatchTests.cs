@@ -157,7 +157,8 @@ public sealed class SplitBatchTests
         Volatile.Write(ref fail, 2);
         Assert.Equal("shard 2 failed", Assert.Throws<InvalidOperationException>(threads.Run).Message);
         Volatile.Write(ref fail, -1);
-        Thread.Sleep(50); // long enough for the workers to stop spinning and block
+        // The path under test: a run that must wake workers which stopped spinning and blocked.
+        Assert.True(SpinWait.SpinUntil(() => threads.BlockedWorkers == 2, TimeSpan.FromSeconds(10)), $"{threads.BlockedWorkers} of 2 workers blocked");
         threads.Run();
         Assert.Equal([202, 202, 202], counts);
     }

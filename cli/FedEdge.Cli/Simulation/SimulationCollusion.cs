@@ -14,6 +14,7 @@ public sealed class SimulationCollusion
     private readonly object _gate = new();
     private readonly Dictionary<long, List<float[]>> _reports = [];
     private readonly TimeSpan _wait;
+    private int _waiting;
 
     /// <param name="honestDevices">Honest devices that report each version (the sim samples every device each round).</param>
     /// <param name="wait">How long an attacker waits for them before forging from the reports it has.</param>
@@ -26,6 +27,15 @@ public sealed class SimulationCollusion
     }
 
     public int HonestDevices { get; }
+
+    /// <summary>Attackers waiting now for honest reports.</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (_gate) return _waiting;
+        }
+    }
 
     /// <summary>Times an attacker stopped waiting before every honest device had reported.</summary>
     public int ShortWaits { get; private set; }
@@ -55,6 +65,7 @@ public sealed class SimulationCollusion
         float[][] rows;
         lock (_gate)
         {
+            _waiting++;
             while (Count(version) < HonestDevices && !cancellationToken.IsCancellationRequested)
             {
                 var left = deadline - DateTime.UtcNow;
@@ -62,6 +73,7 @@ public sealed class SimulationCollusion
                 // Wake up now and then to notice cancellation.
                 Monitor.Wait(_gate, left < TimeSpan.FromMilliseconds(200) ? left : TimeSpan.FromMilliseconds(200));
             }
+            _waiting--;
             cancellationToken.ThrowIfCancellationRequested();
             if (Count(version) < HonestDevices) ShortWaits++;
             rows = _reports.TryGetValue(version, out var list) ? [.. list] : [];

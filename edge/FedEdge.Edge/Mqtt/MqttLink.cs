@@ -34,6 +34,7 @@ public sealed partial class MqttLink : IAsyncDisposable
     private CancellationToken _startToken;
     private bool _stopped;
     private int _connectCount;
+    private int _failedConnectAttempts;
 
     public MqttLink(MqttLinkOptions options, IMqttClientFactory? clientFactory = null, ILogger<MqttLink>? logger = null, TimeProvider? clock = null, Random? random = null)
     {
@@ -54,6 +55,9 @@ public sealed partial class MqttLink : IAsyncDisposable
 
     /// <summary>Successful connects so far (the first one included).</summary>
     public int ConnectCount => Volatile.Read(ref _connectCount);
+
+    /// <summary>Connection attempts that failed (refused login, unreachable broker, ...), each followed by a back-off.</summary>
+    public int FailedConnectAttempts => Volatile.Read(ref _failedConnectAttempts);
 
     /// <summary>Starts connecting in the background; returns at once.</summary>
     public Task StartAsync(CancellationToken cancellationToken = default)
@@ -240,6 +244,7 @@ public sealed partial class MqttLink : IAsyncDisposable
             }
             catch (Exception e)
             {
+                Interlocked.Increment(ref _failedConnectAttempts);
                 var delay = _backoff.Next();
                 LogConnectFailed(_options.Broker, _backoff.Attempt, delay.TotalSeconds, e.Message);
                 if (_client.IsConnected)

@@ -42,6 +42,9 @@ internal sealed class ShardThreads : IDisposable
 
     public int Count => _claimed.Length;
 
+    /// <summary>Workers blocked waiting for the next run (they stopped spinning).</summary>
+    public int BlockedWorkers => _workers.Count(w => Volatile.Read(ref w.Sleeping) == 1);
+
     /// <summary>Runs every index once and returns when all are done; rethrows the first failure.</summary>
     public void Run()
     {

@@ -12,7 +12,7 @@ namespace FedEdge.Edge.Tests.Brokers;
 /// </summary>
 public sealed class EmbeddedBroker : ITestBroker
 {
-    private readonly int _port = FreePort.Next();
+    private readonly int _port = TestPorts.Reserve();
     private readonly Dictionary<string, string> _users = new(StringComparer.Ordinal);
     private MqttServer? _server;
 

@@ -1,9 +1,6 @@
-using System.Net;
-using System.Net.Sockets;
-
 namespace FedEdge.Edge.Tests.Brokers;
 
-/// <summary>A broker a test starts and stops itself, on a free loopback port.</summary>
+/// <summary>A broker a test starts and stops itself, on a loopback port from TestPorts.</summary>
 public interface ITestBroker : IAsyncDisposable
 {
     Uri Address { get; }
@@ -12,14 +9,4 @@ public interface ITestBroker : IAsyncDisposable
 
     /// <summary>Adds a user the broker accepts (call before <see cref="StartAsync"/>).</summary>
     void AddUser(string userName, string password);
-}
-
-internal static class FreePort
-{
-    public static int Next()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
 }

@@ -228,12 +228,15 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
         await stop.CancelAsync();
         await running;
 
-        // After a restart the stored assignment and models are used again; nothing is trained twice.
+        // After a restart the stored assignment and models are used again; nothing is trained twice. A new version of
+        // cluster 1 is the signal: the outbox sends in order, so anything trained again would arrive before its update.
         var before = Updates().Count;
         (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(data));
         await agent.Started;
-        await Task.Delay(1000);
-        Assert.Equal(before, Updates().Count);
+        await PublishModelAsync(6, concept, cluster: 1);
+        await Eventually.HoldsAsync(() => Updates().Count(u => u.Cluster == 1) == 3, "the update of cluster 1 v6 after the restart", 60);
+        Assert.Equal(before + 1, Updates().Count);
+        Assert.Equal(6, Updates()[^1].BaseModelVersion);
         await stop.CancelAsync();
         await running;
     }
@@ -269,18 +272,18 @@ public sealed class DriftAgentTests : AgentOverBrokerTest
         var before = Updates().Count;
         (agent, running, stop) = StartAgent(Options(), new InMemoryDataWindows(data));
         await agent.Started;
-        await Task.Delay(1000);
-        Assert.Equal(before, Updates().Count);
 
         // A new epoch with the same priors re-plans the declined version: still no sample, and no second decline
-        // (the cloud's round takes one answer per device).
+        // (the cloud's round takes one answer per device). The agent's pass with epoch 2 is awaited, then epoch 3's
+        // update is the signal: a decline queued by that pass (or after the restart) would have been sent before it.
         await PublishAssignmentAsync(DriftTestData.Assignment(2, [(1, 0.999f), (2, 0.001f)], []));
-        await Task.Delay(1500);
-        Assert.Equal(before, Updates().Count);
+        await Eventually.HoldsAsync(() => agent.Statistics.PlannedAssignmentEpoch == 2, "a training pass with epoch 2", 30);
         // An epoch that assigns the device to cluster 2 alone: every sample draws it, and the still-current v6 is now
         // trained; the update replaces the decline in the cloud's round.
         await PublishAssignmentAsync(DriftTestData.Assignment(3, [(2, 1f)], []));
         await Eventually.HoldsAsync(() => Updates().Count(u => u.Cluster == 2) == 2, "the update of cluster 2 v6 after the decline", 60);
+        Assert.Equal(before + 1, Updates().Count);
+        Assert.Equal(0, agent.Statistics.DeclinesEnqueued);
         var replacing = Updates().Last(u => u.Cluster == 2);
         Assert.Equal((6L, (long)data.Count), (replacing.BaseModelVersion, replacing.SampleCount));
         await stop.CancelAsync();

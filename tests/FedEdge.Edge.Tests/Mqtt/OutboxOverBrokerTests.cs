@@ -106,10 +106,13 @@ public abstract class OutboxOverBrokerTests : IAsyncLifetime
 
         await Broker.StartAsync();
         await Eventually.HoldsAsync(() => ReceivedUpdateIds().Count >= 10 && outbox.Count == 0, () => $"outbox drained after the restart (received {string.Join(",", ReceivedUpdateIds())}; outbox {outbox.Count}; connects {link.ConnectCount})", 30);
-        await Task.Delay(300); // a duplicate, if any, would arrive now
+        // A sentinel queued after the drain: the outbox sends in order, so a duplicate of an earlier update would arrive
+        // before it.
+        await EnqueueAsync(outbox, 10);
+        await Eventually.HoldsAsync(() => ReceivedUpdateIds().Contains("u10"), "the sentinel update u10");
 
-        Assert.Equal(Enumerable.Range(0, 10).Select(i => $"u{i:D2}"), ReceivedUpdateIds());
-        Assert.Equal(10, sender.SentCount);
+        Assert.Equal(Enumerable.Range(0, 11).Select(i => $"u{i:D2}"), ReceivedUpdateIds());
+        Assert.Equal(11, sender.SentCount);
         Assert.True(link.ConnectCount >= 2, $"expected a reconnect, saw {link.ConnectCount} connects");
     }
 
@@ -140,7 +143,7 @@ public abstract class OutboxOverBrokerTests : IAsyncLifetime
     {
         await Broker.StartAsync();
         var link = await StartLinkAsync(LinkOptions(password: "wrong"));
-        await Task.Delay(1000);
+        await Eventually.HoldsAsync(() => link.FailedConnectAttempts >= 3, () => $"three refused attempts (saw {link.FailedConnectAttempts})");
         Assert.False(link.IsConnected);
         Assert.Equal(0, link.ConnectCount);
     }
@@ -285,7 +288,7 @@ public sealed class MosquittoOutboxTests : OutboxOverBrokerTests
 
     public override async Task InitializeAsync()
     {
-        Assert.True(MosquittoBroker.IsInstalled, $"Mosquitto is required at {MosquittoBroker.Executable} (scripts/install-deps.sh --test).");
+        Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
         await base.InitializeAsync();
         await AddCloudUserAsync();
     }

@@ -1,16 +1,17 @@
-namespace FedEdge.Edge.Tests;
+namespace FedEdge.Testing;
 
-/// <summary>A fresh directory under the system temp folder, deleted on dispose.</summary>
+/// <summary>A fresh directory under the system temp folder (fededge-tests/…), deleted on dispose.</summary>
 public sealed class TempDirectory : IDisposable
 {
     public TempDirectory()
     {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fededge-edge-tests", Guid.NewGuid().ToString("N"));
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "fededge-tests", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(Path);
     }
 
     public string Path { get; }
 
+    /// <summary>A path inside the directory.</summary>
     public string Combine(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
 
     public void Dispose()
@@ -20,6 +21,9 @@ public sealed class TempDirectory : IDisposable
             Directory.Delete(Path, recursive: true);
         }
         catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
         {
         }
     }

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace FedEdge.Telemetry.Tests;
+namespace FedEdge.Testing;
 
 /// <summary>
 /// A throw-away RabbitMQ node with the rabbitmq_amqp1_0 plugin, the stand-in for Event Hubs: its own node name,
@@ -34,8 +34,8 @@ public sealed class RabbitMqBroker : IAsyncLifetime
         if (!File.Exists(Path.Combine(Bin, "rabbitmq-server")))
             throw new InvalidOperationException("rabbitmq-server is not installed (needed for the Event Hubs integration tests): run scripts/install-deps.sh --test");
         Directory.CreateDirectory(_root);
-        Port = FreePort();
-        var distributionPort = FreePort();
+        Port = TestPorts.Reserve();
+        var distributionPort = TestPorts.Reserve();
         await File.WriteAllTextAsync(Path.Combine(_root, "rabbitmq.conf"), $"""
             listeners.tcp.1 = 127.0.0.1:{Port}
             loopback_users = none
@@ -150,17 +150,4 @@ public sealed class RabbitMqBroker : IAsyncLifetime
         if (process.ExitCode != 0)
             throw new InvalidOperationException($"{tool} {string.Join(' ', arguments)} exited with {process.ExitCode}: {await output}{await error}");
     }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-}
-
-[CollectionDefinition(Name)]
-public sealed class RabbitMqCollection : ICollectionFixture<RabbitMqBroker>
-{
-    public const string Name = "rabbitmq";
 }
