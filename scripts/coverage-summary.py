@@ -54,7 +54,7 @@ def main():
     lc, lv, bc, bv = total
     out.append(f"| **all** | {lv} | {100 * lc / max(lv, 1):.1f} % | {bv} | {100 * bc / max(bv, 1):.1f} % |")
     text = "\n".join(out)
-    print(f"coverage over {len(files)} test project(s):\n{text}")
+    print(f"coverage from {len(files)} Cobertura file(s):\n{text}")
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w", encoding="utf-8") as f:
             f.write(text + "\n")

@@ -203,6 +203,33 @@ public sealed class MosquittoTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AnUpdateTheCloudCouldNotStoreStaysUnacknowledgedAtMosquitto_AndIsRedeliveredAndStoredOnceAfterARestart()
+    {
+        // Mosquitto acknowledges the device's publish itself; the cloud acknowledges it to Mosquitto only once stored.
+        // With storage failing, the cloud leaves it unacknowledged, so Mosquitto keeps it in the cloud's session.
+        await _cloud.DisposeAsync();
+        var log = new FaultyUpdateLog { Failing = true };
+        _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address, afterCloud: log.WrapIn);
+        var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        var d = (await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+            new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
+        await using (var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key))
+        {
+            await device.PublishEnvelopeAsync(device.SignedUpdate(Enumerable.Repeat(2f, d).ToArray(), 0));
+            await Eventually.HoldsAsync(() => Task.FromResult(log.Refused >= 1), "the cloud's failed attempt to store the update");
+        }
+        Assert.Equal(0, (await federation.GetStatusAsync()).PendingUpdates);
+
+        // Storage back; the cloud restarts and reconnects its persistent session; Mosquitto redelivers the update.
+        await _cloud.DisposeAsync();
+        _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address);
+        federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
+        var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
+        await Eventually.HoldsAsync(async () => metrics.Accepted == 1 && (await federation.GetStatusAsync()).PendingUpdates == 1, "the redelivered update stored", TimeSpan.FromSeconds(30));
+        Assert.Equal(1, (await _cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync()).Accepted);
+    }
+
+    [Fact]
     public async Task BrokerRestarted_TheCloudResubscribes_AndUpdatesHeldWhileItWasDownArriveOnce()
     {
         var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");

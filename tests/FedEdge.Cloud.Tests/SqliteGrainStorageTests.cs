@@ -46,6 +46,27 @@ public sealed class SqliteGrainStorageTests : IDisposable
         Assert.NotNull(missing.State);
     }
 
+    /// <summary>A state whose bytes no longer deserialize (damaged file, or a type changed incompatibly) fails the grain's
+    /// activation with an error naming the storage, the state and the grain, instead of handing it an empty state.</summary>
+    [Fact]
+    public async Task AStateThatCannotBeDeserializedFailsTheReadNamingTheGrain()
+    {
+        await Open().WriteStateAsync("device", Grain, new GrainState<DeviceState>(new DeviceState { Federation = "f1", Accepted = 3 }));
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        using (var connection = new Microsoft.Data.Sqlite.SqliteConnection($"Data Source={Path.Combine(_data.Path, "state.db")}"))
+        {
+            connection.Open();
+            using var damage = connection.CreateCommand();
+            damage.CommandText = "UPDATE grain_state SET payload = x'FFFFFFFF0102'";
+            Assert.Equal(1, damage.ExecuteNonQuery());
+        }
+
+        var error = await Assert.ThrowsAsync<InvalidDataException>(() => Open().ReadStateAsync("device", Grain, new GrainState<DeviceState>()));
+        Assert.Contains("'device'", error.Message, StringComparison.Ordinal);
+        Assert.Contains("dev-1", error.Message, StringComparison.Ordinal);
+        Assert.Contains(nameof(DeviceState), error.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task StaleEtagIsRefused_AndClearRemovesTheRecord()
     {

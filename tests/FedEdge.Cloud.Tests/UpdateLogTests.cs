@@ -107,6 +107,24 @@ public sealed class UpdateLogTests : IDisposable
         AssertSame([Update("dev-1", 1), Update("dev-2", 2), Update("dev-4", 4)], (await Logs("file").OpenAsync("fa", pending: 1)).Recovered);
     }
 
+    /// <summary>A crash just after a record's first bytes: a header shorter than a header is cut off as well.</summary>
+    [Fact]
+    public async Task ATornRecordHeaderIsCutOff_AndTheLogGoesOnAfterTheLastWholeRecord()
+    {
+        var log = await Logs("file").OpenAsync("fa", pending: 1);
+        await log.AppendAsync(1, Update("dev-1", 1));
+        var segment = Directory.GetFiles(Path.Combine(_data.Path, "update-log", "fa")).Single();
+        var whole = new FileInfo(segment).Length;
+        DisposeOpened();
+        using (var file = new FileStream(segment, FileMode.Append)) file.Write(new byte[UpdateLogRecord.HeaderBytes / 2]);
+
+        log = await Logs("file").OpenAsync("fa", pending: 1);
+        AssertSame([Update("dev-1", 1)], log.Recovered);
+        Assert.Equal(whole, new FileInfo(segment).Length);
+        await log.AppendAsync(1, Update("dev-2", 2));
+        AssertSame([Update("dev-1", 1), Update("dev-2", 2)], (await Logs("file").OpenAsync("fa", pending: 1)).Recovered);
+    }
+
     [Fact]
     public async Task ADamagedRecordEndsTheSegment_WithTheRecordsBeforeItKept()
     {
