@@ -15,6 +15,7 @@ var root = new RootCommand("FedEdge: federated learning for fleets of edge devic
     EdgeCommand.Create(),
     SimCommand.Create(),
     DataCommand.Create(),
+    CertsCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
 

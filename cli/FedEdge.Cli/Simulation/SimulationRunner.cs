@@ -140,6 +140,7 @@ public static class SimulationRunner
                 o.Broker = options.UsesEmbeddedBroker ? "embedded" : options.Broker;
                 o.UseLoopback();
                 o.SqliteSynchronousFull = false;
+                o.Tls.CaFile = options.BrokerCaFile;
             });
             host = builder.Build();
             await host.StartAsync(cancellationToken);
@@ -192,6 +193,7 @@ public static class SimulationRunner
                 var agentOptions = new EdgeAgentOptions
                 {
                     Broker = broker,
+                    Mqtt = { CaFile = options.BrokerCaFile },
                     StateDirectory = Path.Combine(directory, "edge", id),
                     Training =
                     {

@@ -103,6 +103,7 @@ public static class CloudHostExtensions
     {
         if (string.IsNullOrWhiteSpace(options.DataDirectory)) throw new ArgumentException("Cloud:DataDirectory is empty");
         if (!options.UsesEmbeddedBroker) options.ExternalBrokerEndpoint(); // throws with the bad value
+        Broker.BrokerTlsValidation.Validate(options);
         if (options.BrokerPort is < 0 or > 65535) throw new ArgumentException($"Cloud:BrokerPort {options.BrokerPort} is not a port");
         if ((options.Storage == StateStorageKind.Redis || options.Clustering == ClusteringKind.Redis) && string.IsNullOrWhiteSpace(options.RedisConnectionString))
             throw new ArgumentException("Cloud:RedisConnectionString is required when Storage or Clustering is Redis");
