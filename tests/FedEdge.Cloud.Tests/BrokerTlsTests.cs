@@ -56,7 +56,7 @@ public sealed class BrokerTlsTests : IDisposable
     private static int TlsPort(CloudTestHost cloud) => cloud.Services.GetRequiredService<EmbeddedBroker>().TlsPort;
 
     /// <summary>Connects over TLS; the CONNACK, or the exception that stopped the connection (handshake, refusal).</summary>
-    private static async Task<(IMqttClient Client, MqttClientConnectResult? Result, Exception? Error)> ConnectAsync(string host, int port, string clientId,
+    internal static async Task<(IMqttClient Client, MqttClientConnectResult? Result, Exception? Error)> ConnectAsync(string host, int port, string clientId,
         string? user, string? password, MqttClientTlsOptions? tls)
     {
         var client = new MqttClientFactory().CreateMqttClient();

@@ -48,7 +48,9 @@ public sealed class MosquittoProcess : IDisposable
 
     public string Log() => File.Exists(_log) ? File.ReadAllText(_log) : "(no log)";
 
-    public static async Task<MosquittoProcess> StartAsync(int port, string passwordFile, string aclFile, CancellationToken cancellationToken)
+    /// <param name="certificates">When set, the listener is TLS (1.2+) with this directory's ca.crt and broker.crt/.key (`fededge certs`).</param>
+    public static async Task<MosquittoProcess> StartAsync(int port, string passwordFile, string aclFile, CancellationToken cancellationToken,
+        FedEdge.Protocol.Tls.CertificateDirectory? certificates = null)
     {
         var directory = Path.GetDirectoryName(Path.GetFullPath(passwordFile))!;
         var config = Path.Combine(directory, "mosquitto.conf");
@@ -62,6 +64,17 @@ public sealed class MosquittoProcess : IDisposable
             "persistence false",
             $"log_dest file {log}",
         };
+        if (certificates is not null)
+        {
+            lines.InsertRange(1,
+            [
+                $"cafile {certificates.AuthorityCertificate}",
+                $"certfile {certificates.Certificate("broker")}",
+                $"keyfile {certificates.Key("broker")}",
+                "tls_version tlsv1.2",
+                "use_username_as_clientid true",
+            ]);
+        }
         // As root Mosquitto drops to user "mosquitto", which cannot read the 0600 password file.
         if (Environment.UserName == "root") lines.Add("user root");
         await File.WriteAllLinesAsync(config, lines, cancellationToken);

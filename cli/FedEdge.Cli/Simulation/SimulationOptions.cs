@@ -135,6 +135,8 @@ public sealed record SimulationOptions
     public string Broker { get; init; } = "embedded";
     /// <summary>For an mqtts:// <see cref="Broker"/>: the PEM CA the cloud and the agents trust for it (and only it).</summary>
     public string? BrokerCaFile { get; init; }
+    /// <summary>The agents use the embedded broker's TLS listener (certificates made for the run, CA pinned) instead of plain loopback TCP.</summary>
+    public bool EmbeddedBrokerTls { get; init; }
     /// <summary>Window W of the global-model diameter (algorithms.md §7).</summary>
     public int DiagnosticsWindow { get; init; } = 5;
     /// <summary>Give up when no new version is committed for this long.</summary>
@@ -261,6 +263,7 @@ public sealed record SimulationOptions
         if (!(TargetAccuracy is > 0 and <= 1)) throw new ArgumentException($"--target-accuracy is in (0, 1] (got {TargetAccuracy}).");
         if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp" or "mqtts")))
             throw new ArgumentException($"--broker is 'embedded', mqtt://host:port or mqtts://host:port (got '{Broker}').");
+        if (EmbeddedBrokerTls && !UsesEmbeddedBroker) throw new ArgumentException("--tls is for the embedded broker; an external one is mqtts://host:port with --broker-ca.");
         if (!UsesEmbeddedBroker && Broker.StartsWith("mqtts:", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(BrokerCaFile))
             throw new ArgumentException("--broker mqtts://… needs --broker-ca, the PEM CA that the cloud and the agents trust for it.");
     }
