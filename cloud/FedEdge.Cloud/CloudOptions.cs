@@ -108,6 +108,9 @@ public sealed class CloudOptions
     /// <summary>Lets the plain-TCP listener bind a non-loopback address (passwords and updates then cross the network in clear).</summary>
     public bool AllowPlaintextOnNonLoopback { get; set; }
 
+    /// <summary>TLS between silos and to the Orleans gateway (cluster mode), <see cref="Hosting.SiloTlsOptions"/>.</summary>
+    public Hosting.SiloTlsOptions SiloTls { get; set; } = new();
+
     /// <summary>True when <see cref="Broker"/> is an external broker reached over TLS (mqtts://, ssl://).</summary>
     public bool ExternalBrokerUsesTls =>
         !UsesEmbeddedBroker && Uri.TryCreate(Broker, UriKind.Absolute, out var uri) && uri.Scheme is "mqtts" or "ssl";

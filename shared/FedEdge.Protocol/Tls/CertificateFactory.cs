@@ -24,7 +24,10 @@ public static class CertificateFactory
         return request.CreateSelfSigned(now - ClockSkew, now + validity);
     }
 
-    /// <summary>A TLS server certificate; each of <paramref name="names"/> is a DNS name or an IP address.</summary>
+    /// <summary>
+    /// A TLS server certificate; each of <paramref name="names"/> is a DNS name or an IP address. It is good for client
+    /// authentication too, because an Orleans silo presents the same certificate when it dials its peers (mutual TLS).
+    /// </summary>
     public static X509Certificate2 IssueServer(X509Certificate2 authority, string commonName, IReadOnlyCollection<string> names, TimeSpan validity, DateTimeOffset now)
     {
         if (names.Count == 0) throw new ArgumentException("A server certificate needs at least one name (DNS name or IP address) its clients dial", nameof(names));
@@ -35,14 +38,17 @@ public static class CertificateFactory
             else if (Uri.CheckHostName(name) == UriHostNameType.Dns) san.AddDnsName(name);
             else throw new ArgumentException($"'{name}' is neither a DNS name nor an IP address", nameof(names));
         }
-        return Issue(authority, commonName, validity, now, new Oid("1.3.6.1.5.5.7.3.1"), X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, san.Build());
+        return Issue(authority, commonName, validity, now, [ServerAuthentication, ClientAuthentication], X509KeyUsageFlags.DigitalSignature | X509KeyUsageFlags.KeyEncipherment, san.Build());
     }
 
     /// <summary>A TLS client certificate for device <paramref name="deviceId"/> (its common name).</summary>
     public static X509Certificate2 IssueClient(X509Certificate2 authority, string deviceId, TimeSpan validity, DateTimeOffset now) =>
-        Issue(authority, deviceId, validity, now, new Oid("1.3.6.1.5.5.7.3.2"), X509KeyUsageFlags.DigitalSignature, extension: null);
+        Issue(authority, deviceId, validity, now, [ClientAuthentication], X509KeyUsageFlags.DigitalSignature, extension: null);
 
-    private static X509Certificate2 Issue(X509Certificate2 authority, string commonName, TimeSpan validity, DateTimeOffset now, Oid usage,
+    private static Oid ServerAuthentication => new("1.3.6.1.5.5.7.3.1");
+    private static Oid ClientAuthentication => new("1.3.6.1.5.5.7.3.2");
+
+    private static X509Certificate2 Issue(X509Certificate2 authority, string commonName, TimeSpan validity, DateTimeOffset now, Oid[] usages,
         X509KeyUsageFlags keyUsage, X509Extension? extension)
     {
         if (!authority.HasPrivateKey) throw new ArgumentException("The CA certificate has no private key to sign with", nameof(authority));
@@ -52,7 +58,9 @@ public static class CertificateFactory
         var request = new CertificateRequest(new X500DistinguishedName($"CN={Escape(commonName)}"), key, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(keyUsage, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([usage], false));
+        var enhancedUsages = new OidCollection();
+        foreach (var usage in usages) enhancedUsages.Add(usage);
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(enhancedUsages, false));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(authority, true, false));
         if (extension is not null) request.CertificateExtensions.Add(extension);
