@@ -92,7 +92,12 @@ public sealed class BrokerTlsTests : IDisposable
         using var signer = SigningKeyPair.FromPrivateKey("dev-1", key);
         var envelope = new UpdateEnvelopeSigner(signer).Sign(new FedEdge.Protocol.Messages.UpdateEnvelope
         {
-            Federation = "f1", DeviceId = "dev-1", BaseModelVersion = 0, SampleCount = 10, Codec = "fp32", Dimension = started.ParameterCount,
+            Federation = "f1",
+            DeviceId = "dev-1",
+            BaseModelVersion = 0,
+            SampleCount = 10,
+            Codec = "fp32",
+            Dimension = started.ParameterCount,
             Payload = Google.Protobuf.ByteString.CopyFrom(FedEdge.Compression.UpdateCodecExtensions.Encode(FedEdge.Compression.Fp32Codec.Instance, new float[started.ParameterCount])),
             UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
         });

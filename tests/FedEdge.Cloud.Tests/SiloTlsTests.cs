@@ -38,7 +38,9 @@ public sealed class SiloTlsTests : IDisposable
         var handshakeFailures = new TlsFailureLog();
         await using var cloud = await CloudTestHost.StartAsync(Path.Combine(_directory.Path, "cloud"), o => o.SiloTls = new SiloTlsOptions
         {
-            CertificateFile = _cluster.Certificate("silo"), KeyFile = _cluster.Key("silo"), CaFile = _cluster.AuthorityCertificate,
+            CertificateFile = _cluster.Certificate("silo"),
+            KeyFile = _cluster.Key("silo"),
+            CaFile = _cluster.AuthorityCertificate,
         }, configureHost: b => b.Logging.AddProvider(handshakeFailures));
         // The cloud's own work runs through the TLS silo: a federation starts (grain calls, storage).
         var started = await cloud.Grains.GetGrain<IFederationGrain>("f-tls").StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0 },

@@ -61,6 +61,7 @@ public static class SiloTls
             // certificate from the cluster CA, so the name check is left out and the chain is built against that CA only.
             tls.RemoteCertificateValidation = (presented, chain, errors) =>
                 peers.Validate(presented, errors & ~(SslPolicyErrors.RemoteCertificateChainErrors | SslPolicyErrors.RemoteCertificateNameMismatch), chain);
-        });
+        }
+        );
     }
 }
