@@ -33,14 +33,17 @@ public sealed class CloudOptions
     /// <summary>Registry, grain state, model store and keys live here.</summary>
     public string DataDirectory { get; set; } = "fededge-data";
 
-    /// <summary>"embedded" (default) hosts an MQTTnet broker in-process; "mqtt://host:port" uses an external one.</summary>
+    /// <summary>"embedded" (default) hosts an MQTTnet broker in-process; "mqtt://host:port" or "mqtts://host:port" (TLS,
+    /// trusting <see cref="BrokerTlsOptions.CaFile"/>) uses an external one.</summary>
     public string Broker { get; set; } = "embedded";
 
     /// <summary>Port of the embedded broker (0 = pick a free one; the chosen port is then in <c>EmbeddedBroker.Port</c>).</summary>
     public int BrokerPort { get; set; } = 1883;
 
-    /// <summary>Address the embedded broker listens on ("0.0.0.0" for all interfaces).</summary>
-    public string BrokerBindAddress { get; set; } = "0.0.0.0";
+    /// <summary>Addresses the embedded broker's plain-TCP listener binds (<see cref="ListenAddresses"/>: "127.0.0.1",
+    /// "::1", "0.0.0.0,::"); anything but loopback needs <see cref="AllowPlaintextOnNonLoopback"/>. Devices on other
+    /// machines use the TLS listener (<see cref="Tls"/>).</summary>
+    public string BrokerBindAddress { get; set; } = "127.0.0.1";
 
     /// <summary>The cloud's MQTT user name.</summary>
     public string ServiceUserName { get; set; } = Security.ServiceIdentity.DefaultUserName;
@@ -97,14 +100,32 @@ public sealed class CloudOptions
     /// </summary>
     public Dictionary<string, FederationStartOptions> Federations { get; set; } = [];
 
+    // --- TLS (issue 15) ---
+
+    /// <summary>The embedded broker's TLS listener, device client certificates, and the CA pinned for an external broker.</summary>
+    public BrokerTlsOptions Tls { get; set; } = new();
+
+    /// <summary>Lets the plain-TCP listener bind a non-loopback address (passwords and updates then cross the network in clear).</summary>
+    public bool AllowPlaintextOnNonLoopback { get; set; }
+
+    /// <summary>TLS between silos and to the Orleans gateway (cluster mode), <see cref="Hosting.SiloTlsOptions"/>.</summary>
+    public Hosting.SiloTlsOptions SiloTls { get; set; } = new();
+
+    /// <summary>True when <see cref="Broker"/> is an external broker reached over TLS (mqtts://, ssl://).</summary>
+    public bool ExternalBrokerUsesTls =>
+        !UsesEmbeddedBroker && Uri.TryCreate(Broker, UriKind.Absolute, out var uri) && uri.Scheme is "mqtts" or "ssl";
+
+    // --- end TLS ---
+
     public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
-    /// <summary>Host and port of an external broker given as mqtt://host:port.</summary>
+    /// <summary>Host and port of an external broker given as mqtt://host:port or mqtts://host:port (default ports 1883, 8883).</summary>
     public (string Host, int Port) ExternalBrokerEndpoint()
     {
-        if (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || (uri.Scheme != "mqtt" && uri.Scheme != "tcp"))
-            throw new ArgumentException($"Broker '{Broker}' is neither 'embedded' nor an mqtt://host:port address", nameof(Broker));
-        return (uri.Host, uri.IsDefaultPort || uri.Port < 0 ? 1883 : uri.Port);
+        if (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp" or "mqtts" or "ssl"))
+            throw new ArgumentException($"Broker '{Broker}' is neither 'embedded' nor an mqtt://host:port or mqtts://host:port address", nameof(Broker));
+        var tls = uri.Scheme is "mqtts" or "ssl";
+        return (uri.Host, uri.IsDefaultPort || uri.Port < 0 ? (tls ? 8883 : 1883) : uri.Port);
     }
 
     /// <summary>

@@ -633,9 +633,12 @@ public sealed partial class EdgeAgent
             throw new InvalidOperationException($"Broker address '{broker}' is not of the form mqtt://host:port.");
         var federation = _identity.Federation;
         var mqtt = _options.Mqtt;
+        var (roots, clientCertificate) = EdgeTls.Load(uri, mqtt);
         return new MqttLinkOptions
         {
             Broker = uri,
+            TrustedRoots = roots,
+            ClientCertificate = clientCertificate,
             ClientId = _identity.DeviceId,
             UserName = _identity.MqttUserName,
             Password = _identity.MqttPassword,

@@ -104,6 +104,14 @@ public sealed class EdgeMqttOptions
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
     public TimeSpan ReconnectMinDelay { get; set; } = TimeSpan.FromSeconds(1);
     public TimeSpan ReconnectMaxDelay { get; set; } = TimeSpan.FromMinutes(2);
+
+    /// <summary>PEM CA the agent trusts, and only it, for an <c>mqtts://</c> broker (CA pinning: the system store is not used).</summary>
+    public string? CaFile { get; set; }
+
+    /// <summary>Optional PEM client certificate (common name = device id) for mutual TLS, its key in <see cref="ClientKeyFile"/>.</summary>
+    public string? ClientCertificateFile { get; set; }
+
+    public string? ClientKeyFile { get; set; }
 }
 
 /// <summary>Bounds of the on-disk outbox of unsent updates.</summary>

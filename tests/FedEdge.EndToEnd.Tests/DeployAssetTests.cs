@@ -122,7 +122,23 @@ public sealed partial class DeployAssetTests
         // the Service name container ports; the Service selects the pods.
         var ports = Seq(container, "ports").ToDictionary(p => S(p["name"]), p => int.Parse(S(p["containerPort"]), System.Globalization.CultureInfo.InvariantCulture));
         var defaults = new CloudOptions();
-        Assert.Equal(settings.BrokerPort, ports["mqtt"]);
+        if (args.Contains("--tls-cert"))
+        {
+            // Devices reach the TLS listener; plain MQTT stays on the pod's loopback, so no plain port is exposed.
+            Assert.Equal(settings.Tls.Port, ports["mqtts"]);
+            Assert.DoesNotContain("mqtt", ports.Keys);
+            foreach (var file in new[] { "--tls-cert", "--tls-key" }.Select(flag => args[args.IndexOf(flag) + 1]))
+            {
+                var mount = mounts.Single(m => file.StartsWith(m.Value + "/", StringComparison.Ordinal) && m.Key != configVolume);
+                // A Secret the operator creates (deploy/README.md says how), not committed with values.
+                var secretVolume = S(M(volumes[mount.Key], "secret")["secretName"]);
+                Assert.Contains(secretVolume, File.ReadAllText(Deploy("README.md")), StringComparison.Ordinal);
+            }
+        }
+        else
+        {
+            Assert.Equal(settings.BrokerPort, ports["mqtt"]);
+        }
         Assert.Equal(defaults.SiloPort, ports["silo"]);
         Assert.Equal(defaults.GatewayPort, ports["gateway"]);
         foreach (var probe in new[] { "readinessProbe", "livenessProbe" })
@@ -186,11 +202,18 @@ public sealed partial class DeployAssetTests
         var environment = M(cloud, "environment").Children.Select(c => (S(c.Key), S(c.Value))).ToList();
         Assert.All(environment, e => Assert.True(e.Item1.StartsWith("Logging__", StringComparison.Ordinal) || e.Item1.StartsWith("FEDEDGE_Cloud__", StringComparison.Ordinal), e.Item1));
 
-        // The one-shot export's fededge command line (inside its shell command).
-        var script = S(((YamlSequenceNode)M(services, "mosquitto-auth")["command"]).Single());
-        var invocation = FededgeInvocation().Match(script);
-        Assert.True(invocation.Success, script);
-        AssertParses(invocation.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries), "compose.yaml mosquitto-auth");
+        // The one-shot services' fededge command lines (inside their shell commands).
+        var invocations = 0;
+        foreach (var (nameNode, serviceNode) in services.Children)
+        {
+            if (!((YamlMappingNode)serviceNode).Children.TryGetValue("command", out var commandNode) || commandNode is not YamlSequenceNode lines) continue;
+            foreach (Match invocation in FededgeInvocation().Matches(string.Join(' ', lines.Select(S))))
+            {
+                AssertParses(invocation.Groups[1].Value.Split(' ', StringSplitOptions.RemoveEmptyEntries), $"compose.yaml {S(nameNode)}");
+                invocations++;
+            }
+        }
+        Assert.True(invocations >= 1, "no fededge command line found in the one-shot services");
     }
 
     private static IEnumerable<int> MosquittoListenerPorts() =>
@@ -198,7 +221,7 @@ public sealed partial class DeployAssetTests
             .Where(l => l.StartsWith("listener ", StringComparison.Ordinal))
             .Select(l => int.Parse(l.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture));
 
-    [GeneratedRegex(@"/opt/fededge/fededge ([^&]+)")]
+    [GeneratedRegex(@"/opt/fededge/fededge ([^&)]+)")]
     private static partial Regex FededgeInvocation();
 
     // ---- Dockerfile ----
@@ -228,8 +251,9 @@ public sealed partial class DeployAssetTests
         var defaults = new CloudOptions();
         var cloudStage = dockerfile[dockerfile.IndexOf("AS cloud", StringComparison.Ordinal)..dockerfile.IndexOf("AS edge", StringComparison.Ordinal)];
         var edgeStage = dockerfile[dockerfile.IndexOf("AS edge", StringComparison.Ordinal)..];
+        // The broker's TLS port (plain MQTT listens on loopback only unless explicitly allowed), the silo and the gateway.
         var exposed = ExposeLine().Match(cloudStage).Groups[1].Value.Split(' ').Select(int.Parse).Order();
-        Assert.Equal(new[] { defaults.BrokerPort, defaults.SiloPort, defaults.GatewayPort }.Order(), exposed);
+        Assert.Equal(new[] { defaults.Tls.Port, defaults.SiloPort, defaults.GatewayPort }.Order(), exposed);
         foreach (var (stage, where) in new[] { (cloudStage, "cloud"), (edgeStage, "edge") })
         {
             var cmd = CmdLine().Match(stage);

@@ -271,4 +271,87 @@ public sealed class SimulationTests
             broker?.Dispose();
         }
     }
+
+    [Fact]
+    public async Task SimulationRunsOverAnExternalMosquittoWithTls_TheCloudAndTheAgentsPinningTheCa()
+    {
+        Assert.True(HaveFashionMnist);
+        Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
+        var port = TestPorts.Reserve();
+        var certificateDirectory = Path.Combine(Path.GetTempPath(), "fededge-e2e-certs-" + Guid.NewGuid().ToString("N"));
+        // What `fededge certs ca` and `fededge certs server --san localhost --san 127.0.0.1` write.
+        var certificates = new FedEdge.Protocol.Tls.CertificateDirectory(certificateDirectory);
+        certificates.CreateAuthority("e2e CA", TimeSpan.FromDays(1), TimeProvider.System.GetUtcNow());
+        certificates.IssueServer("broker", ["localhost", "127.0.0.1"], TimeSpan.FromDays(1), TimeProvider.System.GetUtcNow());
+        var options = new SimulationOptions
+        {
+            Devices = 3,
+            Rounds = 2,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "sign",
+            ErrorFeedback = "ef14",
+            Aggregator = "mean",
+            Attack = "none",
+            MaxStepsPerRound = 30,
+            EvaluationSamples = 1000,
+            Seed = 4,
+            Broker = $"mqtts://localhost:{port}",
+            BrokerCaFile = certificates.AuthorityCertificate,
+            RoundTimeout = TimeSpan.FromSeconds(40),
+        };
+        MosquittoServer? broker = null;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        try
+        {
+            var result = await SimulationRunner.RunAsync(options, brokerAccess: async (files, ct) =>
+                broker = await MosquittoServer.StartAsync(new MosquittoOptions
+                {
+                    Directory = Path.GetDirectoryName(files.PasswordFile)!,
+                    PasswordFile = files.PasswordFile,
+                    AclFile = files.AclFile,
+                    Tls = new MosquittoTls(certificates.AuthorityCertificate, certificates.Certificate("broker"), certificates.Key("broker")),
+                    TlsPort = port,
+                    PlainListener = false,
+                }, ct), cancellationToken: timeout.Token);
+            Assert.NotNull(broker);
+            // Mosquitto's only listener is TLS: the cloud's and the 3 agents' connections all went through it.
+            Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
+            Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
+            Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
+        }
+        finally
+        {
+            broker?.Dispose();
+            Directory.Delete(certificateDirectory, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task SimulationRunsOverTheEmbeddedBrokersTlsListener_TheAgentsPinningTheCa()
+    {
+        Assert.True(HaveFashionMnist);
+        var statuses = new List<string>();
+        var options = new SimulationOptions
+        {
+            Devices = 3,
+            Rounds = 2,
+            Model = "logreg",
+            Partition = "iid",
+            Codec = "sign",
+            ErrorFeedback = "ef14",
+            Aggregator = "mean",
+            Attack = "none",
+            MaxStepsPerRound = 30,
+            EvaluationSamples = 1000,
+            Seed = 5,
+            EmbeddedBrokerTls = true,
+            RoundTimeout = TimeSpan.FromSeconds(40),
+        };
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
+        var result = await SimulationRunner.RunAsync(options, onStatus: statuses.Add, cancellationToken: timeout.Token);
+        Assert.Contains(statuses, s => s.Contains("(broker mqtts://localhost:", StringComparison.Ordinal));
+        Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
+        Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
+    }
 }

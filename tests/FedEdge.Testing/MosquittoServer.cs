@@ -3,6 +3,9 @@ using System.Net.Sockets;
 
 namespace FedEdge.Testing;
 
+/// <summary>The files of a TLS listener (as `fededge certs` writes them: ca.crt, broker.crt, broker.key).</summary>
+public sealed record MosquittoTls(string CaFile, string CertFile, string KeyFile);
+
 /// <summary>How a test's Mosquitto is configured. Everything lives in <see cref="Directory"/>.</summary>
 public sealed record MosquittoOptions
 {
@@ -26,6 +29,18 @@ public sealed record MosquittoOptions
     /// <summary>Use the settings of the shipped deploy/mosquitto/mosquitto.conf for the listener (the ones a user runs).</summary>
     public bool ShippedSettings { get; init; }
 
+    /// <summary>
+    /// A second listener with TLS (1.2+) on <see cref="TlsPort"/>: with <see cref="ShippedSettings"/> the shipped
+    /// configuration's TLS listener with these files, otherwise one with these files that takes the user name as client id.
+    /// </summary>
+    public MosquittoTls? Tls { get; init; }
+
+    /// <summary>The TLS listener's loopback port (default: one from <see cref="TestPorts"/>).</summary>
+    public int? TlsPort { get; init; }
+
+    /// <summary>False: no plain listener, only the TLS one (needs <see cref="Tls"/>; not with <see cref="ShippedSettings"/>).</summary>
+    public bool PlainListener { get; init; } = true;
+
     /// <summary>More configuration lines, appended last (for example a second listener with its TLS settings).</summary>
     public IReadOnlyList<string> ExtraLines { get; init; } = [];
 }
@@ -43,16 +58,20 @@ public sealed class MosquittoServer : IAsyncDisposable, IDisposable
     private readonly MosquittoOptions _options;
     private ServerProcess? _process;
 
-    private MosquittoServer(MosquittoOptions options, int port)
+    private MosquittoServer(MosquittoOptions options, int port, int tlsPort)
     {
         _options = options;
         Port = port;
+        TlsPort = tlsPort;
         LogPath = Path.Combine(options.Directory, "mosquitto.log");
     }
 
     public static bool IsInstalled => File.Exists(Executable) && File.Exists(PasswordTool);
 
     public int Port { get; }
+
+    /// <summary>The TLS listener's port (0 without <see cref="MosquittoOptions.Tls"/>).</summary>
+    public int TlsPort { get; }
 
     /// <summary>mqtt://127.0.0.1:port</summary>
     public string Address => $"mqtt://127.0.0.1:{Port}";
@@ -69,7 +88,7 @@ public sealed class MosquittoServer : IAsyncDisposable, IDisposable
     {
         Assert.True(IsInstalled, InstallHint);
         Directory.CreateDirectory(options.Directory);
-        var server = new MosquittoServer(options, options.Port ?? TestPorts.Reserve());
+        var server = new MosquittoServer(options, options.Port ?? TestPorts.Reserve(), options.Tls is null ? 0 : options.TlsPort ?? TestPorts.Reserve());
         await server.WriteConfigurationAsync(cancellationToken);
         await server.LaunchAsync(cancellationToken);
         return server;
@@ -101,22 +120,57 @@ public sealed class MosquittoServer : IAsyncDisposable, IDisposable
     public void Dispose() => _process?.Dispose();
 
     /// <summary>
-    /// The lines of deploy/mosquitto/mosquitto.conf, its listener replaced by <paramref name="listener"/> (in place: the
-    /// settings after it are that listener's), without its files, persistence and logging.
+    /// The lines of deploy/mosquitto/mosquitto.conf without its files, persistence and logging: its plain listener
+    /// replaced by <paramref name="listener"/> (in place: the settings after it are that listener's), and its TLS listener
+    /// (the block with a certfile) dropped, or, with <paramref name="tls"/>, moved to that listener line and those files.
     /// </summary>
-    public static IEnumerable<string> ShippedSettings(string listener)
+    public static IEnumerable<string> ShippedSettings(string listener, (string Listener, MosquittoTls Files)? tls = null)
     {
         var shipped = Path.Combine(RepositoryRoot.Path, "deploy", "mosquitto", "mosquitto.conf");
         string[] dropped = ["password_file", "acl_file", "persistence", "persistence_location", "autosave_interval", "log_dest", "log_type", "connection_messages", "user"];
-        return File.ReadLines(shipped).Select(l => l.Trim())
-            .Where(l => l.Length > 0 && !l.StartsWith('#') && !dropped.Contains(l.Split(' ')[0]))
-            .Select(l => l.StartsWith("listener ", StringComparison.Ordinal) ? listener : l);
+        var settings = File.ReadLines(shipped).Select(l => l.Trim())
+            .Where(l => l.Length > 0 && !l.StartsWith('#') && !dropped.Contains(l.Split(' ')[0])).ToList();
+        // Blocks: the global settings, then one per `listener` line.
+        var blocks = new List<List<string>> { new() };
+        foreach (var line in settings)
+        {
+            if (line.StartsWith("listener ", StringComparison.Ordinal)) blocks.Add([]);
+            blocks[^1].Add(line);
+        }
+        foreach (var block in blocks)
+        {
+            var isTls = block.Any(l => l.StartsWith("certfile ", StringComparison.Ordinal));
+            if (isTls && tls is null) continue;
+            foreach (var line in block)
+            {
+                yield return (line.Split(' ')[0], isTls) switch
+                {
+                    ("listener", true) => tls!.Value.Listener,
+                    ("listener", false) => listener,
+                    ("cafile", true) => $"cafile {tls!.Value.Files.CaFile}",
+                    ("certfile", true) => $"certfile {tls!.Value.Files.CertFile}",
+                    ("keyfile", true) => $"keyfile {tls!.Value.Files.KeyFile}",
+                    _ => line,
+                };
+            }
+        }
     }
 
     private async Task WriteConfigurationAsync(CancellationToken cancellationToken)
     {
         var listener = $"listener {Port} 127.0.0.1";
-        var lines = _options.ShippedSettings ? ShippedSettings(listener).ToList() : [listener];
+        var tlsListener = $"listener {TlsPort} 127.0.0.1";
+        List<string> lines;
+        if (_options.ShippedSettings)
+        {
+            lines = ShippedSettings(listener, _options.Tls is { } files ? (tlsListener, files) : null).ToList();
+        }
+        else
+        {
+            lines = _options.PlainListener ? [listener] : [];
+            if (_options.Tls is { } files)
+                lines.AddRange([tlsListener, $"cafile {files.CaFile}", $"certfile {files.CertFile}", $"keyfile {files.KeyFile}", "tls_version tlsv1.2", "use_username_as_clientid true"]);
+        }
         var passwordFile = _options.PasswordFile;
         if (_options.Users.Count > 0)
         {
@@ -152,14 +206,18 @@ public sealed class MosquittoServer : IAsyncDisposable, IDisposable
         // Only the log written by this start counts: a restart appends to the same file.
         var logStart = File.Exists(LogPath) ? new FileInfo(LogPath).Length : 0;
         _process = ServerProcess.Start(new ProcessStartInfo(Executable, ["-c", Path.Combine(_options.Directory, "mosquitto.conf")]), "mosquitto");
-        var listening = $"Opening ipv4 listen socket on port {Port}.";
+        int[] ports = TlsPort == 0 ? [Port] : _options.PlainListener ? [Port, TlsPort] : [TlsPort];
         await _process.WaitUntilReadyAsync(async () =>
         {
-            if (!LogSince(logStart).Contains(listening, StringComparison.Ordinal)) return false;
-            using var probe = new TcpClient();
-            await probe.ConnectAsync("127.0.0.1", Port, cancellationToken);
+            var log = LogSince(logStart);
+            if (!ports.All(p => log.Contains($"Opening ipv4 listen socket on port {p}.", StringComparison.Ordinal))) return false;
+            foreach (var port in ports)
+            {
+                using var probe = new TcpClient();
+                await probe.ConnectAsync("127.0.0.1", port, cancellationToken);
+            }
             return true;
-        }, $"listening on port {Port}", TimeSpan.FromSeconds(15), Log, cancellationToken);
+        }, $"listening on port(s) {string.Join(", ", ports)}", TimeSpan.FromSeconds(15), Log, cancellationToken);
     }
 
     private string LogSince(long offset)

@@ -22,8 +22,9 @@ internal static class CloudCommand
     {
         var dataDir = new Option<string?>("--data-dir") { Description = "Data directory: registry, grain state, model store, keys." };
         var broker = new Option<string?>("--broker") { Description = "'embedded' (default) or mqtt://host:port of an external broker such as Mosquitto." };
-        var port = new Option<int?>("--port") { Description = "Port of the embedded broker (default 1883)." };
-        var bind = new Option<string?>("--bind") { Description = "Address the embedded broker listens on (default 0.0.0.0)." };
+        var port = new Option<int?>("--port") { Description = "Plain-TCP port of the embedded broker (default 1883)." };
+        var bind = new Option<string?>("--bind") { Description = "Addresses of the plain-TCP listener, e.g. 127.0.0.1 (default), ::1, '0.0.0.0,::' (non-loopback needs --allow-plaintext)." };
+        var tls = CloudTlsFlags.Create();
         var storage = new Option<StateStorageKind?>("--storage") { Description = "Grain state: Sqlite (default, embedded) or Redis." };
         var clustering = new Option<ClusteringKind?>("--clustering") { Description = "Silo membership: Localhost (default) or Redis." };
         var redis = new Option<string?>("--redis") { Description = "Redis configuration string, when --storage or --clustering is Redis." };
@@ -56,6 +57,7 @@ internal static class CloudCommand
             KeyCommand(),
             BenchIngestCommand(),
         };
+        tls.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var builder = Host.CreateApplicationBuilder();
@@ -75,6 +77,7 @@ internal static class CloudCommand
             Flag(redis, nameof(CloudOptions.RedisConnectionString));
             Flag(siloPort, nameof(CloudOptions.SiloPort));
             Flag(gatewayPort, nameof(CloudOptions.GatewayPort));
+            tls.Read(parse, flags);
             if (parse.GetValue(federation) is { } name)
             {
                 var prefix = $"{CloudOptions.Section}:Federations:{name}:Config";

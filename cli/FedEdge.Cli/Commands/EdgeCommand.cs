@@ -19,7 +19,10 @@ internal static class EdgeCommand
     {
         var config = new Option<string?>("--config") { Description = "Settings file (JSON, section \"Edge\"; see appsettings.edge.json)." };
         var credentials = new Option<string?>("--credentials") { Description = "Device credential file from `fededge devices add`." };
-        var broker = new Option<string?>("--broker") { Description = "Broker address mqtt://host:port (overrides the credential file's)." };
+        var broker = new Option<string?>("--broker") { Description = "Broker address mqtt://host:port or mqtts://host:8883 (overrides the credential file's)." };
+        var brokerCa = new Option<string?>("--broker-ca") { Description = "PEM CA trusted (and only it) for an mqtts:// broker." };
+        var clientCert = new Option<string?>("--client-cert") { Description = "PEM client certificate (CN = device id) for mutual TLS." };
+        var clientKey = new Option<string?>("--client-key") { Description = "PEM private key of --client-cert." };
         var data = new Option<string?>("--data") { Description = "Local data: fashion-mnist | npy:X.npy,Y.npy[,Xt.npy,Yt.npy] | csv:train.csv[,test.csv]." };
         var stateDir = new Option<string?>("--state-dir") { Description = "State directory: outbox, last verified model, error-feedback state." };
         var codec = new Option<string?>("--codec") { Description = "Update codec (fp32, fp16, sign, topk:0.01); default: the cloud's hint." };
@@ -33,6 +36,7 @@ internal static class EdgeCommand
         var command = new Command("edge", "Run the edge agent: receive verified models, train locally, send signed compressed updates.")
         {
             config, credentials, broker, data, stateDir, codec, errorFeedback, epochs, partition, partitionIndex, partitionCount, jsonLogs,
+            brokerCa, clientCert, clientKey,
         };
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -57,6 +61,9 @@ internal static class EdgeCommand
             Flag(codec, "Compression:Codec");
             Flag(errorFeedback, "Compression:ErrorFeedback");
             Flag(epochs, "Training:LocalEpochs");
+            Flag(brokerCa, "Mqtt:CaFile");
+            Flag(clientCert, "Mqtt:ClientCertificateFile");
+            Flag(clientKey, "Mqtt:ClientKeyFile");
             builder.Configuration.AddInMemoryCollection(flags);
             if (parse.GetValue(jsonLogs))
             {

@@ -17,6 +17,7 @@ public static class FedEdgeCommand
         EdgeCommand.Create(),
         SimCommand.Create(),
         DataCommand.Create(),
+        CertsCommand.Create(),
         // [commands] one line per subcommand, added by the component that owns it
     };
 }

@@ -52,7 +52,9 @@ internal static partial class SimCommand
         var learningRate = new Option<float>("--lr") { Description = "Local learning rate.", DefaultValueFactory = _ => d.LearningRate };
         var evalSamples = new Option<int>("--eval-samples") { Description = "Test samples per evaluation (0 = all 10,000).", DefaultValueFactory = _ => d.EvaluationSamples };
         var seed = new Option<int>("--seed") { Description = "Seed of partition, attackers, models and training.", DefaultValueFactory = _ => d.Seed };
-        var broker = new Option<string>("--broker") { Description = "embedded, or mqtt://host:port of an external broker (e.g. Mosquitto).", DefaultValueFactory = _ => d.Broker };
+        var broker = new Option<string>("--broker") { Description = "embedded, or mqtt://host:port (mqtts://host:port with --broker-ca) of an external broker (e.g. Mosquitto).", DefaultValueFactory = _ => d.Broker };
+        var tls = new Option<bool>("--tls") { Description = "Agents connect to the embedded broker over TLS (a CA and broker certificate made for the run, the CA pinned)." };
+        var brokerCa = new Option<string?>("--broker-ca") { Description = "PEM CA trusted (and only it) by the cloud and the agents for an mqtts:// --broker." };
         var brokerFiles = new Option<string?>("--broker-files")
         {
             Description = "External broker: copy the generated Mosquitto password and ACL files (fededge.passwd, fededge.acl) into this directory.",
@@ -91,7 +93,7 @@ internal static partial class SimCommand
         {
             devices, rounds, model, partition, codec, ef, aggregator, bucket, tau, serverLr, attack, attackers, assumeF, mode, serverOpt, buffer, staleness,
             maxStaleness, alpha, period, ef21Over, epochs, maxSteps, optimizer, learningRate,
-            evalSamples, seed, broker, brokerFiles, brokerPid, roundDeadline, giveUp, deviceSpeed, stragglers, stragglerSlowdown, offline, offlineSeconds,
+            evalSamples, seed, broker, brokerCa, tls, brokerFiles, brokerPid, roundDeadline, giveUp, deviceSpeed, stragglers, stragglerSlowdown, offline, offlineSeconds,
             timeScale, targetAccuracy, json, report, dataDir, scenario, algorithm, l1, surrogate, smoothness, order, directions, objectiveSamples,
         };
         command.SetAction(async (parse, cancellationToken) =>
@@ -131,6 +133,8 @@ internal static partial class SimCommand
                 EvaluationSamples = parse.GetValue(evalSamples),
                 Seed = parse.GetValue(seed),
                 Broker = parse.GetValue(broker)!,
+                EmbeddedBrokerTls = parse.GetValue(tls),
+                BrokerCaFile = parse.GetValue(brokerCa) is { } caFile ? Path.GetFullPath(caFile) : null,
                 DataDirectory = parse.GetValue(dataDir),
                 RoundDeadline = parse.GetValue(roundDeadline) is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
                 DeviceSpeed = parse.GetValue(deviceSpeed)!,

@@ -131,8 +131,12 @@ public sealed record SimulationOptions
     public int EvaluationSamples { get; init; } = 2000;
     /// <summary>Fashion-MNIST directory (null = Debian's default).</summary>
     public string? DataDirectory { get; init; }
-    /// <summary>"embedded" (an MQTTnet broker on a free loopback port) or mqtt://host:port of an external broker.</summary>
+    /// <summary>"embedded" (an MQTTnet broker on a free loopback port) or mqtt://host:port (mqtts://host:port) of an external broker.</summary>
     public string Broker { get; init; } = "embedded";
+    /// <summary>For an mqtts:// <see cref="Broker"/>: the PEM CA the cloud and the agents trust for it (and only it).</summary>
+    public string? BrokerCaFile { get; init; }
+    /// <summary>The agents use the embedded broker's TLS listener (certificates made for the run, CA pinned) instead of plain loopback TCP.</summary>
+    public bool EmbeddedBrokerTls { get; init; }
     /// <summary>Window W of the global-model diameter (algorithms.md §7).</summary>
     public int DiagnosticsWindow { get; init; } = 5;
     /// <summary>Give up when no new version is committed for this long.</summary>
@@ -257,8 +261,11 @@ public sealed record SimulationOptions
         if (OfflineCount > 0 && OfflineSeconds == 0) throw new ArgumentException("--offline needs --offline-seconds > 0.");
         if (!(TimeScale > 0) || !double.IsFinite(TimeScale)) throw new ArgumentException($"--time-scale must be positive (got {TimeScale}).");
         if (!(TargetAccuracy is > 0 and <= 1)) throw new ArgumentException($"--target-accuracy is in (0, 1] (got {TargetAccuracy}).");
-        if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp")))
-            throw new ArgumentException($"--broker is 'embedded' or mqtt://host:port (got '{Broker}').");
+        if (!UsesEmbeddedBroker && (!Uri.TryCreate(Broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "tcp" or "mqtts")))
+            throw new ArgumentException($"--broker is 'embedded', mqtt://host:port or mqtts://host:port (got '{Broker}').");
+        if (EmbeddedBrokerTls && !UsesEmbeddedBroker) throw new ArgumentException("--tls is for the embedded broker; an external one is mqtts://host:port with --broker-ca.");
+        if (!UsesEmbeddedBroker && Broker.StartsWith("mqtts:", StringComparison.OrdinalIgnoreCase) && string.IsNullOrWhiteSpace(BrokerCaFile))
+            throw new ArgumentException("--broker mqtts://… needs --broker-ca, the PEM CA that the cloud and the agents trust for it.");
     }
 }
 

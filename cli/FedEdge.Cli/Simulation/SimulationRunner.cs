@@ -132,6 +132,7 @@ public static class SimulationRunner
                 if (brokerAccess is not null) await brokerAccess(files, cancellationToken);
             }
 
+            var embeddedTls = options.UsesEmbeddedBroker && options.EmbeddedBrokerTls ? SimulationTls.Create(Path.Combine(directory, "certs")) : null;
             var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
             builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Error);
             builder.AddFedEdgeCloud(o =>
@@ -140,12 +141,16 @@ public static class SimulationRunner
                 o.Broker = options.UsesEmbeddedBroker ? "embedded" : options.Broker;
                 o.UseLoopback();
                 o.SqliteSynchronousFull = false;
+                o.Tls.CaFile = options.BrokerCaFile;
+                embeddedTls?.Configure(o);
             });
             host = builder.Build();
             await host.StartAsync(cancellationToken);
             var cloudKey = host.Services.GetRequiredService<CloudSigningKey>();
             var broker = options.UsesEmbeddedBroker
-                ? $"mqtt://127.0.0.1:{host.Services.GetRequiredService<EmbeddedBroker>().Port}"
+                ? embeddedTls is null
+                    ? $"mqtt://127.0.0.1:{host.Services.GetRequiredService<EmbeddedBroker>().Port}"
+                    : $"mqtts://localhost:{host.Services.GetRequiredService<EmbeddedBroker>().TlsPort}"
                 : options.Broker;
             if (options.UsesEmbeddedBroker)
                 credentials.AddRange(Register(host.Services.GetRequiredService<DeviceRegistry>(), options.Devices));
@@ -192,6 +197,7 @@ public static class SimulationRunner
                 var agentOptions = new EdgeAgentOptions
                 {
                     Broker = broker,
+                    Mqtt = { CaFile = embeddedTls?.CaFile ?? options.BrokerCaFile },
                     StateDirectory = Path.Combine(directory, "edge", id),
                     Training =
                     {

@@ -33,6 +33,7 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     private IBrokerUpdateIngress? _ingress;
     private MqttServer? _server;
     private Timer? _revocationSweep;
+    private FedEdge.Protocol.Tls.PinnedChainValidator? _deviceCertificates;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _connectedDevices = new(StringComparer.Ordinal);
 
     public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger,
@@ -48,6 +49,9 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     /// <summary>The port the broker listens on (resolved when <see cref="CloudOptions.BrokerPort"/> was 0).</summary>
     public int Port { get; private set; }
 
+    /// <summary>The TLS listener's port (0 when it is off; resolved when <see cref="BrokerTlsOptions.Port"/> was 0).</summary>
+    public int TlsPort { get; private set; }
+
     /// <summary>Number of connections, publications and subscriptions refused, for the status API and tests.</summary>
     public long RefusedConnections => Interlocked.Read(ref _refusedConnections);
     public long RefusedPublications => Interlocked.Read(ref _refusedPublications);
@@ -61,14 +65,18 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     {
         Port = _options.BrokerPort == 0 ? FreeTcpPort.Find() : _options.BrokerPort;
         var serverOptions = new MqttServerOptionsBuilder()
-            .WithDefaultEndpoint()
-            .WithDefaultEndpointBoundIPAddress(IPAddress.Parse(_options.BrokerBindAddress))
-            .WithDefaultEndpointPort(Port)
             .WithPersistentSessions()
             // MQTTnet drops a client's oldest queued messages beyond this (default 250): a burst of updates queued
             // for the cloud's own subscription must wait, not vanish.
             .WithMaxPendingMessagesPerClient(100_000)
             .Build();
+        var plain = ListenAddresses.Parse(_options.BrokerBindAddress, "Cloud:BrokerBindAddress");
+        BrokerTlsEndpoint.BindPlain(serverOptions, plain, Port);
+        if (_options.Tls.ListenerEnabled)
+        {
+            TlsPort = _options.Tls.Port == 0 ? FreeTcpPort.Find() : _options.Tls.Port;
+            _deviceCertificates = BrokerTlsEndpoint.EnableTls(serverOptions, _options.Tls, TlsPort);
+        }
         var server = new MqttServerFactory().CreateMqttServer(serverOptions);
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
@@ -86,7 +94,10 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         await server.StartAsync();
         _server = server;
         _revocationSweep = new Timer(_ => _ = DisconnectRevokedAsync(), null, RevocationSweepPeriod, RevocationSweepPeriod);
-        _logger.LogInformation("Embedded MQTT broker listening on {Address}:{Port}", _options.BrokerBindAddress, Port);
+        _logger.LogInformation("Embedded MQTT broker listening on {Address}:{Port}", plain, Port);
+        if (_options.Tls.ListenerEnabled)
+            _logger.LogInformation("Embedded MQTT broker listening with TLS on {Address}:{Port} (device certificates: {DeviceCertificates})", _options.Tls.BindAddress, TlsPort,
+                _deviceCertificates is null ? "off" : _options.Tls.RequireClientCertificate ? "required" : "accepted");
     }
 
     /// <summary>How often connected devices are checked against the registry for revocation.</summary>
@@ -147,12 +158,33 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
         }
 
+        if (args.ClientCertificate is { } certificate && _deviceCertificates is not null)
+            return ValidateDeviceCertificate(args, certificate);
         var device = _registry.Authenticate(args.UserName, args.Password, out var failure);
         if (device is null)
             return Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
         // Persistent sessions are keyed by client id: a device using another's client id would take over its session.
         if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
             return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+        args.SessionItems[DeviceKey] = device;
+        args.ReasonCode = MqttConnectReasonCode.Success;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Mutual TLS: the certificate (already checked against the device CA by the TLS handshake) names the device; the
+    /// client id, and the user name if any, must be that device, which must be registered and not revoked.
+    /// </summary>
+    private Task ValidateDeviceCertificate(ValidatingConnectionEventArgs args, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+    {
+        var deviceId = BrokerTlsEndpoint.DeviceId(certificate);
+        if (!string.IsNullOrEmpty(args.UserName) && !string.Equals(args.UserName, deviceId, StringComparison.Ordinal))
+            return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, $"user name '{args.UserName}' is not the device '{deviceId}' of the client certificate");
+        var device = _registry.Find(deviceId);
+        if (device is null) return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, $"client certificate for unknown device '{deviceId}'");
+        if (device.Revoked) return Refuse(args, MqttConnectReasonCode.Banned, "device revoked");
+        if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
+            return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id of the client certificate");
         args.SessionItems[DeviceKey] = device;
         args.ReasonCode = MqttConnectReasonCode.Success;
         return Task.CompletedTask;

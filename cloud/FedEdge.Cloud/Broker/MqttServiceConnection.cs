@@ -109,10 +109,11 @@ public sealed class MqttServiceConnection : BackgroundService
     private async Task ConnectAsync(CancellationToken cancellationToken)
     {
         var (host, port) = _options.UsesEmbeddedBroker
-            ? ("127.0.0.1", ((EmbeddedBroker)_services.GetService(typeof(EmbeddedBroker))!).Port)
+            ? (ListenAddresses.Parse(_options.BrokerBindAddress, "Cloud:BrokerBindAddress").LocalAddress.ToString(), ((EmbeddedBroker)_services.GetService(typeof(EmbeddedBroker))!).Port)
             : _options.ExternalBrokerEndpoint();
-        var options = new MqttClientOptionsBuilder()
-            .WithTcpServer(host, port)
+        var builder = new MqttClientOptionsBuilder().WithTcpServer(host, port);
+        if (_options.ExternalBrokerUsesTls) builder.WithTlsOptions(PinnedTls.ClientOptions(_options.Tls.CaFile!, _options.Tls.ClientCertificateFile, _options.Tls.ClientKeyFile));
+        var options = builder
             .WithClientId($"{_identity.UserName}-{_options.ClusterId}")
             .WithCredentials(_identity.UserName, _identity.Password)
             .WithProtocolVersion(MQTTnet.Formatter.MqttProtocolVersion.V500)

@@ -64,6 +64,7 @@ public static class CloudHostExtensions
             else
                 silo.UseLocalhostClustering(options.SiloPort, options.GatewayPort, serviceId: options.ServiceId, clusterId: options.ClusterId);
             silo.Configure<ClusterOptions>(o => { o.ClusterId = options.ClusterId; o.ServiceId = options.ServiceId; });
+            SiloTls.Apply(silo, options.SiloTls);
 
             // Pending updates: with Redis a model grain may reactivate on another silo, so they go to the grain storage;
             // a single silo keeps them in append-only files, one write per update.
@@ -103,6 +104,8 @@ public static class CloudHostExtensions
     {
         if (string.IsNullOrWhiteSpace(options.DataDirectory)) throw new ArgumentException("Cloud:DataDirectory is empty");
         if (!options.UsesEmbeddedBroker) options.ExternalBrokerEndpoint(); // throws with the bad value
+        Broker.BrokerTlsValidation.Validate(options);
+        SiloTls.Validate(options.SiloTls);
         if (options.BrokerPort is < 0 or > 65535) throw new ArgumentException($"Cloud:BrokerPort {options.BrokerPort} is not a port");
         if ((options.Storage == StateStorageKind.Redis || options.Clustering == ClusteringKind.Redis) && string.IsNullOrWhiteSpace(options.RedisConnectionString))
             throw new ArgumentException("Cloud:RedisConnectionString is required when Storage or Clustering is Redis");

@@ -333,7 +333,7 @@ public sealed partial class MqttLink : IAsyncDisposable
             .WithTimeout(_options.ConnectTimeout)
             .WithTcpServer(broker.Host, broker.IsDefaultPort ? null : broker.Port);
         if (broker.Scheme is "mqtts" or "ssl" or "tls")
-            builder.WithTlsOptions(tls => tls.UseTls());
+            builder.WithTlsOptions(TlsOptions);
         if (_options.UserName is not null)
             builder.WithCredentials(_options.UserName, _options.Password ?? "");
         if (_options.MaximumPacketSize > 0)
@@ -346,6 +346,19 @@ public sealed partial class MqttLink : IAsyncDisposable
                 .WithWillQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce);
         }
         return builder.Build();
+    }
+
+    private void TlsOptions(MqttClientTlsOptionsBuilder tls)
+    {
+        tls.UseTls().WithSslProtocols(System.Security.Authentication.SslProtocols.Tls12 | System.Security.Authentication.SslProtocols.Tls13);
+        if (_options.TrustedRoots is { } roots)
+        {
+            var validator = new FedEdge.Protocol.Tls.PinnedChainValidator(roots, FedEdge.Protocol.Tls.PinnedChainValidator.Usage.Server);
+            // Chain errors against the system store are expected (a private CA); the pinned chain is built instead.
+            tls.WithCertificateValidationHandler(e => validator.Validate(e.Certificate, e.SslPolicyErrors & ~System.Net.Security.SslPolicyErrors.RemoteCertificateChainErrors, e.Chain));
+        }
+        if (_options.ClientCertificate is { } certificate)
+            tls.WithClientCertificates([certificate]);
     }
 
     private async Task<bool> DelayAsync(TimeSpan delay, CancellationToken cancellationToken)

@@ -9,6 +9,12 @@ public sealed class MqttLinkOptions
     /// <summary>MQTT client id; FedEdge brokers require it to equal the device id.</summary>
     public required string ClientId { get; init; }
 
+    /// <summary>For <c>mqtts://</c>: the only roots the broker's certificate may chain to (null = the system store).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2Collection? TrustedRoots { get; init; }
+
+    /// <summary>For <c>mqtts://</c>: a client certificate with its private key (mutual TLS).</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? ClientCertificate { get; init; }
+
     public string? UserName { get; init; }
     public string? Password { get; init; }
 
