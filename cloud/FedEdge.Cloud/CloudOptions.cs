@@ -97,6 +97,30 @@ public sealed class CloudOptions
     /// </summary>
     public Dictionary<string, FederationStartOptions> Federations { get; set; } = [];
 
+    // ---- Bounds before allocation, rate limits, login cost (docs/security.md "Bounds and rates") ----
+
+    /// <summary>Largest update frame a device sends (the agents' <c>Compression:MaxFrameBytes</c> must not exceed it). With
+    /// <see cref="ModelChunkBytes"/> it sizes the largest MQTT packet the embedded broker reads (<see cref="MaxMqttPacketBytes"/>).</summary>
+    public int MaxDeviceFrameBytes { get; set; } = FedEdge.Protocol.UpdateFramer.DefaultMaxFrameBytes;
+
+    /// <summary>Largest first packet (CONNECT, with its will) the embedded broker reads from a connection not yet logged in.</summary>
+    public int MaxConnectPacketBytes { get; set; } = 64 << 10;
+
+    /// <summary>What an MQTT packet adds around a frame or a model chunk (fixed header, topic, properties, the protobuf
+    /// fields around a chunk's data), generously.</summary>
+    public const int MqttPacketOverheadBytes = 16 << 10;
+
+    /// <summary>The largest MQTT packet the embedded broker reads: the largest legitimate frame (a device's update frame or
+    /// the cloud's model chunk) plus <see cref="MqttPacketOverheadBytes"/>. A larger announced length closes the
+    /// connection before its body is read.</summary>
+    public int MaxMqttPacketBytes => Math.Max(MaxDeviceFrameBytes, ModelChunkBytes) + MqttPacketOverheadBytes;
+
+    /// <summary>Open connections to the embedded broker from one source address (devices behind one NAT share one).</summary>
+    public int MaxConnectionsPerAddress { get; set; } = 1000;
+
+    /// <summary>Refusals are counted per device (or address) and reason and written as one log line per interval.</summary>
+    public TimeSpan RejectionLogInterval { get; set; } = TimeSpan.FromMinutes(1);
+
     public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Host and port of an external broker given as mqtt://host:port.</summary>

@@ -33,6 +33,15 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     private IBrokerUpdateIngress? _ingress;
     private MqttServer? _server;
     private Timer? _revocationSweep;
+    private BoundedTcpServerAdapter? _listener;
+
+    /// <summary>Refusals of this broker (connections, logins, publications), logged as one line per interval.</summary>
+    public RejectionLog Rejections => _rejections ??= _services.GetRequiredService<RejectionLog>();
+    private RejectionLog? _rejections;
+
+    /// <summary>Connections closed for announcing a packet above the limit, and connections refused per source address.</summary>
+    public long OversizedPackets => _listener?.OversizedPackets ?? 0;
+    public long RefusedByAddress => _listener?.RefusedConnections ?? 0;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _connectedDevices = new(StringComparer.Ordinal);
 
     public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger,
@@ -69,7 +78,10 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             // for the cloud's own subscription must wait, not vanish.
             .WithMaxPendingMessagesPerClient(100_000)
             .Build();
-        var server = new MqttServerFactory().CreateMqttServer(serverOptions);
+        // MQTTnet.Server has no maximum packet size: our listener bounds packets before they are read (and connections per address).
+        _listener = new BoundedTcpServerAdapter(new ConnectionLimiter(_options.MaxConnectionsPerAddress), _options.MaxConnectPacketBytes,
+            _options.MaxMqttPacketBytes, Rejections, _logger);
+        var server = new MqttServerFactory().CreateMqttServer(serverOptions, [_listener]);
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;

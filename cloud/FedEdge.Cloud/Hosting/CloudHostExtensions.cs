@@ -51,6 +51,8 @@ public static class CloudHostExtensions
         services.AddSingleton(_ => CloudSigningKey.LoadOrCreate(data));
         services.AddSingleton(_ => new FileSystemModelStore(data.ModelStore));
 
+        services.AddSingleton(sp => new RejectionLog(sp.GetRequiredService<ILoggerFactory>().CreateLogger("FedEdge.Cloud.Refusals"),
+            sp.GetRequiredService<CloudClock>().Time, options.RejectionLogInterval));
         if (options.UsesEmbeddedBroker)
         {
             services.AddSingleton<EmbeddedBroker>();
@@ -111,6 +113,10 @@ public static class CloudHostExtensions
         if (options.ReassemblyShareBytes < 1 || options.ReassemblyShareBytes > options.ReassemblyBudgetBytes)
             throw new ArgumentException($"Cloud:ReassemblyShareBytes must be between 1 and ReassemblyBudgetBytes ({options.ReassemblyBudgetBytes}); got {options.ReassemblyShareBytes}");
         if (options.IngestionConcurrency < 1) throw new ArgumentException($"Cloud:IngestionConcurrency must be ≥ 1 (got {options.IngestionConcurrency})");
+        if (options.MaxDeviceFrameBytes < 1024) throw new ArgumentException($"Cloud:MaxDeviceFrameBytes must be ≥ 1024 (got {options.MaxDeviceFrameBytes})");
+        if (options.MaxConnectPacketBytes < 1024) throw new ArgumentException($"Cloud:MaxConnectPacketBytes must be ≥ 1024 (got {options.MaxConnectPacketBytes})");
+        if (options.MaxConnectionsPerAddress < 1) throw new ArgumentException($"Cloud:MaxConnectionsPerAddress must be ≥ 1 (got {options.MaxConnectionsPerAddress})");
+        if (options.RejectionLogInterval <= TimeSpan.Zero) throw new ArgumentException($"Cloud:RejectionLogInterval must be positive (got {options.RejectionLogInterval})");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }
 
