@@ -184,13 +184,22 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         if (args.SessionItems is null) return Task.CompletedTask;
         // Whatever is published on an update topic, by a device or by a service client relaying one, is ingested
         // (and checked: registry, signature, device) before the PUBACK.
-        if (args.SessionItems.Contains(ServiceKey)
-            || (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MayPublish(device, args.ApplicationMessage.Topic)))
-            return IsUpdate(args.ApplicationMessage.Topic) ? IngestAsync(args) : Task.CompletedTask;
+        var message = args.ApplicationMessage;
+        var device = args.SessionItems[DeviceKey] as DeviceRecord;
+        if (!args.SessionItems.Contains(ServiceKey) && (device is null || !TopicAccessPolicy.MayPublish(device, message.Topic)))
+            return RefusePublication(args, "topic not allowed");
+        if (device is not null && RetainPolicy.Refusal(device, message.Topic, message.Retain, message.Payload.Length) is { } notRetained)
+            return RefusePublication(args, notRetained);
+        return IsUpdate(message.Topic) ? IngestAsync(args) : Task.CompletedTask;
+    }
+
+    private Task RefusePublication(InterceptingPublishEventArgs args, string why)
+    {
         Interlocked.Increment(ref _refusedPublications);
         args.ProcessPublish = false;
         args.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
-        _logger.LogWarning("Broker refused publication by {ClientId} to {Topic}", args.ClientId, args.ApplicationMessage.Topic);
+        args.Response.ReasonString = why;
+        Rejections.Record(args.ClientId, "PublicationRefused", $"{why}: {args.ApplicationMessage.Topic}");
         return Task.CompletedTask;
     }
 
