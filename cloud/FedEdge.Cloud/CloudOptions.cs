@@ -121,6 +121,19 @@ public sealed class CloudOptions
     /// <summary>Refusals are counted per device (or address) and reason and written as one log line per interval.</summary>
     public TimeSpan RejectionLogInterval { get; set; } = TimeSpan.FromMinutes(1);
 
+    /// <summary>Update frames one device may have processed: sustained rate and burst (an honest device sends one update
+    /// per round, in ≤ 256 chunks for the largest model; beyond the burst its frames get a retryable QuotaExceeded).</summary>
+    public double DeviceFramesPerSecond { get; set; } = 100;
+    public int DeviceFrameBurst { get; set; } = 1000;
+
+    /// <summary>Refused update frames one device may cause: once spent, its frames are refused unread (retryable) until refilled.</summary>
+    public double DeviceRejectedFramesPerSecond { get; set; } = 1;
+    public int DeviceRejectedFrameBurst { get; set; } = 100;
+
+    /// <summary>Status changes applied per device; beyond the burst only the latest is kept and applied when the rate allows.</summary>
+    public double DeviceStatusPerSecond { get; set; } = 0.1;
+    public int DeviceStatusBurst { get; set; } = 10;
+
     public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Host and port of an external broker given as mqtt://host:port.</summary>

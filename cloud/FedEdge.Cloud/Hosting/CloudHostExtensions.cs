@@ -117,6 +117,9 @@ public static class CloudHostExtensions
         if (options.MaxConnectPacketBytes < 1024) throw new ArgumentException($"Cloud:MaxConnectPacketBytes must be ≥ 1024 (got {options.MaxConnectPacketBytes})");
         if (options.MaxConnectionsPerAddress < 1) throw new ArgumentException($"Cloud:MaxConnectionsPerAddress must be ≥ 1 (got {options.MaxConnectionsPerAddress})");
         if (options.RejectionLogInterval <= TimeSpan.Zero) throw new ArgumentException($"Cloud:RejectionLogInterval must be positive (got {options.RejectionLogInterval})");
+        if (!(options.DeviceFramesPerSecond > 0) || !(options.DeviceRejectedFramesPerSecond > 0) || !(options.DeviceStatusPerSecond > 0)
+            || options.DeviceFrameBurst < 1 || options.DeviceRejectedFrameBurst < 1 || options.DeviceStatusBurst < 1)
+            throw new ArgumentException("Cloud:Device{Frames,RejectedFrames,Status}PerSecond must be positive and their bursts ≥ 1");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }
 
