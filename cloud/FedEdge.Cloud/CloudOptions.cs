@@ -134,6 +134,15 @@ public sealed class CloudOptions
     public double DeviceStatusPerSecond { get; set; } = 0.1;
     public int DeviceStatusBurst { get; set; } = 10;
 
+    /// <summary>Failed logins tolerated per user name and per source address before logins under it (from it) are refused
+    /// unhashed; one more is allowed every <see cref="LoginFailureRefill"/> (<c>LoginThrottle</c>).</summary>
+    public int LoginFailureBurstPerName { get; set; } = 5;
+    public int LoginFailureBurstPerAddress { get; set; } = 10;
+    public TimeSpan LoginFailureRefill { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>PBKDF2 password checks run at once (on the thread pool, not on the broker's connection threads).</summary>
+    public int LoginHashConcurrency { get; set; } = Math.Max(1, Environment.ProcessorCount / 2);
+
     public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Host and port of an external broker given as mqtt://host:port.</summary>

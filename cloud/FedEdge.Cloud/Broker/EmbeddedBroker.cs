@@ -145,8 +145,14 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         }
     }
 
-    private Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
+    private LoginThrottle Logins => _logins ??= _services.GetRequiredService<LoginThrottle>();
+    private LoginThrottle? _logins;
+
+    private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
     {
+        var address = (args.RemoteEndPoint as IPEndPoint)?.Address;
+        // The service's password is a random 192-bit secret compared in constant time (no hashing): checked before the
+        // throttle, so that nobody can lock the cloud out of its own broker by failing logins under its name.
         if (string.Equals(args.UserName, _service.UserName, StringComparison.Ordinal))
         {
             if (args.Password is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
@@ -154,28 +160,47 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             {
                 args.SessionItems[ServiceKey] = true;
                 args.ReasonCode = MqttConnectReasonCode.Success;
-                return Task.CompletedTask;
+                return;
             }
-            return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
+            Logins.Failed(null, address);
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
+            return;
+        }
+        if (Logins.Refusal(args.UserName, address) is { } throttled)
+        {
+            Refuse(args, MqttConnectReasonCode.ConnectionRateExceeded, throttled);
+            return;
         }
 
-        var device = _registry.Authenticate(args.UserName, args.Password, out var failure);
+        string? failure = null;
+        var (device, ran) = await Logins.HashAsync(() => _registry.Authenticate(args.UserName, args.Password, out failure), args.CancellationToken);
+        if (!ran)
+        {
+            Refuse(args, MqttConnectReasonCode.ServerBusy, "too many logins being checked");
+            return;
+        }
         if (device is null)
-            return Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
+        {
+            Logins.Failed(args.UserName, address);
+            Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
+            return;
+        }
         // Persistent sessions are keyed by client id: a device using another's client id would take over its session.
         if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
-            return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+        {
+            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+            return;
+        }
         args.SessionItems[DeviceKey] = device;
         args.ReasonCode = MqttConnectReasonCode.Success;
-        return Task.CompletedTask;
     }
 
-    private Task Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string why)
+    private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string why)
     {
         Interlocked.Increment(ref _refusedConnections);
         args.ReasonCode = code;
-        _logger.LogWarning("Broker refused connection of client {ClientId} user {UserName} from {Endpoint}: {Reason}", args.ClientId, args.UserName, args.RemoteEndPoint, why);
-        return Task.CompletedTask;
+        // Counted per source address and reason, one log line per interval: a password-guessing client cannot flood the log.
+        Rejections.Record(args.RemoteEndPoint is IPEndPoint ip ? ip.Address.ToString() : "?", code.ToString(), $"user {RejectionLog.Printable(args.UserName)}: {why}");
     }
 
     /// <remarks>Last wills pass through here too when the broker dispatches them, so a forged will is dropped.</remarks>

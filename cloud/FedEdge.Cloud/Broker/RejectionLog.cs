@@ -61,6 +61,14 @@ public sealed class RejectionLog : IDisposable
         _logger.LogWarning("Refused in the last {Interval}: {Summary}", Interval, summary);
     }
 
+    /// <summary>A hostile string (a user name, a topic) fit for a log line: length capped, control characters replaced.</summary>
+    public static string Printable(string? value)
+    {
+        if (value is null) return "(none)";
+        var trimmed = value.Length > 64 ? value[..64] + "…" : value;
+        return string.Concat(trimmed.Select(c => char.IsControl(c) ? '?' : c));
+    }
+
     public void Dispose()
     {
         _timer.Dispose();

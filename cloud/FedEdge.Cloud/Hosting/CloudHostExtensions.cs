@@ -53,6 +53,8 @@ public static class CloudHostExtensions
 
         services.AddSingleton(sp => new RejectionLog(sp.GetRequiredService<ILoggerFactory>().CreateLogger("FedEdge.Cloud.Refusals"),
             sp.GetRequiredService<CloudClock>().Time, options.RejectionLogInterval));
+        services.AddSingleton(sp => new LoginThrottle(sp.GetRequiredService<CloudClock>().Time, options.LoginFailureBurstPerName,
+            options.LoginFailureBurstPerAddress, options.LoginFailureRefill, options.LoginHashConcurrency));
         if (options.UsesEmbeddedBroker)
         {
             services.AddSingleton<EmbeddedBroker>();
@@ -120,6 +122,8 @@ public static class CloudHostExtensions
         if (!(options.DeviceFramesPerSecond > 0) || !(options.DeviceRejectedFramesPerSecond > 0) || !(options.DeviceStatusPerSecond > 0)
             || options.DeviceFrameBurst < 1 || options.DeviceRejectedFrameBurst < 1 || options.DeviceStatusBurst < 1)
             throw new ArgumentException("Cloud:Device{Frames,RejectedFrames,Status}PerSecond must be positive and their bursts ≥ 1");
+        if (options.LoginFailureBurstPerName < 1 || options.LoginFailureBurstPerAddress < 1 || options.LoginFailureRefill <= TimeSpan.Zero || options.LoginHashConcurrency < 1)
+            throw new ArgumentException("Cloud:LoginFailureBurstPerName/PerAddress and LoginHashConcurrency must be ≥ 1 and LoginFailureRefill positive");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }
 

@@ -48,6 +48,19 @@ public sealed class TokenBucket
         }
     }
 
+    /// <summary>Whether the bucket is full (nothing taken that has not refilled): its state can be forgotten.</summary>
+    public bool IsFull
+    {
+        get
+        {
+            lock (_lock)
+            {
+                Refill();
+                return _tokens >= _burst;
+            }
+        }
+    }
+
     /// <summary>How long until a token is there (zero if one is).</summary>
     public TimeSpan UntilNextToken
     {
