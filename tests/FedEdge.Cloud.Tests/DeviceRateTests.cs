@@ -108,7 +108,12 @@ public sealed class DeviceRateTests(Xunit.Abstractions.ITestOutputHelper output)
         var federation = cloud.Grains.GetGrain<IFederationGrain>("f1");
         await federation.StartAsync(new FederationConfig
         {
-            Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, Mode = FederationMode.Sync, RoundDeadline = TimeSpan.FromMinutes(5),
+            Model = "logreg",
+            Codec = "fp32",
+            Rule = "mean",
+            Rounds = 0,
+            Mode = FederationMode.Sync,
+            RoundDeadline = TimeSpan.FromMinutes(5),
         }, new Immutable<byte[]>(TestModels.Logreg()));
         var deviceGrain = cloud.Grains.GetGrain<IDeviceGrain>("dev-1");
         await deviceGrain.GetStatisticsAsync();

@@ -68,7 +68,12 @@ public sealed class RetainAndEnvelopeBoundsTests
         var federation = cloud.Grains.GetGrain<IFederationGrain>("f1");
         var started = await federation.StartAsync(new FederationConfig
         {
-            Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, Mode = FederationMode.Sync, RoundDeadline = TimeSpan.FromMinutes(5),
+            Model = "logreg",
+            Codec = "fp32",
+            Rule = "mean",
+            Rounds = 0,
+            Mode = FederationMode.Sync,
+            RoundDeadline = TimeSpan.FromMinutes(5),
         }, new Immutable<byte[]>(TestModels.Logreg()));
         var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
 

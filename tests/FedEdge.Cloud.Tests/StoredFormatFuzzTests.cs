@@ -22,9 +22,16 @@ public sealed class StoredFormatFuzzTests
     {
         var valid = new DriftStatistics
         {
-            WindowIndex = 3, SampleCount = 40, LabelCount = 2, OutputDimension = 2,
-            Prototype = { 0.1f, 0.2f, 0.3f, 0.4f }, PreviousPrototype = { 0.1f, 0.2f, 0.3f, 0.5f }, LabelHistogram = { 10, 30 },
-            ClusterLabelWeights = { 5, 10, 5, 20 }, Clusters = { 1, 2 }, AssignmentEpoch = 2,
+            WindowIndex = 3,
+            SampleCount = 40,
+            LabelCount = 2,
+            OutputDimension = 2,
+            Prototype = { 0.1f, 0.2f, 0.3f, 0.4f },
+            PreviousPrototype = { 0.1f, 0.2f, 0.3f, 0.5f },
+            LabelHistogram = { 10, 30 },
+            ClusterLabelWeights = { 5, 10, 5, 20 },
+            Clusters = { 1, 2 },
+            AssignmentEpoch = 2,
         }.ToByteArray();
         Assert.True(DriftStatisticsCheck.TryRead(DriftStatistics.Parser.ParseFrom(valid), DateTimeOffset.UnixEpoch, out _, out _));
         var read = 0;
