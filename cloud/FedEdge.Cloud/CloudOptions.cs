@@ -117,6 +117,52 @@ public sealed class CloudOptions
 
     // --- end TLS ---
 
+    // ---- Bounds before allocation, rate limits, login cost (docs/security.md "Bounds and rates") ----
+
+    /// <summary>Largest update frame a device sends (the agents' <c>Compression:MaxFrameBytes</c> must not exceed it). With
+    /// <see cref="ModelChunkBytes"/> it sizes the largest MQTT packet the embedded broker reads (<see cref="MaxMqttPacketBytes"/>).</summary>
+    public int MaxDeviceFrameBytes { get; set; } = FedEdge.Protocol.UpdateFramer.DefaultMaxFrameBytes;
+
+    /// <summary>Largest first packet (CONNECT, with its will) the embedded broker reads from a connection not yet logged in.</summary>
+    public int MaxConnectPacketBytes { get; set; } = 64 << 10;
+
+    /// <summary>What an MQTT packet adds around a frame or a model chunk (fixed header, topic, properties, the protobuf
+    /// fields around a chunk's data), generously.</summary>
+    public const int MqttPacketOverheadBytes = 16 << 10;
+
+    /// <summary>The largest MQTT packet the embedded broker reads: the largest legitimate frame (a device's update frame or
+    /// the cloud's model chunk) plus <see cref="MqttPacketOverheadBytes"/>. A larger announced length closes the
+    /// connection before its body is read.</summary>
+    public int MaxMqttPacketBytes => Math.Max(MaxDeviceFrameBytes, ModelChunkBytes) + MqttPacketOverheadBytes;
+
+    /// <summary>Open connections to the embedded broker from one source address (devices behind one NAT share one).</summary>
+    public int MaxConnectionsPerAddress { get; set; } = 1000;
+
+    /// <summary>Refusals are counted per device (or address) and reason and written as one log line per interval.</summary>
+    public TimeSpan RejectionLogInterval { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>Update frames one device may have processed: sustained rate and burst (an honest device sends one update
+    /// per round, in ≤ 256 chunks for the largest model; beyond the burst its frames get a retryable QuotaExceeded).</summary>
+    public double DeviceFramesPerSecond { get; set; } = 100;
+    public int DeviceFrameBurst { get; set; } = 1000;
+
+    /// <summary>Refused update frames one device may cause: once spent, its frames are refused unread (retryable) until refilled.</summary>
+    public double DeviceRejectedFramesPerSecond { get; set; } = 1;
+    public int DeviceRejectedFrameBurst { get; set; } = 100;
+
+    /// <summary>Status changes applied per device; beyond the burst only the latest is kept and applied when the rate allows.</summary>
+    public double DeviceStatusPerSecond { get; set; } = 0.1;
+    public int DeviceStatusBurst { get; set; } = 10;
+
+    /// <summary>Failed logins tolerated per user name and per source address before logins under it (from it) are refused
+    /// unhashed; one more is allowed every <see cref="LoginFailureRefill"/> (<c>LoginThrottle</c>).</summary>
+    public int LoginFailureBurstPerName { get; set; } = 5;
+    public int LoginFailureBurstPerAddress { get; set; } = 10;
+    public TimeSpan LoginFailureRefill { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>PBKDF2 password checks run at once (on the thread pool, not on the broker's connection threads).</summary>
+    public int LoginHashConcurrency { get; set; } = Math.Max(1, Environment.ProcessorCount / 2);
+
     public bool UsesEmbeddedBroker => string.Equals(Broker, "embedded", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Host and port of an external broker given as mqtt://host:port or mqtts://host:port (default ports 1883, 8883).</summary>

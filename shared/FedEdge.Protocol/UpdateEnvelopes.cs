@@ -41,6 +41,13 @@ public sealed class UpdateVerifierOptions
     /// <summary>Largest accepted envelope (bytes).</summary>
     public int MaxEnvelopeBytes { get; init; } = 64 << 20;
 
+    /// <summary>Bytes of fields this receiver does not know (newer fields, or junk) an envelope may carry. They are signed and
+    /// would be stored verbatim with the envelope, so they are bounded like everything else; the envelope's size is then
+    /// what the codec's payload needs plus its known metadata.</summary>
+    public int MaxUnknownFieldBytes { get; init; } = DefaultMaxUnknownFieldBytes;
+
+    public const int DefaultMaxUnknownFieldBytes = 4096;
+
     /// <summary>Also check NaN/∞ and the exact structure of the codec payload (one O(d) pass).</summary>
     public bool ValidatePayload { get; init; } = true;
 }
@@ -91,6 +98,9 @@ public sealed class UpdateEnvelopeVerifier(UpdateVerifierOptions options, IVerif
 {
     public const int UpdateIdLength = 16;
 
+    /// <summary>Unknown fields are skipped while parsing, not copied: they are only counted (see <see cref="UpdateVerifierOptions.MaxUnknownFieldBytes"/>).</summary>
+    private static readonly MessageParser<UpdateEnvelope> KnownFieldsParser = UpdateEnvelope.Parser.WithDiscardUnknownFields(true);
+
     /// <param name="envelopeBytes">The signed envelope bytes (from a frame or a reassembled chunk set).</param>
     /// <param name="transportDeviceId">The device id the broker authenticated (from the topic); null skips this check.</param>
     /// <param name="expectedDimension">The model's parameter count for the base version, when known.</param>
@@ -103,11 +113,17 @@ public sealed class UpdateEnvelopeVerifier(UpdateVerifierOptions options, IVerif
         UpdateEnvelope envelope;
         try
         {
-            envelope = UpdateEnvelope.Parser.ParseFrom(envelopeBytes);
+            envelope = KnownFieldsParser.ParseFrom(envelopeBytes);
         }
         catch (Exception e) when (e is InvalidProtocolBufferException or ArgumentException or InvalidOperationException)
         {
             return Reject(RejectReason.Malformed, $"Not an UpdateEnvelope: {e.Message}");
+        }
+        // What the known fields take when written back (the signature's record included); the rest is unknown fields (or
+        // a non-canonical encoding), which no check here reads.
+        if (envelopeBytes.Length - envelope.CalculateSize() is var unknown && unknown > options.MaxUnknownFieldBytes)
+        {
+            return Reject(RejectReason.Oversized, $"Envelope carries {unknown} bytes of fields this cloud does not know; the limit is {options.MaxUnknownFieldBytes}.");
         }
         if (envelope.Federation != options.Federation)
         {

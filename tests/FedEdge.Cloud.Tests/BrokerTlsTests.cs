@@ -78,6 +78,38 @@ public sealed class BrokerTlsTests : IDisposable
         PinnedTls.ClientOptions(_ca.AuthorityCertificate, deviceCertificate is null ? null : (issuer ?? _deviceCa).Certificate(deviceCertificate),
             deviceCertificate is null ? null : (issuer ?? _deviceCa).Key(deviceCertificate));
 
+    /// <summary>
+    /// The TLS listener, the one devices reach over the network, is bounded as the plain one is: a CONNECT announcing
+    /// 200 MiB inside the TLS session closes the connection before its body is read.
+    /// </summary>
+    [Fact]
+    public async Task OverTlsAConnectAnnouncing200MiBIsRefusedBeforeItsBodyIsRead()
+    {
+        await using var cloud = await StartCloudAsync();
+        var broker = cloud.Services.GetRequiredService<EmbeddedBroker>();
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, TlsPort(cloud));
+        // The attacker accepts any server certificate: what is tested is the broker's side.
+        await using var tls = new System.Net.Security.SslStream(tcp.GetStream(), leaveInnerStreamOpen: false, (_, _, _, _) => true);
+        await tls.AuthenticateAsClientAsync("localhost");
+        await tls.WriteAsync((byte[])[.. HostileMqttClient.FixedHeader(0x10, 200L << 20), .. new byte[4096]]);
+        await tls.FlushAsync();
+
+        // The broker closes the session: the read ends (0 bytes or a reset) instead of waiting for 200 MiB.
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+        var closed = false;
+        try
+        {
+            closed = await tls.ReadAsync(new byte[256], timeout.Token) == 0;
+        }
+        catch (IOException)
+        {
+            closed = true;
+        }
+        Assert.True(closed, "the broker kept the TLS connection open after a 200 MiB announcement");
+        Assert.True(broker.OversizedPackets >= 1);
+    }
+
     [Fact]
     public async Task ADeviceOverTheTlsListenerWithThePinnedCaLogsIn_AndItsSignedUpdateIsIngested()
     {

@@ -34,6 +34,15 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
     private MqttServer? _server;
     private Timer? _revocationSweep;
     private FedEdge.Protocol.Tls.PinnedChainValidator? _deviceCertificates;
+    private BoundedTcpServerAdapter? _listener;
+
+    /// <summary>Refusals of this broker (connections, logins, publications), logged as one line per interval.</summary>
+    public RejectionLog Rejections => _rejections ??= _services.GetRequiredService<RejectionLog>();
+    private RejectionLog? _rejections;
+
+    /// <summary>Connections closed for announcing a packet above the limit, and connections refused per source address.</summary>
+    public long OversizedPackets => _listener?.OversizedPackets ?? 0;
+    public long RefusedByAddress => _listener?.RefusedConnections ?? 0;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _connectedDevices = new(StringComparer.Ordinal);
 
     public EmbeddedBroker(IOptions<CloudOptions> options, DeviceRegistry registry, ServiceIdentity service, ILogger<EmbeddedBroker> logger,
@@ -77,7 +86,10 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             TlsPort = _options.Tls.Port == 0 ? FreeTcpPort.Find() : _options.Tls.Port;
             _deviceCertificates = BrokerTlsEndpoint.EnableTls(serverOptions, _options.Tls, TlsPort);
         }
-        var server = new MqttServerFactory().CreateMqttServer(serverOptions);
+        // MQTTnet.Server has no maximum packet size: our listener bounds packets before they are read (and connections per address).
+        _listener = new BoundedTcpServerAdapter(new ConnectionLimiter(_options.MaxConnectionsPerAddress), _options.MaxConnectPacketBytes,
+            _options.MaxMqttPacketBytes, Rejections, _logger);
+        var server = new MqttServerFactory().CreateMqttServer(serverOptions, [_listener]);
         server.ValidatingConnectionAsync += ValidateConnectionAsync;
         server.InterceptingPublishAsync += InterceptPublishAsync;
         server.InterceptingSubscriptionAsync += InterceptSubscriptionAsync;
@@ -144,8 +156,14 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         }
     }
 
-    private Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
+    private LoginThrottle Logins => _logins ??= _services.GetRequiredService<LoginThrottle>();
+    private LoginThrottle? _logins;
+
+    private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs args)
     {
+        var address = (args.RemoteEndPoint as IPEndPoint)?.Address;
+        // The service's password is a random 192-bit secret compared in constant time (no hashing): checked before the
+        // throttle, so that nobody can lock the cloud out of its own broker by failing logins under its name.
         if (string.Equals(args.UserName, _service.UserName, StringComparison.Ordinal))
         {
             if (args.Password is not null && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(
@@ -153,49 +171,80 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
             {
                 args.SessionItems[ServiceKey] = true;
                 args.ReasonCode = MqttConnectReasonCode.Success;
-                return Task.CompletedTask;
+                return;
             }
-            return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
+            Logins.Failed(null, address);
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, "bad service password");
+            return;
+        }
+        if (Logins.Refusal(args.UserName, address) is { } throttled)
+        {
+            Refuse(args, MqttConnectReasonCode.ConnectionRateExceeded, throttled);
+            return;
         }
 
         if (args.ClientCertificate is { } certificate && _deviceCertificates is not null)
-            return ValidateDeviceCertificate(args, certificate);
-        var device = _registry.Authenticate(args.UserName, args.Password, out var failure);
+        {
+            ValidateDeviceCertificate(args, certificate);
+            return;
+        }
+        string? failure = null;
+        var (device, ran) = await Logins.HashAsync(() => _registry.Authenticate(args.UserName, args.Password, out failure), args.CancellationToken);
+        if (!ran)
+        {
+            Refuse(args, MqttConnectReasonCode.ServerBusy, "too many logins being checked");
+            return;
+        }
         if (device is null)
-            return Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
+        {
+            Logins.Failed(args.UserName, address);
+            Refuse(args, failure == "device revoked" ? MqttConnectReasonCode.Banned : MqttConnectReasonCode.BadUserNameOrPassword, failure!);
+            return;
+        }
         // Persistent sessions are keyed by client id: a device using another's client id would take over its session.
         if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
-            return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+        {
+            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id");
+            return;
+        }
         args.SessionItems[DeviceKey] = device;
         args.ReasonCode = MqttConnectReasonCode.Success;
-        return Task.CompletedTask;
     }
 
     /// <summary>
     /// Mutual TLS: the certificate (already checked against the device CA by the TLS handshake) names the device; the
     /// client id, and the user name if any, must be that device, which must be registered and not revoked.
     /// </summary>
-    private Task ValidateDeviceCertificate(ValidatingConnectionEventArgs args, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+    private void ValidateDeviceCertificate(ValidatingConnectionEventArgs args, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
     {
         var deviceId = BrokerTlsEndpoint.DeviceId(certificate);
         if (!string.IsNullOrEmpty(args.UserName) && !string.Equals(args.UserName, deviceId, StringComparison.Ordinal))
-            return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, $"user name '{args.UserName}' is not the device '{deviceId}' of the client certificate");
+        {
+            Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, $"user name '{args.UserName}' is not the device '{deviceId}' of the client certificate");
+            return;
+        }
         var device = _registry.Find(deviceId);
-        if (device is null) return Refuse(args, MqttConnectReasonCode.BadUserNameOrPassword, $"client certificate for unknown device '{deviceId}'");
-        if (device.Revoked) return Refuse(args, MqttConnectReasonCode.Banned, "device revoked");
+        if (device is null || device.Revoked)
+        {
+            Refuse(args, device is null ? MqttConnectReasonCode.BadUserNameOrPassword : MqttConnectReasonCode.Banned,
+                device is null ? $"client certificate for unknown device '{deviceId}'" : "device revoked");
+            return;
+        }
         if (!string.Equals(args.ClientId, device.DeviceId, StringComparison.Ordinal))
-            return Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id of the client certificate");
+        {
+            Refuse(args, MqttConnectReasonCode.ClientIdentifierNotValid, $"client id '{args.ClientId}' is not the device id of the client certificate");
+            return;
+        }
         args.SessionItems[DeviceKey] = device;
         args.ReasonCode = MqttConnectReasonCode.Success;
-        return Task.CompletedTask;
     }
 
-    private Task Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string why)
+    private void Refuse(ValidatingConnectionEventArgs args, MqttConnectReasonCode code, string why)
     {
         Interlocked.Increment(ref _refusedConnections);
         args.ReasonCode = code;
-        _logger.LogWarning("Broker refused connection of client {ClientId} user {UserName} from {Endpoint}: {Reason}", args.ClientId, args.UserName, args.RemoteEndPoint, why);
-        return Task.CompletedTask;
+        // Counted per source address and reason, one log line per interval: a password-guessing client cannot flood the log.
+        Rejections.Record(args.RemoteEndPoint is IPEndPoint ip ? ip.Address.ToString() : "?", code.ToString(), $"user {RejectionLog.Printable(args.UserName)}: {why}");
     }
 
     /// <remarks>Last wills pass through here too when the broker dispatches them, so a forged will is dropped.</remarks>
@@ -204,13 +253,22 @@ public sealed class EmbeddedBroker : IHostedService, IAsyncDisposable
         if (args.SessionItems is null) return Task.CompletedTask;
         // Whatever is published on an update topic, by a device or by a service client relaying one, is ingested
         // (and checked: registry, signature, device) before the PUBACK.
-        if (args.SessionItems.Contains(ServiceKey)
-            || (args.SessionItems[DeviceKey] is DeviceRecord device && TopicAccessPolicy.MayPublish(device, args.ApplicationMessage.Topic)))
-            return IsUpdate(args.ApplicationMessage.Topic) ? IngestAsync(args) : Task.CompletedTask;
+        var message = args.ApplicationMessage;
+        var device = args.SessionItems[DeviceKey] as DeviceRecord;
+        if (!args.SessionItems.Contains(ServiceKey) && (device is null || !TopicAccessPolicy.MayPublish(device, message.Topic)))
+            return RefusePublication(args, "topic not allowed");
+        if (device is not null && RetainPolicy.Refusal(device, message.Topic, message.Retain, message.Payload.Length) is { } notRetained)
+            return RefusePublication(args, notRetained);
+        return IsUpdate(message.Topic) ? IngestAsync(args) : Task.CompletedTask;
+    }
+
+    private Task RefusePublication(InterceptingPublishEventArgs args, string why)
+    {
         Interlocked.Increment(ref _refusedPublications);
         args.ProcessPublish = false;
         args.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
-        _logger.LogWarning("Broker refused publication by {ClientId} to {Topic}", args.ClientId, args.ApplicationMessage.Topic);
+        args.Response.ReasonString = why;
+        Rejections.Record(args.ClientId, "PublicationRefused", $"{why}: {args.ApplicationMessage.Topic}");
         return Task.CompletedTask;
     }
 

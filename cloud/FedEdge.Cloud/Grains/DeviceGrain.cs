@@ -125,8 +125,12 @@ public sealed class DeviceGrain : Grain, IDeviceGrain
         s.Federation = federation;
         s.Online = online;
         s.LastSeen = DateTimeOffset.UtcNow;
-        await _writer.WriteAsync();
-        if (changed) _logger.LogInformation("Device {Device} is {State} in {Federation}", this.GetPrimaryKeyString(), online ? "online" : "offline", federation);
+        // Written only on a change (LastSeen alone goes with the next write): a repeated status costs no write.
+        if (changed)
+        {
+            await _writer.WriteAsync();
+            _logger.LogInformation("Device {Device} is {State} in {Federation}", this.GetPrimaryKeyString(), online ? "online" : "offline", federation);
+        }
         await GrainFactory.GetGrain<IFederationGrain>(federation).SetDeviceLiveAsync(this.GetPrimaryKeyString(), online);
     }
 

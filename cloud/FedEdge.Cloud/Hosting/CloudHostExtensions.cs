@@ -51,6 +51,10 @@ public static class CloudHostExtensions
         services.AddSingleton(_ => CloudSigningKey.LoadOrCreate(data));
         services.AddSingleton(_ => new FileSystemModelStore(data.ModelStore));
 
+        services.AddSingleton(sp => new RejectionLog(sp.GetRequiredService<ILoggerFactory>().CreateLogger("FedEdge.Cloud.Refusals"),
+            sp.GetRequiredService<CloudClock>().Time, options.RejectionLogInterval));
+        services.AddSingleton(sp => new LoginThrottle(sp.GetRequiredService<CloudClock>().Time, options.LoginFailureBurstPerName,
+            options.LoginFailureBurstPerAddress, options.LoginFailureRefill, options.LoginHashConcurrency));
         if (options.UsesEmbeddedBroker)
         {
             services.AddSingleton<EmbeddedBroker>();
@@ -114,6 +118,15 @@ public static class CloudHostExtensions
         if (options.ReassemblyShareBytes < 1 || options.ReassemblyShareBytes > options.ReassemblyBudgetBytes)
             throw new ArgumentException($"Cloud:ReassemblyShareBytes must be between 1 and ReassemblyBudgetBytes ({options.ReassemblyBudgetBytes}); got {options.ReassemblyShareBytes}");
         if (options.IngestionConcurrency < 1) throw new ArgumentException($"Cloud:IngestionConcurrency must be ≥ 1 (got {options.IngestionConcurrency})");
+        if (options.MaxDeviceFrameBytes < 1024) throw new ArgumentException($"Cloud:MaxDeviceFrameBytes must be ≥ 1024 (got {options.MaxDeviceFrameBytes})");
+        if (options.MaxConnectPacketBytes < 1024) throw new ArgumentException($"Cloud:MaxConnectPacketBytes must be ≥ 1024 (got {options.MaxConnectPacketBytes})");
+        if (options.MaxConnectionsPerAddress < 1) throw new ArgumentException($"Cloud:MaxConnectionsPerAddress must be ≥ 1 (got {options.MaxConnectionsPerAddress})");
+        if (options.RejectionLogInterval <= TimeSpan.Zero) throw new ArgumentException($"Cloud:RejectionLogInterval must be positive (got {options.RejectionLogInterval})");
+        if (!(options.DeviceFramesPerSecond > 0) || !(options.DeviceRejectedFramesPerSecond > 0) || !(options.DeviceStatusPerSecond > 0)
+            || options.DeviceFrameBurst < 1 || options.DeviceRejectedFrameBurst < 1 || options.DeviceStatusBurst < 1)
+            throw new ArgumentException("Cloud:Device{Frames,RejectedFrames,Status}PerSecond must be positive and their bursts ≥ 1");
+        if (options.LoginFailureBurstPerName < 1 || options.LoginFailureBurstPerAddress < 1 || options.LoginFailureRefill <= TimeSpan.Zero || options.LoginHashConcurrency < 1)
+            throw new ArgumentException("Cloud:LoginFailureBurstPerName/PerAddress and LoginHashConcurrency must be ≥ 1 and LoginFailureRefill positive");
         if (options.ModelChunkBytes < 1024) throw new ArgumentException($"Cloud:ModelChunkBytes must be ≥ 1024 (got {options.ModelChunkBytes})");
     }
 

@@ -47,9 +47,18 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     /// <summary>Bounds the updates decoded and in submission at once, on either path (external-broker workers or the
     /// embedded broker's per-client interceptors, one per connected device), so every decode buffer comes from the pool.</summary>
     private readonly SemaphoreSlim _decodeSlots;
+    private readonly RejectionLog _rejections;
+    private readonly DeviceRateLimits _limits;
+    private readonly StatusCoalescer _statuses;
+
+    /// <summary>Status changes held back by the per-device rate (replaced by a later one before being applied).</summary>
+    public long CoalescedStatuses => _statuses.Coalesced;
+
+    /// <summary>Valid statuses of active devices received (each offered to the per-device rate).</summary>
+    public long StatusesReceived => _statuses.Offered;
 
     public MqttIngestionBridge(MqttServiceConnection mqtt, DeviceRegistry registry, IGrainFactory grains, IngestionMetrics metrics,
-        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, CloudClock clock, CloudDataDirectory data,
+        IOptions<CloudOptions> options, ILogger<MqttIngestionBridge> logger, CloudClock clock, CloudDataDirectory data, RejectionLog rejections,
         Telemetry.Drift.IDriftEventSink? drift = null)
     {
         _mqtt = mqtt;
@@ -59,6 +68,11 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         _options = options.Value;
         _logger = logger;
         _drift = drift;
+        _rejections = rejections;
+        _limits = new DeviceRateLimits(clock.Time, new RateLimit(_options.DeviceFramesPerSecond, _options.DeviceFrameBurst),
+            new RateLimit(_options.DeviceRejectedFramesPerSecond, _options.DeviceRejectedFrameBurst));
+        _statuses = new StatusCoalescer(clock.Time, new RateLimit(_options.DeviceStatusPerSecond, _options.DeviceStatusBurst),
+            (federation, deviceId, online) => Device(deviceId).SetOnlineAsync(federation, online));
         // An external broker acknowledged the chunks to the device already: the ones the cloud acknowledges to the broker
         // must survive the cloud (the embedded broker's devices send every chunk again instead).
         _spool = _options.UsesEmbeddedBroker ? null : new ChunkSpool(data.ChunkSpool, _options.SqliteSynchronousFull, logger);
@@ -117,7 +131,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
                     {
                         // Not acknowledged either: the broker's session keeps it and redelivers it on reconnection.
                         acknowledge = false;
-                        _logger.LogWarning("Update on {Topic} not taken now ({Reason}); left unacknowledged for redelivery", message.ApplicationMessage.Topic, outcome.Reason);
+                        _logger.LogDebug("Update on {Topic} not taken now ({Reason}); left unacknowledged for redelivery", message.ApplicationMessage.Topic, outcome.Reason);
                     }
                 }
                 catch (Exception e) when (!stoppingToken.IsCancellationRequested)
@@ -196,17 +210,17 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
         var device = _registry.Find(deviceId);
         if (device is null || device.Revoked || device.Federation != federation)
         {
-            _logger.LogWarning("Ignored status of {Device} on {Federation}: not an active device of that federation", deviceId, federation);
+            _rejections.Record(deviceId, "StatusIgnored", $"not an active device of federation {federation}");
             return;
         }
         var status = DeviceStatuses.Decode(payload, federation, deviceId);
         if (!status.IsAccepted)
         {
-            _logger.LogWarning("Ignored status of {Device}: {Reason} {Message}", deviceId, status.Reason, status.Message);
+            _rejections.Record(deviceId, "StatusIgnored", $"{status.Reason} {status.Message}");
             return;
         }
         var online = status.Value.State is not (DeviceState.Offline or DeviceState.Unspecified);
-        await Device(deviceId).SetOnlineAsync(federation, online);
+        await _statuses.OfferAsync(federation, deviceId, online);
     }
 
     private async Task<IngestOutcome> HandleUpdateAsync(string federation, string deviceId, byte[] frame, bool inSenderOrder)
@@ -229,6 +243,14 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             return IngestOutcome.Taken;
         }
 
+        if (_limits.RefuseFrame(deviceId) is { } tooFast)
+        {
+            // Retryable, and nothing else is spent on it: no verification, no grain call, no log line of its own.
+            _metrics.RecordRejected(federation, RejectionReason.Busy);
+            _rejections.Record(deviceId, "RateLimited", tooFast);
+            return IngestOutcome.Retry(MQTTnet.Protocol.MqttPubAckReasonCode.QuotaExceeded, tooFast);
+        }
+
         if (frame.Length > _options.MaxUpdateBytes)
         {
             await RejectAsync(federation, deviceId, RejectionReason.Oversized, $"frame of {frame.Length} bytes exceeds {_options.MaxUpdateBytes}", frame.Length, countForDevice: true);
@@ -248,7 +270,7 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
             // The device's share (or the budget) is spent: refused without a trace in its statistics (a state write per
             // refused frame would let a device amplify its junk), and retryable, so an honest device sends it again later.
             _metrics.RecordRejected(federation, RejectionReason.Busy);
-            _logger.LogWarning("Chunk from {Device} in {Federation} not taken: {Detail}", deviceId, federation, framed.Message);
+            _rejections.Record(deviceId, nameof(RejectionReason.Busy), framed.Message ?? "reassembly budget exhausted");
             return IngestOutcome.Retry(MQTTnet.Protocol.MqttPubAckReasonCode.QuotaExceeded, framed.Message ?? "reassembly budget exhausted; send again later");
         }
         if (framed.Outcome == FrameOutcome.Rejected)
@@ -481,7 +503,10 @@ public sealed class MqttIngestionBridge : BackgroundService, IBrokerUpdateIngres
     private async Task RejectAsync(string federation, string deviceId, RejectionReason reason, string detail, long bytes, bool countForDevice)
     {
         _metrics.RecordRejected(federation, reason);
-        _logger.LogWarning("Rejected update from {Device} in {Federation}: {Reason}: {Detail}", deviceId, federation, reason, detail);
+        // One log line per interval for all of a device's refusals (a line per frame would let a device fill the disk).
+        _rejections.Record(deviceId, reason.ToString(), detail);
+        if (reason != RejectionReason.UnknownDevice) _limits.Rejected(deviceId); // buckets for registered devices only
+        _logger.LogDebug("Rejected update from {Device} in {Federation}: {Reason}: {Detail}", deviceId, federation, reason, detail);
         // Unknown ids get no grain: anyone able to publish could otherwise create state for arbitrary names.
         // (countForDevice is false also when the device grain has counted the rejection itself.)
         if (countForDevice) await Device(deviceId).RecordRejectedAsync(reason, bytes);

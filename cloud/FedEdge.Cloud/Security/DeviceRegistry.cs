@@ -171,14 +171,19 @@ public sealed class DeviceRegistry : IDisposable
     /// </summary>
     public DeviceRecord? Authenticate(string? userName, string? password, out string? failure)
     {
-        if (!Identifiers.IsValid(userName)) { failure = "invalid user name"; return null; }
-        var record = Find(userName!);
-        if (record is null) { failure = "unknown device"; return null; }
+        var record = Identifiers.IsValid(userName) ? Find(userName!) : null;
+        // Every login costs one PBKDF2 check, against a dummy hash for an unknown name: an unknown name answering faster
+        // than a known one would let anyone list the registered ids.
+        var matches = MosquittoPasswordHash.Verify(password ?? "", record?.PasswordHash ?? DummyHash.Value) && password is not null;
+        if (record is null) { failure = Identifiers.IsValid(userName) ? "unknown device" : "invalid user name"; return null; }
         if (record.Revoked) { failure = "device revoked"; return null; }
-        if (password is null || !MosquittoPasswordHash.Verify(password, record.PasswordHash)) { failure = "bad password"; return null; }
+        if (!matches) { failure = "bad password"; return null; }
         failure = null;
         return record;
     }
+
+    /// <summary>A hash of a random password with the default iterations, checked for unknown names (no password matches it).</summary>
+    private static readonly Lazy<string> DummyHash = new(() => MosquittoPasswordHash.Create(MosquittoPasswordHash.NewPassword()));
 
     /// <summary>Records that a federation exists, so the cloud re-activates it (and republishes its model) on start.</summary>
     public void AddFederation(string federation)

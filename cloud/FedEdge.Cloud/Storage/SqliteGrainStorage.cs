@@ -86,8 +86,13 @@ public sealed class SqliteGrainStorage : IGrainStorage, IDisposable
         return Task.CompletedTask;
     }
 
+    /// <summary>State writes requested since start (what a device's status toggling or junk would amplify; for tests).</summary>
+    public long WriteCount => Interlocked.Read(ref _writeCount);
+    private long _writeCount;
+
     public Task WriteStateAsync<T>(string stateName, GrainId grainId, IGrainState<T> grainState)
     {
+        Interlocked.Increment(ref _writeCount);
         var payload = _serializer.Serialize(grainState.State).ToArray();
         long? expected = grainState.ETag is null ? null : ParseEtag(grainState.ETag, stateName, grainId);
         return CompleteWriteAsync(_writes.EnqueueAsync(new PendingWrite(stateName, grainId.ToString(), payload, expected)), grainState);

@@ -69,6 +69,9 @@ internal static class UpdateLogRecord
         if (metadata.Length < 42 + deviceLength) return null;
         var idLength = BinaryPrimitives.ReadUInt16LittleEndian(metadata[(40 + deviceLength)..]);
         if (metadata.Length != 42 + deviceLength + idLength) return null;
+        // A record whose hash checks out may still hold a time no DateTimeOffset can hold (found by fuzzing): refused, not thrown.
+        var receivedTicks = BinaryPrimitives.ReadInt64LittleEndian(metadata[21..]);
+        if (receivedTicks is < 0 || receivedTicks > DateTimeOffset.MaxValue.UtcTicks) return null;
         var pending = new PendingUpdate(
             DeviceId: Encoding.UTF8.GetString(metadata.Slice(40, deviceLength)),
             UpdateId: Encoding.UTF8.GetString(metadata.Slice(42 + deviceLength, idLength)),
@@ -76,7 +79,7 @@ internal static class UpdateLogRecord
             SampleCount: BinaryPrimitives.ReadInt64LittleEndian(metadata[9..]),
             Bytes: BinaryPrimitives.ReadInt32LittleEndian(metadata[17..]),
             TrainLoss: metadata[29] == 0 ? null : BinaryPrimitives.ReadDoubleLittleEndian(metadata[30..]),
-            ReceivedAt: new DateTimeOffset(BinaryPrimitives.ReadInt64LittleEndian(metadata[21..]), TimeSpan.Zero));
+            ReceivedAt: new DateTimeOffset(receivedTicks, TimeSpan.Zero));
         return new LoggedUpdate(pending, envelope);
     }
 

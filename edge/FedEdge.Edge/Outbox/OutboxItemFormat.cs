@@ -85,6 +85,12 @@ internal static class OutboxItemFormat
             return false;
         }
         var enqueuedMs = BinaryPrimitives.ReadInt64LittleEndian(span[13..]);
+        // A file whose checksum holds may still carry a time no DateTimeOffset can hold (found by fuzzing): refused, not thrown.
+        if (enqueuedMs < DateTimeOffset.MinValue.ToUnixTimeMilliseconds() || enqueuedMs > DateTimeOffset.MaxValue.ToUnixTimeMilliseconds())
+        {
+            reason = $"enqueued time {enqueuedMs} ms is out of range";
+            return false;
+        }
         int idLength = BinaryPrimitives.ReadUInt16LittleEndian(span[21..]);
         var at = FixedHeader + idLength;
         if (idLength == 0 || at + 4 > span.Length - HashBytes)
