@@ -45,7 +45,7 @@ public sealed class CertificateDirectory(string root)
     private X509Certificate2 LoadAuthority()
     {
         if (!File.Exists(AuthorityCertificate) || !File.Exists(AuthorityKey))
-            throw new InvalidOperationException($"No CA in {Root} (ca.crt and ca.key): run `fededge certs ca --out {Root}` first");
+            throw new InvalidOperationException($"No CA in {Root} (ca.crt and ca.key): run `fededge certs ca --dir {Root}` first");
         return CertificateFactory.ReadPem(AuthorityCertificate, AuthorityKey);
     }
 
