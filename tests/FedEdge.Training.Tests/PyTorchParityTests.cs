@@ -123,6 +123,9 @@ public sealed class PyTorchParityTests(ITestOutputHelper output)
         "efficientnet_b0 opset=17 optimizer=sgd lr=0.01 batch=8 steps=2 size=32 float32-floor=1",
         "squeezenet1_1 opset=17 optimizer=sgd lr=0.01 batch=4 steps=2 size=32 seed=1 float32-floor=1",
         "resnet18 opset=17 optimizer=sgd lr=0.01 batch=4 steps=1 size=32 float32-floor=1",
+        // Earlier opsets: HardSwish is x·HardSigmoid(x) before 14, BatchNormalization without training_mode before 15.
+        "mobilenet_v3_small opset=13 optimizer=sgd lr=0.01 batch=4 steps=1 size=32 float32-floor=1",
+        "shufflenet_v2_x0_5 opset=15 optimizer=sgd lr=0.01 batch=8 steps=1 size=32 seed=1 float32-floor=1",
     ];
 
     /// <summary>
