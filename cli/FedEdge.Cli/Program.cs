@@ -1,5 +1,6 @@
 using System.CommandLine;
 using FedEdge.Cli.Commands;
+using FedEdge.Training;
 
 // `fededge`: one tool for training, simulation, the cloud service, the edge agent and benchmarks.
 // Each subcommand lives in its own file under Commands/.
@@ -17,5 +18,16 @@ var root = new RootCommand("FedEdge: federated learning for fleets of edge devic
     DataCommand.Create(),
     // [commands] one line per subcommand, added by the component that owns it
 };
+
+try
+{
+    // Jetson: an ONNX Runtime built for JetPack instead of the packaged one (deploy/jetson.md), before any ONNX Runtime call.
+    OnnxRuntimeLibrary.UseFromEnvironment();
+}
+catch (FileNotFoundException e)
+{
+    Console.Error.WriteLine($"error: {e.Message}");
+    return 2;
+}
 
 return await root.Parse(args).InvokeAsync();
