@@ -154,28 +154,6 @@ class Depthwise(nn.Module):
         return self.fc(x.mean([2, 3]))
 
 
-class WideDepthwise(nn.Module):
-    """MNASNet's last 5x5 stage as it meets a 64 x 64 input: 576 channels on a 2 x 2 map, BatchNorm, ReLU, depthwise
-    5 x 5 (padding 2), BatchNorm, ReLU, 1 x 1 Conv, mean pooling."""
-
-    sample_shape = (96, 2, 2)
-    classes = 10
-    training_export = True  # keeps the BatchNorm nodes (EVAL mode folds them into the Convs)
-
-    def __init__(self):
-        super().__init__()
-        self.expand = nn.Conv2d(96, 576, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(576)
-        self.dw = nn.Conv2d(576, 576, 5, padding=2, groups=576, bias=False)
-        self.bn2 = nn.BatchNorm2d(576)
-        self.project = nn.Conv2d(576, 10, 1)
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.expand(x)))
-        x = F.relu(self.bn2(self.dw(x)))
-        return self.project(x).mean([2, 3])
-
-
 def torchvision_model(name, **kwargs):
     """A torchvision architecture with 10 classes on 3 x 32 x 32 images (--size changes the side), dropout and
     stochastic depth at 0 so that PyTorch's training step is deterministic, and BatchNorm running statistics as a
@@ -199,7 +177,7 @@ def torchvision_model(name, **kwargs):
     return create
 
 
-MODELS = {"mlp": Mlp, "cnn": Cnn, "mixed": Mixed, "lenet": Lenet, "depthwise": Depthwise, "wide_depthwise": WideDepthwise,
+MODELS = {"mlp": Mlp, "cnn": Cnn, "mixed": Mixed, "lenet": Lenet, "depthwise": Depthwise,
           "mobilenet_v2": torchvision_model("mobilenet_v2"),
           "mobilenet_v2_035": torchvision_model("mobilenet_v2", width_mult=0.35),
           "mobilenet_v3_small": torchvision_model("mobilenet_v3_small"),
@@ -280,8 +258,8 @@ def main():
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
     factory = MODELS[a.model]
-    training_export = getattr(factory, "torchvision", False) or getattr(factory, "training_export", False)
-    model = factory(a.size) if getattr(factory, "torchvision", False) else factory()
+    training_export = getattr(factory, "torchvision", False)
+    model = factory(a.size) if training_export else factory()
     os.makedirs(a.out, exist_ok=True)
     for sub in ("initial", "final", "buffers"):
         os.makedirs(os.path.join(a.out, sub), exist_ok=True)
