@@ -8,6 +8,8 @@ Models (same as FedEdge's zoo, shared/FedEdge.Training/Zoo/ModelZoo.cs):
   mlp: Flatten, Linear 784-128, ReLU, Linear 128-10
   cnn: NIID-Bench SimpleCNN: Conv 6@5x5, ReLU, MaxPool 2, Conv 16@5x5, ReLU, MaxPool 2, Linear 256-120, ReLU,
        Linear 120-84, ReLU, Linear 84-10
+  mobilenet_v2_035, mobilenet_v3_small, shufflenet_v2_x0_5, mnasnet0_5, efficientnet_b0: torchvision's (python3-torchvision),
+       10 classes, on 3 x SIZE x SIZE images; --export writes the ONNX file for `fededge bench train --model FILE`
 Each timed step is what FedEdge's step does: gather a batch, forward, cross-entropy, backward, SGD with
 momentum 0.9 update. Warm-up steps run first and are not timed.
 
@@ -28,7 +30,16 @@ import torch.nn as nn
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
+TORCHVISION = {"mobilenet_v2_035": ("mobilenet_v2", {"width_mult": 0.35}), "mobilenet_v3_small": ("mobilenet_v3_small", {}),
+               "shufflenet_v2_x0_5": ("shufflenet_v2_x0_5", {}), "mnasnet0_5": ("mnasnet0_5", {}),
+               "efficientnet_b0": ("efficientnet_b0", {})}
+
+
 def build(name):
+    if name in TORCHVISION:
+        import torchvision  # Debian's python3-torchvision
+        arch, kwargs = TORCHVISION[name]
+        return getattr(torchvision.models, arch)(num_classes=10, **kwargs)
     if name == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
     if name == "cnn":
@@ -39,9 +50,9 @@ def build(name):
     raise SystemExit(f"unknown model {name!r} (mlp, cnn)")
 
 
-def load_data(kind, n, rng):
+def load_data(kind, n, rng, shape=(1, 28, 28)):
     if kind == "random":
-        return rng.random((n, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)
+        return rng.random((n, *shape), dtype=np.float32), rng.integers(0, 10, n).astype(np.int64)
     images = os.path.join(FASHION_MNIST, "train-images-idx3-ubyte.gz")
     labels = os.path.join(FASHION_MNIST, "train-labels-idx1-ubyte.gz")
     if not os.path.exists(images):
@@ -55,7 +66,10 @@ def load_data(kind, n, rng):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["mlp", "cnn"], default="cnn")
+    p.add_argument("--model", choices=["mlp", "cnn", *TORCHVISION], default="cnn")
+    p.add_argument("--size", type=int, default=96, help="image side of the torchvision models (3 channels)")
+    p.add_argument("--export", help="torchvision models: also write the model as ONNX here (training-mode export, "
+                                    "opset 17), the file `fededge bench train --model` takes")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--warmup", type=int, default=20)
@@ -70,9 +84,14 @@ def main():
     torch.set_num_interop_threads(1)
     torch.manual_seed(a.seed)
     rng = np.random.default_rng(a.seed)
-    x, y = load_data(a.data, max(a.batch * 64, a.batch), rng)
+    vision = a.model in TORCHVISION
+    x, y = load_data(a.data, max(a.batch * 64, a.batch), rng, (3, a.size, a.size) if vision else (1, 28, 28))
     x_t, y_t = torch.from_numpy(x), torch.from_numpy(y)
     model = build(a.model).train()
+    if vision and a.export:
+        torch.onnx.export(model, x_t[: a.batch], a.export, input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17,
+                          training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     order = torch.from_numpy(rng.permutation(len(y)))

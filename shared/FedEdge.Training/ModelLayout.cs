@@ -16,7 +16,7 @@ public sealed record ManagedTensor(string Name, long[] Dims, int Offset, int Len
 public sealed class ModelLayout
 {
     public const int MinOpset = 13;
-    public const int MaxOpset = 17;
+    public const int MaxOpset = 21;
 
     private ModelLayout(string input, int[] sampleShape, string output, int classCount, List<ManagedTensor> tensors, long opset)
     {

@@ -48,6 +48,8 @@ public sealed class OnnxTrainer : IDisposable
     {
         options.Validate();
         _model = model.Clone();
+        OpsetForm.Apply(_model);
+        InferenceForm.Apply(_model.Graph);
         ModelLayout.SeparateBatchNormStatistics(_model.Graph);
         _options = options;
         _layout = ModelLayout.Analyze(_model);

@@ -19,7 +19,8 @@ public class GradientCheckTests
         "Gemm 0 0", "Gemm 0 1", "Gemm 1 0", "Gemm 1 1", "Gemm bias-row", "Gemm no-bias",
         "MatMul 2d", "MatMul batched-weights", "MatMul broadcast-weights",
         "Add", "Sub", "Mul", "Div", "Sum", "Pow", "Add same-shape",
-        "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Clip",
+        "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "Clip", "Clip relu6",
+        "ChannelShuffle",
         "Softmax", "LogSoftmax", "Where", "Cast",
         "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Concat", "Split",
         "Slice", "Gather", "GatherElements", "Expand", "Tile", "Pad", "ReduceSum", "ReduceMean",
@@ -29,8 +30,10 @@ public class GradientCheckTests
     public static TheoryData<string> FloatCases =>
     [
         "Conv basic", "Conv stride-pad", "Conv dilation-asymmetric", "Conv same-upper", "Conv group-input",
+        "Conv depthwise", "Conv depthwise-stride", "Conv depthwise-multiplier", "Conv grouped", "Conv grouped-dilation-uneven", "Conv depthwise-kernel-over-input",
         "Conv single-channel", "Conv single-channel-stride",
         "MaxPool 2x2", "MaxPool tiled", "MaxPool tiled-remainder", "MaxPool after-relu", "AveragePool 2x2", "AveragePool pads-exclude", "AveragePool pads-include", "GlobalAveragePool", "Erf",
+        "HardSigmoid", "HardSigmoid torch", "HardSwish", "SqueezeExcitation",
     ];
 
     [Theory]
@@ -140,8 +143,41 @@ public class GradientCheckTests
                 return b.Op(parts[0], c.Input("X", [2, 5], -2, 2));
             case "LeakyRelu":
                 return b.Op("LeakyRelu", [c.Input("X", [2, 5], -2, 2)], Attr("alpha", 0.1f));
+            case "Clip" when parts.Length > 1:
+                // ReLU6 as torch exports it: Clip(x, 0, 6), values on both sides of both bounds.
+                return b.Op("Clip", c.Input("X", [3, 5], -3, 9), c.Constant([0.0], []), c.Constant([6.0], []));
             case "Clip":
                 return b.Op("Clip", c.Input("X", [3, 5], -2, 2), c.Constant([-0.5], []), c.Constant([0.7], []));
+            case "HardSigmoid" when parts.Length > 1:
+                // torch's Hardsigmoid: α = 1/6, β = 1/2; inputs cover both flat parts and the slope.
+                return b.Op("HardSigmoid", [c.Input("X", [3, 6], -5, 5)], Attr("alpha", 1f / 6), Attr("beta", 0.5f));
+            case "HardSigmoid":
+                return b.Op("HardSigmoid", [c.Input("X", [3, 6], -4, 4)], Attr("alpha", 0.3f), Attr("beta", 0.4f));
+            case "HardSwish":
+                return b.Op("HardSwish", c.Input("X", [3, 6], -5, 5));
+            case "SqueezeExcitation":
+                {
+                    // x · Sigmoid(Conv(Relu(Conv(GlobalAveragePool(x))))) with the gate broadcast over H × W; x
+                    // reaches the output along both paths (the 1×1 Convs on a 1×1 map written as MatMuls).
+                    var x = c.Input("X", [2, 4, 3, 3], -2, 2);
+                    var pooled = b.Op("Reshape", b.Op("GlobalAveragePool", x), b.Ints(2, 4));
+                    var squeezed = b.Op("Relu", b.Op("MatMul", pooled, c.Input("W1", [4, 2])));
+                    var gate = b.Op("Sigmoid", b.Op("MatMul", squeezed, c.Input("W2", [2, 4])));
+                    return b.Op("Mul", x, b.Op("Reshape", gate, b.Ints(2, 4, 1, 1)));
+                }
+
+            case "ChannelShuffle":
+                {
+                    // ShuffleNet's channel shuffle: [N, G·C', H, W] → [N, G, C', H, W] → swap 1, 2 → [N, C'·G, H, W],
+                    // after a Split into two branches and a Concat back, with a product so the gradient is not constant.
+                    var x = c.Input("X", [2, 6, 2, 2]);
+                    var halves = b.Node("Split", [x, b.Ints(3, 3)], 2, Attr("axis", 1L));
+                    var joined = b.Op("Concat", [halves[0], b.Op("Mul", halves[1], halves[1])], Attr("axis", 1L));
+                    var grouped = b.Op("Reshape", joined, b.Ints(2, 2, 3, 2, 2));
+                    var shuffled = b.Op("Reshape", b.Op("Transpose", [grouped], Attr("perm", new long[] { 0, 2, 1, 3, 4 })), b.Ints(2, 6, 2, 2));
+                    return b.Op("Mul", shuffled, c.Input("S", [6, 1, 1]));
+                }
+
             case "Softmax" or "LogSoftmax":
                 return b.Op(parts[0], [c.Input("X", [3, 4, 5], -2, 2)], Attr("axis", 1L));
             case "Where":
@@ -233,6 +269,32 @@ public class GradientCheckTests
 
             case "Conv":
                 {
+                    if (parts[1].StartsWith("depthwise", StringComparison.Ordinal) || parts[1].StartsWith("grouped", StringComparison.Ordinal))
+                    {
+                        // Weight, input and bias gradients of grouped convolutions: depthwise (group = C, with a
+                        // channel multiplier of 2 in one case) and 2 groups of 3 → 2 channels; the last case has a
+                        // dilation and a stride that leaves input rows unused (the correlation is cropped).
+                        var (inC, outC, group) = parts[1] switch
+                        {
+                            "depthwise" or "depthwise-stride" or "depthwise-kernel-over-input" => (4L, 4L, 4L),
+                            "depthwise-multiplier" => (3L, 6L, 3L),
+                            _ => (6L, 4L, 2L),
+                        };
+                        // A 5×5 kernel over a 2×2 map (padding 2), as MNASNet's last stages meet at 64×64 input.
+                        var large = parts[1] == "depthwise-kernel-over-input";
+                        var gx = c.Input("X", large ? [3, inC, 2, 2] : [3, inC, 7, 6]);
+                        var gw = c.Input("W", large ? [outC, inC / group, 5, 5] : [outC, inC / group, 3, 3]);
+                        var gb = c.Input("B", [outC]);
+                        AttributeProto[] gAttrs = parts[1] switch
+                        {
+                            "depthwise-stride" => [Attr("strides", new long[] { 2, 2 }), Attr("pads", new long[] { 1, 1, 1, 1 })],
+                            "grouped-dilation-uneven" => [Attr("dilations", new long[] { 2, 1 }), Attr("strides", new long[] { 2, 2 }), Attr("pads", new long[] { 1, 0, 0, 1 })],
+                            "depthwise-kernel-over-input" => [Attr("pads", new long[] { 2, 2, 2, 2 })],
+                            _ => [Attr("pads", new long[] { 1, 1, 1, 1 })],
+                        };
+                        return b.Op("Conv", [gx, gw, gb], [Attr("group", group), .. gAttrs]);
+                    }
+
                     // One input channel: the weight gradient splits the batch into image groups (6 images: 2 groups of 3).
                     var single = parts[1].StartsWith("single-channel", StringComparison.Ordinal);
                     var x = c.Input("X", single ? [6, 1, 7, 7] : [2, 3, 7, 7]);

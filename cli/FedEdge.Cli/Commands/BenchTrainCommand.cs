@@ -1,13 +1,15 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
+using FedEdge.Onnx;
 using FedEdge.Training;
 using FedEdge.Training.Zoo;
 
 namespace FedEdge.Cli.Commands;
 
 /// <summary>
-/// `fededge bench train`: training-step throughput of a zoo model on random 28×28 data (the speed of a
+/// `fededge bench train`: training-step throughput of a zoo model on random 28×28 data, or of an ONNX file on random
+/// data of its input shape (the speed of a
 /// step does not depend on the values), for comparison with bench/'s PyTorch peer script run with the
 /// same model, batch, steps and threads.
 /// </summary>
@@ -15,7 +17,7 @@ internal static class BenchTrainCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "Zoo model.", DefaultValueFactory = _ => "mlp" };
+        var model = new Option<string>("--model") { Description = "Zoo model, or an ONNX file (random data of its input shape).", DefaultValueFactory = _ => "mlp" };
         var batch = new Option<int>("--batch") { Description = "Batch size.", DefaultValueFactory = _ => 64 };
         var threads = new Option<int>("--threads") { Description = "ONNX Runtime intra-op threads.", DefaultValueFactory = _ => 2 };
         var steps = new Option<int?>("--steps") { Description = "Timed steps (default: 2000 for mlp/logreg, 300 otherwise)." };
@@ -25,7 +27,7 @@ internal static class BenchTrainCommand
         var device = new Option<string>("--device") { Description = "cpu | cuda | auto", DefaultValueFactory = _ => "cpu" };
         device.AcceptOnlyFromAmong("cpu", "cuda", "auto");
         var json = new Option<FileInfo?>("--json") { Description = "Also write the figures as JSON here." };
-        var command = new Command("train", "Measure training steps/s and samples/s of a zoo model.")
+        var command = new Command("train", "Measure training steps/s and samples/s of a zoo model or an ONNX file.")
         {
             model, batch, threads, steps, warmup, optimizer, device, json,
         };
@@ -43,9 +45,10 @@ internal static class BenchTrainCommand
                 Optimizer = TrainCommand.ParseOptimizer(parse.GetValue(optimizer)!),
                 Device = TrainCommand.ParseDevice(parse.GetValue(device)!),
             };
-            using var trainer = OnnxTrainer.Create(ModelZoo.Create(name, [1, 28, 28], 10, seed: 0), options);
+            var isFile = name.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
+            using var trainer = OnnxTrainer.Create(isFile ? OnnxModelFile.Load(name) : ModelZoo.Create(name, [1, 28, 28], 10, seed: 0), options);
             var random = new Random(0);
-            var x = new float[b * 784];
+            var x = new float[b * trainer.SampleShape.Aggregate(1, (a, d) => a * d)];
             var y = new long[b];
             for (var i = 0; i < x.Length; i++)
             {
@@ -54,7 +57,7 @@ internal static class BenchTrainCommand
 
             for (var i = 0; i < y.Length; i++)
             {
-                y[i] = random.Next(10);
+                y[i] = random.Next(trainer.ClassCount);
             }
 
             for (var i = 0; i < parse.GetValue(warmup); i++)

@@ -75,12 +75,7 @@ internal static class ConvolutionRules
 
         if (need[1])
         {
-            if (group != 1)
-            {
-                throw new UnsupportedOperatorException(n.OpType, n.Name, $"the weight gradient supports group = 1 only (group = {group}).");
-            }
-
-            result[1] = WeightGradient(x, dY, win, c);
+            result[1] = group == 1 ? WeightGradient(x, dY, win, c) : GroupedWeightGradient(x, dY, group, win, c);
         }
 
         if (n.Input.Count > 2 && need[2])
@@ -127,8 +122,7 @@ internal static class ConvolutionRules
 
         // The correlation is [C, G·M, a, b]; it can be larger than the kernel (a, b ≥ kh, kw) when the stride does
         // not divide the input evenly. No node is emitted for a step that changes nothing.
-        var corrDims = Enumerable.Range(0, 2).Select(i =>
-            (win.InDims[i] + win.Pads[i] + win.Pads[i + 2] - ((win.OutDims[i] - 1) * win.Strides[i] + 1)) / win.Dilations[i] + 1).ToArray();
+        var corrDims = CorrelationSize(win);
         var exact = corrDims[0] == win.Kernel[0] && corrDims[1] == win.Kernel[1];
         if (groups > 1)
         {
@@ -138,11 +132,51 @@ internal static class ConvolutionRules
             return exact ? summed : c.B.Op("Slice", summed, c.B.Ints(0, 0), c.B.Ints(win.Kernel), c.B.Ints(2, 3));
         }
 
-        var cropped = exact ? corr : c.B.Op("Slice", corr, c.B.Ints(0, 0), c.B.Ints(win.Kernel), c.B.Ints(2, 3));
+        var cropped = CropToKernel(corr, win, c);
         return channels == 1
             ? c.B.Op("Reshape", cropped, c.B.Ints(outChannels, 1, win.Kernel[0], win.Kernel[1]))
             : c.B.Op("Transpose", [cropped], Attr("perm", new long[] { 1, 0, 2, 3 }));
     }
+
+    /// <summary>
+    /// Weight gradient of a grouped convolution (G groups of c = C/G input and m = M/G output channels; depthwise:
+    /// c = 1): the correlation of <see cref="WeightGradient"/> run as a grouped Conv. Xᵀ is [c, G·N, H, W] (batch
+    /// = a channel within its group, channels = (group, image)) and dYᵀ [G·m, N, Ho, Wo], so with group = G the
+    /// output channel (g, j) correlates only the images' channels of group g with their dY[·, g·m + j]; the result
+    /// [c, G·m, kh, kw] is dW = [M, c, kh, kw] transposed.
+    /// </summary>
+    private static string GroupedWeightGradient(string x, string dY, long groups, Window win, GradientContext c)
+    {
+        var dims = c.Dims(x);
+        var (batch, perGroup) = (dims[0], dims[1] / groups);
+        var outChannels = c.Dims(dY)[1];
+        var grouped = c.B.Op("Reshape", x, c.B.Ints(batch, groups, perGroup, dims[2], dims[3]));
+        var xt = c.B.Op("Reshape", c.B.Op("Transpose", [grouped], Attr("perm", new long[] { 2, 1, 0, 3, 4 })),
+            c.B.Ints(perGroup, groups * batch, dims[2], dims[3]));
+        var kernel = c.B.Op("Transpose", [dY], Attr("perm", new long[] { 1, 0, 2, 3 }));
+        var corr = c.B.Op("Conv", [xt, kernel], Attr("strides", win.Dilations), Attr("dilations", win.Strides), Attr("pads", win.Pads),
+            Attr("group", groups));
+        var cropped = CropToKernel(corr, win, c);
+        return perGroup == 1
+            ? c.B.Op("Reshape", cropped, c.B.Ints(outChannels, 1, win.Kernel[0], win.Kernel[1]))
+            : c.B.Op("Transpose", [cropped], Attr("perm", new long[] { 1, 0, 2, 3 }));
+    }
+
+    /// <summary>The correlation's first kh × kw positions (no node when it is already that size).</summary>
+    private static string CropToKernel(string correlation, Window win, GradientContext c)
+    {
+        var size = CorrelationSize(win);
+        return size[0] == win.Kernel[0] && size[1] == win.Kernel[1]
+            ? correlation
+            : c.B.Op("Slice", correlation, c.B.Ints(0, 0), c.B.Ints(win.Kernel), c.B.Ints(2, 3));
+    }
+
+    /// <summary>
+    /// Spatial size of the weight-gradient correlation: larger than the kernel when the stride does not divide the
+    /// padded input evenly (the extra rows and columns are cropped).
+    /// </summary>
+    private static long[] CorrelationSize(Window win) => [.. Enumerable.Range(0, 2).Select(i =>
+        (win.InDims[i] + win.Pads[i] + win.Pads[i + 2] - ((win.OutDims[i] - 1) * win.Strides[i] + 1)) / win.Dilations[i] + 1)];
 
     /// <summary>Image groups of the first-layer weight gradient: enough for a few threads, few enough that each group still has a long reduction.</summary>
     private const long ImageGroups = 8;

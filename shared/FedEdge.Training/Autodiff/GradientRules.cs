@@ -49,6 +49,8 @@ internal static class GradientRules
         ["Erf"] = (n, d, need, c) => [c.B.Op("Mul", d[0]!, c.B.Op("Mul", c.Scalar(2 / Math.Sqrt(Math.PI), n.Input[0]),
             c.B.Op("Exp", c.B.Op("Neg", c.B.Op("Mul", n.Input[0], n.Input[0])))))],
         ["Clip"] = (n, d, need, c) => [c.B.Op("Where", c.B.Op("Equal", n.Output[0], n.Input[0]), d[0]!, c.Scalar(0, n.Input[0])), null, null],
+        ["HardSigmoid"] = HardSigmoid,
+        ["HardSwish"] = HardSwish,
         ["Where"] = Where,
         ["Cast"] = (n, d, need, c) => [c.IsFloating(n.Input[0]) ? c.B.Op("Cast", [d[0]!], Attr("to", (long)c.Type(n.Input[0]))) : null],
         ["Softmax"] = Softmax,
@@ -133,6 +135,27 @@ internal static class GradientRules
         var x = n.Input[0];
         var scaled = c.B.Op("Mul", d[0]!, c.Scalar(alpha, x));
         return [c.B.Op("Where", c.B.Op("Greater", x, c.Scalar(0, x)), d[0]!, scaled)];
+    }
+
+    /// <summary>
+    /// y = max(0, min(1, αx + β)): dx = α·dy strictly inside (−β/α, (1 − β)/α), as PyTorch's hardsigmoid_backward
+    /// (the bounds are compared on x, not on αx + β, so rounding cannot move them).
+    /// </summary>
+    private static string?[] HardSigmoid(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        double alpha = n.GetFloat("alpha", 0.2f), beta = n.GetFloat("beta", 0.5f);
+        var x = n.Input[0];
+        var inside = c.B.Op("And", c.B.Op("Greater", x, c.Scalar(-beta / alpha, x)), c.B.Op("Less", x, c.Scalar((1 - beta) / alpha, x)));
+        return [c.B.Op("Where", inside, c.B.Op("Mul", d[0]!, c.Scalar(alpha, x)), c.Scalar(0, x))];
+    }
+
+    /// <summary>y = x·max(0, min(1, x/6 + 1/2)): dx = 0 below −3, dy·(x/3 + 1/2) on [−3, 3], dy above, as PyTorch's hardswish_backward.</summary>
+    private static string?[] HardSwish(NodeProto n, string?[] d, bool[] need, GradientContext c)
+    {
+        var x = n.Input[0];
+        var slope = c.B.Op("Add", c.B.Op("Mul", x, c.Scalar(1.0 / 3, x)), c.Scalar(0.5, x));
+        var inner = c.B.Op("Where", c.B.Op("LessOrEqual", x, c.Scalar(3, x)), c.B.Op("Mul", d[0]!, slope), d[0]!);
+        return [c.B.Op("Where", c.B.Op("Less", x, c.Scalar(-3, x)), c.Scalar(0, x), inner)];
     }
 
     private static string?[] Where(NodeProto n, string?[] d, bool[] need, GradientContext c)
