@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Prints line and branch coverage per test project and per FedEdge assembly from the Cobertura files that
-`dotnet test --collect "XPlat Code Coverage"` wrote, and merges them into one table of the best coverage any test
-project gave each assembly.
+"""Prints line and branch coverage from the Cobertura files that `dotnet test --collect "XPlat Code Coverage"` wrote:
+one row per test project (what its tests cover of the FedEdge assemblies they load), then one row per FedEdge assembly,
+merged over the test projects (a line counts as covered if any test project covers it).
 
 Usage: coverage-summary.py RESULTS_DIR [OUT.md]
 """
@@ -9,6 +9,45 @@ import glob
 import os
 import sys
 import xml.etree.ElementTree as ET
+
+TRX = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+
+
+def per_project(results):
+    """(test project, Cobertura file) for each TRX file: the attachment lies under the run's deployment folder."""
+    pairs = []
+    for trx in sorted(glob.glob(os.path.join(results, "*.trx"))):
+        root = ET.parse(trx).getroot()
+        deployment = root.find(".//t:Deployment", TRX)
+        test = root.find(".//t:UnitTest", TRX)
+        if deployment is None or test is None:
+            continue
+        project = os.path.splitext(os.path.basename(test.get("storage", "?")))[0]
+        for a in root.iterfind(".//t:ResultSummary//t:UriAttachment/t:A", TRX):
+            path = os.path.join(results, deployment.get("runDeploymentRoot"), "In", a.get("href"))
+            if path.endswith("coverage.cobertura.xml") and os.path.exists(path):
+                pairs.append((project, path))
+    return pairs
+
+
+def rates(path):
+    """Lines and branches of one Cobertura file, each source line counted once (methods repeat their class's lines)."""
+    seen = {}
+    for package in ET.parse(path).getroot().iter("package"):
+        for cls in package.iter("class"):
+            for line in cls.iter("line"):
+                key = (cls.get("filename"), int(line.get("number")))
+                covered, valid = 0, 0
+                if line.get("branch") == "True":
+                    cov = line.get("condition-coverage", "0% (0/0)")
+                    covered, valid = map(int, cov[cov.index("(") + 1:cov.index(")")].split("/"))
+                old = seen.get(key, (0, 0, 0))
+                seen[key] = (max(old[0], int(line.get("hits", "0"))), max(old[1], covered), max(old[2], valid))
+    lv = len(seen)
+    lc = sum(1 for hits, _, _ in seen.values() if hits > 0)
+    bc = sum(c for _, c, _ in seen.values())
+    bv = sum(v for _, _, v in seen.values())
+    return lc, lv, bc, bv
 
 
 def main():
@@ -45,7 +84,11 @@ def main():
         t = table.setdefault(assembly, [0, 0, 0, 0])
         t[2] += covered
         t[3] += valid
-    out = ["| assembly | lines | line coverage | branches | branch coverage |", "|---|---:|---:|---:|---:|"]
+    out = ["| test project | lines loaded | line coverage | branches | branch coverage |", "|---|---:|---:|---:|---:|"]
+    for project, path in per_project(results):
+        lc, lv, bc, bv = rates(path)
+        out.append(f"| {project} | {lv} | {100 * lc / max(lv, 1):.1f} % | {bv} | {100 * bc / max(bv, 1):.1f} % |")
+    out += ["", "| assembly (all test projects) | lines | line coverage | branches | branch coverage |", "|---|---:|---:|---:|---:|"]
     total = [0, 0, 0, 0]
     for assembly in sorted(table):
         lc, lv, bc, bv = table[assembly]
@@ -54,7 +97,7 @@ def main():
     lc, lv, bc, bv = total
     out.append(f"| **all** | {lv} | {100 * lc / max(lv, 1):.1f} % | {bv} | {100 * bc / max(bv, 1):.1f} % |")
     text = "\n".join(out)
-    print(f"coverage from {len(files)} Cobertura file(s):\n{text}")
+    print(f"coverage (FedEdge assemblies):\n{text}")
     if len(sys.argv) > 2:
         with open(sys.argv[2], "w", encoding="utf-8") as f:
             f.write(text + "\n")
