@@ -50,6 +50,7 @@ public static class TelemetryHostExtensions
         var options = new TelemetryOptions();
         builder.Configuration.GetSection(TelemetryOptions.Section).Bind(options);
         configure?.Invoke(options);
+        options.EventHubs.BacklogDirectory ??= Path.Combine(bindings.DataDirectory, "eventhubs-backlog");
         if (options.Http.Enabled) options.Http.Validate();
         if (options.EventHubs.Enabled) options.EventHubs.Validate();
 
