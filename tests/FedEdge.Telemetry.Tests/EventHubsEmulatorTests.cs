@@ -39,6 +39,7 @@ public sealed class EventHubsEmulatorTests
             Assert.Equal(Enumerable.Range(0, 15).Select(i => $"{device}-{i}"), stored.Select(e => e.MessageId?.ToString()));
         }
         Assert.Equal(45, emulator.Count);
+        Assert.Equal((9L, 9L), (emulator.Transfers, emulator.BatchTransfers)); // one transfer per batch, in the batch format
 
         var partition = emulator.PartitionOf("dev-a");
         var properties = await producer.GetPartitionPropertiesAsync(partition.ToString(System.Globalization.CultureInfo.InvariantCulture));

@@ -46,7 +46,7 @@ public sealed class EventHubsEmulator : IAsyncDisposable
     private readonly DateTimeOffset _createdAt = DateTimeOffset.UtcNow;
     private ContainerHost? _host;
     private int _roundRobin;
-    private long _refusedTokens, _refusedLinks;
+    private long _refusedTokens, _refusedLinks, _transfers, _batchTransfers;
 
     public EventHubsEmulator(string hubName, int partitionCount = 4)
     {
@@ -72,6 +72,12 @@ public sealed class EventHubsEmulator : IAsyncDisposable
 
     /// <summary>Link attaches refused (unknown hub or partition, no token).</summary>
     public long RefusedLinks => Interlocked.Read(ref _refusedLinks);
+
+    /// <summary>Messages received on hub links (one per SDK send).</summary>
+    public long Transfers => Interlocked.Read(ref _transfers);
+
+    /// <summary>Of <see cref="Transfers"/>, those in the batch format (<see cref="BatchFormat"/>).</summary>
+    public long BatchTransfers => Interlocked.Read(ref _batchTransfers);
 
     /// <summary>Connections accepted since the start (each client connection once).</summary>
     public int ConnectionsAccepted => _connectionsAccepted;
@@ -143,6 +149,8 @@ public sealed class EventHubsEmulator : IAsyncDisposable
     private void Store(Message message, int? linkPartition, DateTimeOffset now)
     {
         var envelopeKey = message.MessageAnnotations?[PartitionKeyAnnotation] as string;
+        Interlocked.Increment(ref _transfers);
+        if (message.Format == BatchFormat) Interlocked.Increment(ref _batchTransfers);
         var events = message.Format == BatchFormat ? Unbatch(message) : [message];
         if (events.Count == 0) throw new AmqpException(ErrorCode.DecodeError, "batch without events");
         var key = events[0].MessageAnnotations?[PartitionKeyAnnotation] as string ?? envelopeKey;

@@ -55,6 +55,15 @@ public sealed class EventHubsOptions
     public EventHubsConnectionString Validate()
     {
         var parsed = EventHubsConnectionString.Parse(ConnectionString ?? "", EntityPath);
+        try
+        {
+            // The SDK's own parse too, so that a string it would refuse fails at start-up, not at the first send.
+            Azure.Messaging.EventHubs.EventHubsConnectionStringProperties.Parse(ConnectionString!);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException)
+        {
+            throw new FormatException($"Event Hubs connection string: the Azure SDK refuses it ({e.Message})", e);
+        }
         if (string.IsNullOrWhiteSpace(BacklogDirectory)) throw new ArgumentException($"{Section}:BacklogDirectory is not set");
         if (QueueCapacity < 1) throw new ArgumentException($"{Section}:QueueCapacity must be ≥ 1 (got {QueueCapacity})");
         if (MaxEventBytes < 1) throw new ArgumentException($"{Section}:MaxEventBytes must be ≥ 1 (got {MaxEventBytes})");

@@ -35,8 +35,6 @@ public sealed class EventHubsSink : BackgroundService
     {
         _options = options.Value;
         _hub = _options.Validate();
-        // The SDK's own parse, so that a string it would refuse fails at start-up, not at the first send.
-        EventHubsConnectionStringProperties.Parse(_options.ConnectionString!);
         _logger = logger;
         _time = timeProvider ?? TimeProvider.System;
         _backlog = EventHubsBacklog.Open(_options.BacklogDirectory!, _options.BacklogCapacityBytes, _options.QueueCapacity,
