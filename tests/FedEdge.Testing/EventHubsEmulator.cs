@@ -156,17 +156,17 @@ public sealed class EventHubsEmulator : IAsyncDisposable
         var key = events[0].MessageAnnotations?[PartitionKeyAnnotation] as string ?? envelopeKey;
         if (linkPartition is not null && key is not null)
             throw new AmqpException(ErrorCode.InvalidField, "a partition key cannot be used on a partition link");
+        // Checked before anything is stored: a refused batch leaves no part of itself behind.
+        if (events.Any(item => !string.Equals(item.MessageAnnotations?[PartitionKeyAnnotation] as string ?? envelopeKey, key, StringComparison.Ordinal)))
+            throw new AmqpException(ErrorCode.InvalidField, "events of one batch must share the partition key");
+        var converted = events.Select(item => (Item: item, Body: Body(item))).ToList();
         var partition = linkPartition ?? (key is null ? (int)((uint)Interlocked.Increment(ref _roundRobin) % (uint)_partitions.Length) : PartitionOf(key));
         var stored = _partitions[partition];
         lock (stored)
         {
-            foreach (var item in events)
+            foreach (var (item, body) in converted)
             {
-                var itemKey = item.MessageAnnotations?[PartitionKeyAnnotation] as string ?? envelopeKey;
-                if (!string.Equals(itemKey, key, StringComparison.Ordinal))
-                    throw new AmqpException(ErrorCode.InvalidField, "events of one batch must share the partition key");
-                var sequence = stored.Count;
-                stored.Add(new EmulatedEvent(partition, sequence, itemKey, Body(item), item.Properties?.MessageId,
+                stored.Add(new EmulatedEvent(partition, stored.Count, key, body, item.Properties?.MessageId,
                     item.Properties?.ContentType?.ToString(), ApplicationProperties(item), now));
             }
         }
