@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(dataset-fashion-mnist)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(python3 python3-numpy python3-onnx python3-torch python3-torchvision mosquitto redis-server rabbitmq-server systemd)
+  packages+=(python3 python3-numpy python3-onnx python3-torch python3-torchvision mosquitto redis-server systemd)
 fi
 # The linux-arm64 edge build runs under qemu-user (scripts/check-arm64.sh): the emulator, and what the agent needs at
 # run time on the board (deploy/README.md): the arm64 loader and C/C++ runtime that the .NET host and ONNX Runtime's

@@ -2,7 +2,6 @@ using System.Buffers;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Amqp;
 using FedEdge.Cloud;
 using FedEdge.Cloud.Abstractions;
 using FedEdge.Cloud.Broker;
@@ -20,17 +19,16 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using MQTTnet;
 using MQTTnet.Protocol;
-using AmqpData = Amqp.Framing.Data;
 
 namespace FedEdge.Telemetry.Tests;
 
 /// <summary>
 /// The whole path in a real cloud (Orleans silo, embedded broker): a device's signed update carries a drift report;
-/// the cloud stores the event, publishes it on MQTT, forwards it to "Event Hubs" (RabbitMQ over AMQP 1.0), serves it
-/// on the HTTP API, and still has it after a restart.
+/// the cloud stores the event, publishes it on MQTT, serves it on the HTTP API and keeps it in its Event Hubs backlog
+/// while the hub (<see cref="EventHubsEmulator"/>) is down; the cloud restarts, the hub returns, and the event (with
+/// the federation's status) reaches the hub once.
 /// </summary>
-[Collection(RabbitMqCollection.Name)]
-public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
+public sealed class CloudTelemetryTests : IDisposable
 {
     private const string ApiKey = "test-api-key-0123456789";
     private static readonly FederationConfig Config = new()
@@ -46,16 +44,14 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
     private readonly string _data = Path.Combine(Path.GetTempPath(), "fededge-telemetry-tests", Guid.NewGuid().ToString("N"));
 
     [Fact]
-    public async Task Drift_report_in_an_update_is_stored_published_forwarded_served_and_kept_across_a_restart()
+    public async Task Drift_report_in_an_update_is_stored_published_served_and_forwarded_after_a_hub_outage_and_a_restart()
     {
-        var hub = "drift-" + Guid.NewGuid().ToString("N")[..8];
         var detectedMs = DateTimeOffset.UtcNow.AddSeconds(-5).ToUnixTimeMilliseconds();
         var brokerPort = TestPorts.Reserve();
-        var (hubConnection, hubReceiver) = await OpenReceiverAsync(hub);
-        try
+        await using var hub = new EventHubsEmulator("fleet", partitionCount: 4); // down until the cloud restarts
+        DriftEvent fromMqtt;
         {
-
-            await using (var cloud = await StartCloudAsync(brokerPort, broker.ConnectionString(hub)))
+            await using (var cloud = await StartCloudAsync(brokerPort, hub.ConnectionString))
             {
                 var api = cloud.Services.GetRequiredService<TelemetryHttpApi>().Address!;
                 using var http = new HttpClient { BaseAddress = api };
@@ -90,32 +86,13 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
                 var message = await published.Task.WaitAsync(TimeSpan.FromSeconds(20));
                 Assert.Equal(MqttTopics.DriftEvent("f1", "dev-1"), message.Topic);
                 Assert.Equal("application/json", message.ContentType);
-                var fromMqtt = DriftEventJson.Deserialize(message.Payload.ToArray());
+                fromMqtt = DriftEventJson.Deserialize(message.Payload.ToArray());
                 Assert.Equal((DriftKind.Real, "dev-1", 3L, 2, 0L), (fromMqtt.Kind, fromMqtt.DeviceId, fromMqtt.WindowIndex, fromMqtt.CurrentCentre, fromMqtt.ModelVersion));
                 Assert.Equal(detectedMs, fromMqtt.DetectedAt.ToUnixTimeMilliseconds());
 
-                // Event Hubs: the same event, partitioned by device; and the federation's status as fleet telemetry.
-                Message? forwarded = null, statusEvent = null;
-                var hubDeadline = DateTime.UtcNow.AddSeconds(30);
-                while ((forwarded is null || statusEvent is null) && DateTime.UtcNow < hubDeadline)
-                {
-                    if (await hubReceiver.ReceiveAsync(TimeSpan.FromMilliseconds(500)) is not { } received) continue;
-                    hubReceiver.Accept(received);
-                    switch (received.ApplicationProperties["fededge-type"])
-                    {
-                        case EventHubsDriftForwarder.EventType: Assert.Null(forwarded); forwarded = received; break;
-                        case FederationStatusForwarder.EventType: statusEvent = received; break;
-                        case var other: Assert.Fail($"unexpected event type {other}"); break;
-                    }
-                }
-                Assert.NotNull(forwarded);
-                Assert.NotNull(statusEvent);
-                Assert.Equal("f1", statusEvent.MessageAnnotations[new Amqp.Types.Symbol("x-opt-partition-key")]);
-                using (var statusJson = JsonDocument.Parse(((AmqpData)statusEvent.BodySection).Binary))
-                    Assert.Equal(status.ParameterCount, statusJson.RootElement.GetProperty("status").GetProperty("parameterCount").GetInt32());
-                Assert.Equal("dev-1", forwarded.MessageAnnotations[new Amqp.Types.Symbol("x-opt-partition-key")]);
-                Assert.Equal($"drift-f1-{fromMqtt.Id}", forwarded.Properties.MessageId);
-                Assert.Equal(fromMqtt, DriftEventJson.Deserialize(((AmqpData)forwarded.BodySection).Binary));
+                // Event Hubs is down: the event and the federation's status wait in the backlog on disk.
+                var sink = cloud.Services.GetRequiredService<EventHubsSink>();
+                await Eventually.HoldsAsync(() => sink.Retries >= 1 && sink.Queued >= 2, () => $"failed sends with the drift and a status event queued (queued {sink.Queued}, retries {sink.Retries})", 60);
 
                 // The same update again (a redelivery or a replay) adds no second event.
                 await PublishAsync(device, frame);
@@ -149,19 +126,34 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
                 Assert.Contains("since", await bad.Content.ReadAsStringAsync(), StringComparison.Ordinal);
             }
 
-            // A restart of the cloud keeps the drift history.
-            await using (var cloud = await StartCloudAsync(TestPorts.Reserve(), null))
+            // A restart of the cloud keeps the drift history and the Event Hubs backlog; the hub returns.
+            await using (var cloud = await StartCloudAsync(TestPorts.Reserve(), hub.ConnectionString))
             {
                 using var http = new HttpClient { BaseAddress = cloud.Services.GetRequiredService<TelemetryHttpApi>().Address };
                 http.DefaultRequestHeaders.Add(TelemetryHttpOptions.ApiKeyHeader, ApiKey);
                 var events = await GetEventsAsync(http, "/api/federations/f1/drift-events");
                 var kept = Assert.Single(events);
                 Assert.Equal((DriftKind.Real, "dev-1", 0.12), (kept.Kind, kept.DeviceId, kept.FeatureShift));
+
+                var sink = cloud.Services.GetRequiredService<EventHubsSink>();
+                var carried = sink.Queued;
+                Assert.True(carried >= 2, $"the backlog of the first run should be pending (queued {carried})");
+                await hub.StartAsync();
+                await Eventually.HoldsAsync(() => hub.Count >= carried, () => $"the {carried} events of the first run at the hub (has {hub.Count})", 60);
+
+                // Event Hubs: the same event once, partitioned by device; the federation's status partitioned by federation.
+                var forwarded = Assert.Single(hub.AllEvents(), e => Equals(e.Properties["fededge-type"], EventHubsDriftForwarder.EventType));
+                Assert.Equal("dev-1", forwarded.PartitionKey);
+                Assert.Equal($"drift-f1-{fromMqtt.Id}", forwarded.MessageId);
+                Assert.Equal("application/json", forwarded.ContentType);
+                Assert.Equal(fromMqtt, DriftEventJson.Deserialize(forwarded.Body));
+                var statusEvent = hub.AllEvents().First(e => Equals(e.Properties["fededge-type"], FederationStatusForwarder.EventType));
+                Assert.Equal("f1", statusEvent.PartitionKey);
+                using var statusJson = JsonDocument.Parse(statusEvent.Body);
+                Assert.True(statusJson.RootElement.GetProperty("status").GetProperty("parameterCount").GetInt32() > 0);
+                Assert.All(hub.AllEvents(), e => Assert.Contains(e.Properties["fededge-type"], new object[] { EventHubsDriftForwarder.EventType, FederationStatusForwarder.EventType }));
+                Assert.Equal(hub.Count, hub.AllEvents().Select(e => e.MessageId).Distinct().Count()); // none twice
             }
-        }
-        finally
-        {
-            await hubConnection.CloseAsync();
         }
     }
 
@@ -182,6 +174,11 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
         {
             builder.Configuration["Telemetry:EventHubs:ConnectionString"] = eventHubs;
             builder.Configuration["Telemetry:EventHubs:StatusInterval"] = "00:00:01";
+            builder.Configuration["Telemetry:EventHubs:MaxRetries"] = "1";
+            builder.Configuration["Telemetry:EventHubs:SendTimeout"] = "00:00:05";
+            builder.Configuration["Telemetry:EventHubs:InitialRetryDelay"] = "00:00:00.100";
+            builder.Configuration["Telemetry:EventHubs:MaxRetryDelay"] = "00:00:01";
+            builder.Configuration["Telemetry:EventHubs:DrainTimeout"] = "00:00:00.500";
         }
         builder.AddFedEdgeCloud(o =>
         {
@@ -248,11 +245,5 @@ public sealed class CloudTelemetryTests(RabbitMqBroker broker) : IDisposable
         var result = await device.PublishAsync(new MqttApplicationMessageBuilder().WithTopic(MqttTopics.Update("f1", "dev-1"))
             .WithPayload(frame).WithQualityOfServiceLevel(MqttQualityOfServiceLevel.AtLeastOnce).Build());
         Assert.True(result.IsSuccess, result.ReasonCode.ToString());
-    }
-
-    private async Task<(Connection, ReceiverLink)> OpenReceiverAsync(string hub)
-    {
-        var connection = await new ConnectionFactory().CreateAsync(new Address("127.0.0.1", broker.Port, RabbitMqBroker.KeyName, RabbitMqBroker.Key, "/", "amqp"));
-        return (connection, new ReceiverLink(new Session(connection), "cloud-test-" + hub, "/queue/" + hub));
     }
 }

@@ -1,115 +1,168 @@
+using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
-using Amqp;
-using Amqp.Framing;
-using Amqp.Types;
 using FedEdge.Cloud.Telemetry.EventHubs;
-using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using AmqpData = Amqp.Framing.Data;
 
 namespace FedEdge.Telemetry.Tests;
 
-[Collection(RabbitMqCollection.Name)]
-public sealed class EventHubsSinkTests(RabbitMqBroker broker)
+/// <summary>
+/// The sink through the Azure SDK against <see cref="EventHubsEmulator"/>: the SDK's real network path (SASL, CBS
+/// put-token, management, links, batches), with the endpoint stopped and started, and the sink restarted over its
+/// backlog on disk.
+/// </summary>
+public sealed class EventHubsSinkTests : IDisposable
 {
+    private readonly TempDirectory _backlog = new();
+
+    public void Dispose() => _backlog.Dispose();
+
     [Fact]
-    public async Task Events_arrive_over_amqp_with_body_content_type_and_partition_key()
+    public async Task Events_arrive_complete_and_in_order_per_partition_key_in_batches()
     {
-        var hub = "hub-" + Guid.NewGuid().ToString("N")[..8];
-        await using var receiver = await HubReceiver.OpenAsync(broker, hub);
-        var sink = NewSink(hub);
+        await using var emulator = new EventHubsEmulator("drift", partitionCount: 4);
+        await emulator.StartAsync();
+        var sink = NewSink(emulator);
         await sink.StartAsync(CancellationToken.None);
         try
         {
-            const int count = 300; // more than two batches of 128
-            for (var i = 0; i < count; i++)
-                Assert.True(sink.TryEnqueue(Event(i)));
+            const int count = 300;
+            for (var i = 0; i < count; i++) Assert.True(sink.TryEnqueue(Event(i)));
 
-            var received = await receiver.ReceiveAsync(count, TimeSpan.FromSeconds(30));
+            await Eventually.HoldsAsync(() => emulator.Count >= count, () => $"{count} events at the hub (has {emulator.Count})", 60);
+            await Eventually.HoldsAsync(() => sink.Queued == 0, "the backlog to be acknowledged");
 
-            Assert.Equal(count, received.Count);
-            var seen = new HashSet<int>();
-            foreach (var message in received)
+            var stored = emulator.AllEvents();
+            Assert.Equal(count, stored.Count);
+            foreach (var device in stored.GroupBy(e => e.PartitionKey))
             {
-                var body = ((AmqpData)message.BodySection).Binary;
-                using var json = JsonDocument.Parse(body);
-                var index = json.RootElement.GetProperty("index").GetInt32();
-                Assert.True(seen.Add(index), $"event {index} received twice");
-                Assert.Equal($"device-{index % 7}", message.MessageAnnotations[new Symbol("x-opt-partition-key")]);
-                Assert.Equal("application/json", message.Properties.ContentType.ToString());
-                Assert.Equal($"event-{index}", message.Properties.MessageId);
-                Assert.Equal("drift-event", message.ApplicationProperties["fededge-type"]);
+                Assert.Single(device.Select(e => e.Partition).Distinct()); // one key, one partition
+                Assert.Equal(emulator.PartitionOf(device.Key!), device.First().Partition);
+                var indices = device.OrderBy(e => e.SequenceNumber).Select(Index).ToList();
+                Assert.Equal(Enumerable.Range(0, count).Where(i => $"device-{i % 7}" == device.Key), indices); // complete and in order
             }
-            Assert.Equal(count, seen.Count);
+            foreach (var e in stored)
+            {
+                var index = Index(e);
+                Assert.Equal($"event-{index}", e.MessageId);
+                Assert.Equal("application/json", e.ContentType);
+                Assert.Equal("drift-event", e.Properties["fededge-type"]);
+                Assert.Equal($$"""{"index":{{index}},"kind":"real"}""", Encoding.UTF8.GetString(e.Body));
+            }
             Assert.Equal(count, sink.Sent);
+            Assert.True(sink.Batches < count / 2, $"events should go in batches ({sink.Batches} batches for {count} events)");
             Assert.Equal(0, sink.Dropped);
         }
         finally
         {
             await sink.StopAsync(CancellationToken.None);
+            sink.Dispose();
         }
     }
 
     [Fact]
-    public async Task A_lost_connection_is_reopened_and_nothing_queued_is_lost()
+    public async Task With_the_hub_down_and_the_sink_restarted_meanwhile_every_event_arrives_once_when_it_returns()
     {
-        var hub = "hub-" + Guid.NewGuid().ToString("N")[..8];
-        await using var receiver = await HubReceiver.OpenAsync(broker, hub);
-        var sink = NewSink(hub);
+        await using var emulator = new EventHubsEmulator("drift", partitionCount: 2);
+        await emulator.StartAsync();
+
+        var first = NewSink(emulator);
+        await first.StartAsync(CancellationToken.None);
+        for (var i = 0; i < 20; i++) Assert.True(first.TryEnqueue(Event(i)));
+        await Eventually.HoldsAsync(() => emulator.Count == 20 && first.Queued == 0, "the first 20 events at the hub", 60);
+
+        await emulator.StopAsync();
+        for (var i = 20; i < 70; i++) Assert.True(first.TryEnqueue(Event(i)));
+        await Eventually.HoldsAsync(() => first.Retries >= 1, "a failed send while the hub is down", 60);
+        await first.StopAsync(CancellationToken.None);
+        Assert.Equal(50, first.Queued);
+        first.Dispose();
+
+        // A new process over the same backlog: what the first accepted is still pending, new events queue behind it.
+        var second = NewSink(emulator);
+        Assert.Equal(50, second.Queued);
+        await second.StartAsync(CancellationToken.None);
+        try
+        {
+            for (var i = 70; i < 100; i++) Assert.True(second.TryEnqueue(Event(i)));
+            await Eventually.HoldsAsync(() => second.Retries >= 1, "a failed send of the second sink while the hub is down", 60);
+
+            await emulator.StartAsync();
+            await Eventually.HoldsAsync(() => emulator.Count >= 100 && second.Queued == 0, () => $"100 events at the hub (has {emulator.Count})", 60);
+
+            var stored = emulator.AllEvents();
+            Assert.Equal(100, stored.Count); // none twice
+            Assert.Equal(Enumerable.Range(0, 100).Select(i => $"event-{i}").ToHashSet(), stored.Select(e => (string)e.MessageId!).ToHashSet());
+            foreach (var device in stored.GroupBy(e => e.PartitionKey))
+                Assert.Equal(Enumerable.Range(0, 100).Where(i => $"device-{i % 7}" == device.Key), device.OrderBy(e => e.SequenceNumber).Select(Index));
+            Assert.Equal(0, second.Dropped);
+        }
+        finally
+        {
+            await second.StopAsync(CancellationToken.None);
+            second.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_full_backlog_refuses_with_a_counted_logged_reason_and_loses_nothing_accepted()
+    {
+        await using var emulator = new EventHubsEmulator("drift"); // not started yet: the hub is unreachable
+        var log = new LogRecorder();
+        var sink = NewSink(emulator, o => (o.BacklogCapacityBytes, o.MaxEventBytes, o.BacklogSegmentBytes) = (4096, 1024, 4096), log);
         await sink.StartAsync(CancellationToken.None);
         try
         {
-            for (var i = 0; i < 50; i++) Assert.True(sink.TryEnqueue(Event(i)));
-            var first = await receiver.ReceiveAsync(50, TimeSpan.FromSeconds(30));
-            Assert.Equal(50, first.Count);
+            var accepted = new List<int>();
+            for (var i = 0; i < 100; i++)
+                if (sink.TryEnqueue(Event(i))) accepted.Add(i);
 
-            await broker.CloseAllConnectionsAsync(); // drops the sink's connection and the test receiver's
-            await receiver.ReopenAsync();
-            for (var i = 50; i < 120; i++) Assert.True(sink.TryEnqueue(Event(i)));
+            Assert.InRange(accepted.Count, 10, 99);
+            Assert.Equal(Enumerable.Range(0, accepted.Count), accepted); // refusals start when full, not before
+            Assert.Equal(100 - accepted.Count, sink.Dropped);
+            Assert.True(sink.BacklogBytes <= 4096, $"backlog {sink.BacklogBytes} bytes over its bound");
+            Assert.Contains(log.Lines, l => l.Contains("Event Hubs backlog full", StringComparison.Ordinal) && l.Contains("refused", StringComparison.Ordinal));
+            Assert.Throws<ArgumentException>(() => sink.TryEnqueue(Event(0) with { PartitionKey = new string('k', 129) }));
+            var tooLarge = Assert.Throws<ArgumentException>(() => sink.TryEnqueue(Event(0) with { Body = new byte[1025] }));
+            Assert.Contains("MaxEventBytes", tooLarge.Message, StringComparison.Ordinal);
 
-            var second = await receiver.ReceiveAsync(70, TimeSpan.FromSeconds(60));
-            var indices = second.Select(m => JsonDocument.Parse(((AmqpData)m.BodySection).Binary).RootElement.GetProperty("index").GetInt32()).ToHashSet();
-            Assert.Equal(Enumerable.Range(50, 70).ToHashSet(), indices);
-            Assert.True(sink.Connects >= 2, $"the sink should have reconnected after the drop (connects: {sink.Connects})");
-            Assert.Equal(120, sink.Sent);
+            await emulator.StartAsync();
+            await Eventually.HoldsAsync(() => sink.Queued == 0, () => $"the backlog to drain ({sink.Queued} left)", 60);
+            Assert.Equal(accepted.Select(i => $"event-{i}").ToHashSet(), emulator.AllEvents().Select(e => (string)e.MessageId!).ToHashSet());
+            Assert.Equal(accepted.Count, emulator.Count);
+
+            Assert.True(sink.TryEnqueue(Event(1000)), "room again once the hub confirmed");
+            await Eventually.HoldsAsync(() => emulator.Count == accepted.Count + 1, "the event after the drain");
         }
         finally
         {
             await sink.StopAsync(CancellationToken.None);
+            sink.Dispose();
         }
     }
 
-    [Fact]
-    public async Task Full_queue_drops_instead_of_blocking_and_counts_it()
+    private EventHubsSink NewSink(EventHubsEmulator emulator, Action<EventHubsOptions>? configure = null, LogRecorder? log = null)
     {
-        // Nothing listens on this port: the sink keeps retrying, the queue fills, producers are never held.
         var options = new EventHubsOptions
         {
-            ConnectionString = $"Endpoint=sb://127.0.0.1:1/;SharedAccessKeyName=k;SharedAccessKey=v;EntityPath=h;UseDevelopmentEmulator=true",
-            QueueCapacity = 10,
-            MaxBatchSize = 4,
+            ConnectionString = emulator.ConnectionString,
+            BacklogDirectory = _backlog.Path,
+            InitialRetryDelay = TimeSpan.FromMilliseconds(100),
+            MaxRetryDelay = TimeSpan.FromMilliseconds(500),
+            MaxRetries = 1,
+            SendTimeout = TimeSpan.FromSeconds(5),
+            DrainTimeout = TimeSpan.FromMilliseconds(500),
         };
-        var sink = new EventHubsSink(Options.Create(options), NullLogger<EventHubsSink>.Instance);
-        await sink.StartAsync(CancellationToken.None);
-        try
-        {
-            var accepted = 0;
-            for (var i = 0; i < 100; i++) if (sink.TryEnqueue(Event(i))) accepted++;
-            Assert.InRange(accepted, 10, 14); // the queue plus at most one batch taken out by the sender
-            Assert.Equal(100 - accepted, sink.Dropped);
-            Assert.Throws<ArgumentException>(() => sink.TryEnqueue(Event(0) with { PartitionKey = new string('k', 129) }));
-        }
-        finally
-        {
-            await sink.StopAsync(CancellationToken.None);
-        }
-        Assert.Equal(0, sink.Sent);
+        configure?.Invoke(options);
+        return new EventHubsSink(Options.Create(options), (log ?? new LogRecorder()).CreateLogger<EventHubsSink>());
     }
 
-    private EventHubsSink NewSink(string hub) => new(
-        Options.Create(new EventHubsOptions { ConnectionString = broker.ConnectionString(hub), InitialRetryDelay = TimeSpan.FromMilliseconds(100) }),
-        NullLogger<EventHubsSink>.Instance);
+    private static int Index(EmulatedEvent e)
+    {
+        using var json = JsonDocument.Parse(e.Body);
+        return json.RootElement.GetProperty("index").GetInt32();
+    }
 
     private static EventHubsEvent Event(int index) => new(
         $"device-{index % 7}",
@@ -117,56 +170,27 @@ public sealed class EventHubsSinkTests(RabbitMqBroker broker)
         "drift-event",
         $"event-{index}");
 
-    /// <summary>Reads what the sink sent: an AMQP 1.0 receiver on the broker's queue named like the hub.</summary>
-    private sealed class HubReceiver : IAsyncDisposable
+    /// <summary>Keeps the formatted log lines, to check that a refusal is logged with its reason.</summary>
+    private sealed class LogRecorder : ILogger
     {
-        private readonly RabbitMqBroker _broker;
-        private readonly string _hub;
-        private Connection? _connection;
-        private ReceiverLink? _link;
+        public ConcurrentQueue<string> Lines { get; } = new();
 
-        private HubReceiver(RabbitMqBroker broker, string hub) => (_broker, _hub) = (broker, hub);
+        public ILogger<T> CreateLogger<T>() => new Logger<T>(new Factory(this));
 
-        public static async Task<HubReceiver> OpenAsync(RabbitMqBroker broker, string hub)
+        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            Lines.Enqueue($"{logLevel}: {formatter(state, exception)}");
+
+        private sealed class Factory(LogRecorder recorder) : ILoggerFactory
         {
-            var receiver = new HubReceiver(broker, hub);
-            await receiver.ReopenAsync();
-            return receiver;
-        }
+            public ILogger CreateLogger(string categoryName) => recorder;
 
-        public async Task ReopenAsync()
-        {
-            if (_connection is { IsClosed: false }) await _connection.CloseAsync();
-            var address = new Address("127.0.0.1", _broker.Port, RabbitMqBroker.KeyName, RabbitMqBroker.Key, "/", "amqp");
-            _connection = await new ConnectionFactory().CreateAsync(address);
-            var session = new Session(_connection);
-            // Attaching to /queue/NAME declares the queue that the hub's address NAME routes to.
-            _link = new ReceiverLink(session, "test-receiver-" + Guid.NewGuid().ToString("N"), "/queue/" + _hub);
-        }
+            public void AddProvider(ILoggerProvider provider) { }
 
-        public async Task<List<Message>> ReceiveAsync(int count, TimeSpan timeout)
-        {
-            var messages = new List<Message>();
-            var deadline = DateTime.UtcNow + timeout;
-            while (messages.Count < count && DateTime.UtcNow < deadline)
-            {
-                var message = await _link!.ReceiveAsync(TimeSpan.FromMilliseconds(500));
-                if (message is null) continue;
-                _link.Accept(message);
-                messages.Add(message);
-            }
-            // Anything beyond the expected count (a duplicate) would show here.
-            if (await _link!.ReceiveAsync(TimeSpan.FromMilliseconds(300)) is { } extra)
-            {
-                _link.Accept(extra);
-                messages.Add(extra);
-            }
-            return messages;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (_connection is { IsClosed: false }) await _connection.CloseAsync();
+            public void Dispose() { }
         }
     }
 }

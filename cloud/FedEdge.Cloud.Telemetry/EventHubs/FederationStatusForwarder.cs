@@ -9,7 +9,7 @@ namespace FedEdge.Cloud.Telemetry.EventHubs;
 /// <summary>
 /// Fleet telemetry for Event Hubs: every <see cref="EventHubsOptions.StatusInterval"/> the status of each federation
 /// that has registered devices (model version, pending updates, live devices, accepted/rejected counters, round
-/// history) as a "federation-status" event, partitioned by federation. Never waits on the hub (a full queue drops).
+/// history) as a "federation-status" event, partitioned by federation. Never waits on the hub (a full backlog refuses).
 /// </summary>
 public sealed class FederationStatusForwarder(
     EventHubsSink sink,

@@ -11,7 +11,8 @@ using MQTTnet;
 namespace FedEdge.Cloud.Telemetry.Hosting;
 
 /// <summary>What the telemetry module takes from the cloud that hosts it.</summary>
-/// <param name="DataDirectory">The cloud's data directory; the drift history goes to <c>drift-events.db</c> in it.</param>
+/// <param name="DataDirectory">The cloud's data directory; the drift history goes to <c>drift-events.db</c> in it, the
+/// Event Hubs backlog to <c>eventhubs-backlog/</c>.</param>
 /// <param name="SqliteSynchronousFull">Commit drift events with synchronous=FULL (survive power loss, not only a crash).</param>
 /// <param name="ListDevices">Registered devices, of one federation or all (null).</param>
 /// <param name="Publish">Publishes through the cloud's MQTT connection.</param>
@@ -50,6 +51,7 @@ public static class TelemetryHostExtensions
         var options = new TelemetryOptions();
         builder.Configuration.GetSection(TelemetryOptions.Section).Bind(options);
         configure?.Invoke(options);
+        options.EventHubs.BacklogDirectory ??= Path.Combine(bindings.DataDirectory, "eventhubs-backlog");
         if (options.Http.Enabled) options.Http.Validate();
         if (options.EventHubs.Enabled) options.EventHubs.Validate();
 
