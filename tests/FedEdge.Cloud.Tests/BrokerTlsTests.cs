@@ -122,17 +122,7 @@ public sealed class BrokerTlsTests : IDisposable
         Assert.True(result?.ResultCode == MqttClientConnectResultCode.Success, $"TLS login: {result?.ResultCode} {error}");
         using var device = client;
         using var signer = SigningKeyPair.FromPrivateKey("dev-1", key);
-        var envelope = new UpdateEnvelopeSigner(signer).Sign(new FedEdge.Protocol.Messages.UpdateEnvelope
-        {
-            Federation = "f1",
-            DeviceId = "dev-1",
-            BaseModelVersion = 0,
-            SampleCount = 10,
-            Codec = "fp32",
-            Dimension = started.ParameterCount,
-            Payload = Google.Protobuf.ByteString.CopyFrom(FedEdge.Compression.UpdateCodecExtensions.Encode(FedEdge.Compression.Fp32Codec.Instance, new float[started.ParameterCount])),
-            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
-        });
+        var envelope = TestDevice.SignedFp32(signer, "f1", "dev-1", started.ParameterCount);
         var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
         var before = metrics.Accepted;
         // The PUBACK comes after the update is stored: success here means the cloud took it over TLS.

@@ -106,15 +106,7 @@ public sealed class DeviceRateTests(Xunit.Abstractions.ITestOutputHelper output)
         var bridge = cloud.Services.GetRequiredService<MqttIngestionBridge>();
         await using var device = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "f1");
         var federation = cloud.Grains.GetGrain<IFederationGrain>("f1");
-        await federation.StartAsync(new FederationConfig
-        {
-            Model = "logreg",
-            Codec = "fp32",
-            Rule = "mean",
-            Rounds = 0,
-            Mode = FederationMode.Sync,
-            RoundDeadline = TimeSpan.FromMinutes(5),
-        }, new Immutable<byte[]>(TestModels.Logreg()));
+        await federation.StartAsync(TestModels.OpenRounds, new Immutable<byte[]>(TestModels.Logreg()));
         var deviceGrain = cloud.Grains.GetGrain<IDeviceGrain>("dev-1");
         await deviceGrain.GetStatisticsAsync();
         var writesBefore = storage.WriteCount;

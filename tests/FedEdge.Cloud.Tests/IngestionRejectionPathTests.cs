@@ -44,7 +44,7 @@ public sealed class IngestionRejectionPathTests : IAsyncLifetime
         _cloud.Registry.Add("silent", "f1");
         var f1 = _cloud.Grains.GetGrain<IFederationGrain>("f1");
         var f2 = _cloud.Grains.GetGrain<IFederationGrain>("f2");
-        var config = new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) };
+        var config = TestModels.OpenRounds;
         var d = (await f1.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
         await f2.StartAsync(config, new Immutable<byte[]>(TestModels.Logreg()));
         await using var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", password, key);

@@ -174,7 +174,7 @@ public sealed class MosquittoTests : IAsyncLifetime
         var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
         // d = 402: the fp32 update takes 8 chunks in frames of 300 bytes.
         var model = FedEdge.Training.Zoo.ModelZoo.Create("logreg", [200], classes: 2, seed: 1).ToByteArray();
-        var d = (await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+        var d = (await federation.StartAsync(TestModels.OpenRounds,
             new Immutable<byte[]>(model))).ParameterCount;
         await using var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key);
         var signed = device.SignedUpdate(Enumerable.Repeat(1f, d).ToArray(), 0);
@@ -211,7 +211,7 @@ public sealed class MosquittoTests : IAsyncLifetime
         var log = new FaultyUpdateLog { Failing = true };
         _cloud = await CloudTestHost.StartAsync(_data.Path, o => o.Broker = _broker.Address, afterCloud: log.WrapIn);
         var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
-        var d = (await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+        var d = (await federation.StartAsync(TestModels.OpenRounds,
             new Immutable<byte[]>(TestModels.Logreg()))).ParameterCount;
         await using (var device = await TestDevice.ConnectAsync(_cloud, "dev-1", "f1", _devices["dev-1"].Password, _devices["dev-1"].Key))
         {
@@ -233,7 +233,7 @@ public sealed class MosquittoTests : IAsyncLifetime
     public async Task BrokerRestarted_TheCloudResubscribes_AndUpdatesHeldWhileItWasDownArriveOnce()
     {
         var federation = _cloud.Grains.GetGrain<IFederationGrain>("f1");
-        var status = await federation.StartAsync(new FederationConfig { Model = "logreg", Codec = "fp32", Rule = "mean", Rounds = 0, RoundDeadline = TimeSpan.FromMinutes(5) },
+        var status = await federation.StartAsync(TestModels.OpenRounds,
             new Immutable<byte[]>(TestModels.Logreg()));
         var d = status.ParameterCount;
         var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
@@ -248,7 +248,7 @@ public sealed class MosquittoTests : IAsyncLifetime
         // The broker dies (no persistence: every session and subscription is gone); dev-2 trains meanwhile.
         _broker.Kill();
         using var dev2Key = SigningKeyPair.FromPrivateKey("dev-2", _devices["dev-2"].Key);
-        var heldWhileDown = new TestDeviceEnvelope("dev-2", dev2Key).Sign(d, 3f);
+        var heldWhileDown = TestDevice.SignedFp32(dev2Key, "f1", "dev-2", d, 3f);
         await _broker.RestartAsync();
 
         // Devices reconnect and drain their outboxes: dev-1 resends what it could not confirm, dev-2 what it held.
@@ -267,21 +267,5 @@ public sealed class MosquittoTests : IAsyncLifetime
         Assert.Equal(2, status.AcceptedTotal);
         Assert.Equal(2, Assert.Single(status.History).Updates);
         Assert.Equal(1, (await _cloud.Grains.GetGrain<IDeviceGrain>("dev-1").GetStatisticsAsync()).Accepted);
-    }
-
-    /// <summary>An fp32 update signed by a device that is not connected (made while its link was down).</summary>
-    private sealed record TestDeviceEnvelope(string Id, SigningKeyPair Key)
-    {
-        public byte[] Sign(int d, float value) => new UpdateEnvelopeSigner(Key).Sign(new FedEdge.Protocol.Messages.UpdateEnvelope
-        {
-            Federation = "f1",
-            DeviceId = Id,
-            BaseModelVersion = 0,
-            SampleCount = 10,
-            Codec = "fp32",
-            Dimension = d,
-            Payload = Google.Protobuf.ByteString.CopyFrom(Fp32Codec.Instance.Encode(Enumerable.Repeat(value, d).ToArray())),
-            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
-        });
     }
 }

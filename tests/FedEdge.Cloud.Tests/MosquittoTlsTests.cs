@@ -74,17 +74,7 @@ public sealed class MosquittoTlsTests : IAsyncLifetime
         {
             Assert.True(result?.ResultCode == MqttClientConnectResultCode.Success, $"TLS login to Mosquitto: {result?.ResultCode} {error} {_broker.Log()}");
             using var signer = SigningKeyPair.FromPrivateKey("dev-1", _key);
-            var envelope = new UpdateEnvelopeSigner(signer).Sign(new FedEdge.Protocol.Messages.UpdateEnvelope
-            {
-                Federation = "f1",
-                DeviceId = "dev-1",
-                BaseModelVersion = 0,
-                SampleCount = 10,
-                Codec = "fp32",
-                Dimension = started.ParameterCount,
-                Payload = Google.Protobuf.ByteString.CopyFrom(FedEdge.Compression.UpdateCodecExtensions.Encode(FedEdge.Compression.Fp32Codec.Instance, new float[started.ParameterCount])),
-                UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
-            });
+            var envelope = TestDevice.SignedFp32(signer, "f1", "dev-1", started.ParameterCount);
             var metrics = _cloud.Services.GetRequiredService<IngestionMetrics>();
             var before = metrics.Accepted;
             await TestDevice.PublishFrameAsync(device, MqttTopics.Update("f1", "dev-1"), TestDevice.WholeFrame(envelope));

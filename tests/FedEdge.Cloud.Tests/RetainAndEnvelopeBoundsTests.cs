@@ -66,15 +66,7 @@ public sealed class RetainAndEnvelopeBoundsTests
         await using var cloud = await CloudTestHost.StartAsync(data.Path);
         await using var device = await TestDevice.RegisterAndConnectAsync(cloud, "dev-1", "f1");
         var federation = cloud.Grains.GetGrain<IFederationGrain>("f1");
-        var started = await federation.StartAsync(new FederationConfig
-        {
-            Model = "logreg",
-            Codec = "fp32",
-            Rule = "mean",
-            Rounds = 0,
-            Mode = FederationMode.Sync,
-            RoundDeadline = TimeSpan.FromMinutes(5),
-        }, new Immutable<byte[]>(TestModels.Logreg()));
+        var started = await federation.StartAsync(TestModels.OpenRounds, new Immutable<byte[]>(TestModels.Logreg()));
         var metrics = cloud.Services.GetRequiredService<IngestionMetrics>();
 
         // A real update, signed by the device, with 200 KB of a field the cloud does not know: one frame, under every size

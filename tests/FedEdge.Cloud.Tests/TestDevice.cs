@@ -69,6 +69,21 @@ public sealed class TestDevice : IAsyncDisposable
         return new UpdateEnvelopeSigner(signer ?? Key).Sign(envelope);
     }
 
+    /// <summary>An fp32 update of <paramref name="d"/> coordinates equal to <paramref name="value"/>, signed with
+    /// <paramref name="key"/> by a device that is not connected as a <see cref="TestDevice"/> (or made while its link was down).</summary>
+    public static byte[] SignedFp32(SigningKeyPair key, string federation, string deviceId, int d, float value = 0f) =>
+        new UpdateEnvelopeSigner(key).Sign(new UpdateEnvelope
+        {
+            Federation = federation,
+            DeviceId = deviceId,
+            BaseModelVersion = 0,
+            SampleCount = 10,
+            Codec = Fp32Codec.Instance.Spec,
+            Dimension = d,
+            Payload = ByteString.CopyFrom(Fp32Codec.Instance.Encode(Enumerable.Repeat(value, d).ToArray())),
+            UpdateId = UpdateEnvelopeSigner.NewUpdateId(),
+        });
+
     public Task PublishEnvelopeAsync(byte[] signedEnvelope, IMqttClient? via = null, string? topicDevice = null) =>
         PublishFrameAsync(via ?? Client, MqttTopics.Update(Federation, topicDevice ?? Id), WholeFrame(signedEnvelope));
 
@@ -105,4 +120,16 @@ public sealed class TestDevice : IAsyncDisposable
 public static class TestModels
 {
     public static byte[] Logreg() => FedEdge.Training.Zoo.ModelZoo.Create("logreg", [4], classes: 2, seed: 1).ToByteArray();
+
+    /// <summary>fp32 updates, the plain mean, synchronous rounds without end and a 5-minute deadline: a round stays open
+    /// while a sampled device is silent, so the pending count shows what was stored.</summary>
+    public static readonly FedEdge.Cloud.Abstractions.FederationConfig OpenRounds = new()
+    {
+        Model = "logreg",
+        Codec = "fp32",
+        Rule = "mean",
+        Rounds = 0,
+        Mode = FedEdge.Cloud.Abstractions.FederationMode.Sync,
+        RoundDeadline = TimeSpan.FromMinutes(5),
+    };
 }

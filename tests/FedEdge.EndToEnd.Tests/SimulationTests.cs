@@ -234,22 +234,7 @@ public sealed class SimulationTests
         Assert.True(HaveFashionMnist);
         Assert.True(MosquittoServer.IsInstalled, MosquittoServer.InstallHint);
         var port = TestPorts.Reserve();
-        var options = new SimulationOptions
-        {
-            Devices = 3,
-            Rounds = 2,
-            Model = "logreg",
-            Partition = "iid",
-            Codec = "sign",
-            ErrorFeedback = "ef14",
-            Aggregator = "mean",
-            Attack = "none",
-            MaxStepsPerRound = 30,
-            EvaluationSamples = 1000,
-            Seed = 4,
-            Broker = $"mqtt://127.0.0.1:{port}",
-            RoundTimeout = TimeSpan.FromSeconds(40),
-        };
+        var options = SmallBrokerRun(seed: 4) with { Broker = $"mqtt://127.0.0.1:{port}" };
         MosquittoServer? broker = null;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         try
@@ -262,9 +247,7 @@ public sealed class SimulationTests
                 broker = await MosquittoServer.StartAsync(new MosquittoOptions { Directory = Path.GetDirectoryName(files.PasswordFile)!, Port = port, PasswordFile = files.PasswordFile, AclFile = files.AclFile }, ct);
             }, cancellationToken: timeout.Token);
             Assert.NotNull(broker);
-            Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
-            Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
-            Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
+            AssertTwoRoundsOfAllThree(result);
         }
         finally
         {
@@ -283,23 +266,7 @@ public sealed class SimulationTests
         var certificates = new FedEdge.Protocol.Tls.CertificateDirectory(certificateDirectory);
         certificates.CreateAuthority("e2e CA", TimeSpan.FromDays(1), TimeProvider.System.GetUtcNow());
         certificates.IssueServer("broker", ["localhost", "127.0.0.1"], TimeSpan.FromDays(1), TimeProvider.System.GetUtcNow());
-        var options = new SimulationOptions
-        {
-            Devices = 3,
-            Rounds = 2,
-            Model = "logreg",
-            Partition = "iid",
-            Codec = "sign",
-            ErrorFeedback = "ef14",
-            Aggregator = "mean",
-            Attack = "none",
-            MaxStepsPerRound = 30,
-            EvaluationSamples = 1000,
-            Seed = 4,
-            Broker = $"mqtts://localhost:{port}",
-            BrokerCaFile = certificates.AuthorityCertificate,
-            RoundTimeout = TimeSpan.FromSeconds(40),
-        };
+        var options = SmallBrokerRun(seed: 4) with { Broker = $"mqtts://localhost:{port}", BrokerCaFile = certificates.AuthorityCertificate };
         MosquittoServer? broker = null;
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         try
@@ -316,9 +283,7 @@ public sealed class SimulationTests
                 }, ct), cancellationToken: timeout.Token);
             Assert.NotNull(broker);
             // Mosquitto's only listener is TLS: the cloud's and the 3 agents' connections all went through it.
-            Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
-            Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
-            Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
+            AssertTwoRoundsOfAllThree(result);
         }
         finally
         {
@@ -332,26 +297,34 @@ public sealed class SimulationTests
     {
         Assert.True(HaveFashionMnist);
         var statuses = new List<string>();
-        var options = new SimulationOptions
-        {
-            Devices = 3,
-            Rounds = 2,
-            Model = "logreg",
-            Partition = "iid",
-            Codec = "sign",
-            ErrorFeedback = "ef14",
-            Aggregator = "mean",
-            Attack = "none",
-            MaxStepsPerRound = 30,
-            EvaluationSamples = 1000,
-            Seed = 5,
-            EmbeddedBrokerTls = true,
-            RoundTimeout = TimeSpan.FromSeconds(40),
-        };
+        var options = SmallBrokerRun(seed: 5) with { EmbeddedBrokerTls = true };
         using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(1));
         var result = await SimulationRunner.RunAsync(options, onStatus: statuses.Add, cancellationToken: timeout.Token);
         Assert.Contains(statuses, s => s.Contains("(broker mqtts://localhost:", StringComparison.Ordinal));
+        AssertTwoRoundsOfAllThree(result);
+    }
+
+    /// <summary>Three devices, two rounds of logistic regression on IID shares: the federation every broker test runs.</summary>
+    private static SimulationOptions SmallBrokerRun(int seed) => new()
+    {
+        Devices = 3,
+        Rounds = 2,
+        Model = "logreg",
+        Partition = "iid",
+        Codec = "sign",
+        ErrorFeedback = "ef14",
+        Aggregator = "mean",
+        Attack = "none",
+        MaxStepsPerRound = 30,
+        EvaluationSamples = 1000,
+        Seed = seed,
+        RoundTimeout = TimeSpan.FromSeconds(40),
+    };
+
+    private static void AssertTwoRoundsOfAllThree(SimulationResult result)
+    {
         Assert.Equal([1L, 2L], result.Rounds.Select(r => r.Round));
         Assert.All(result.Rounds, r => Assert.Equal(3, r.Participants));
+        Assert.True(result.Rounds[^1].TestAccuracy > result.InitialAccuracy);
     }
 }
