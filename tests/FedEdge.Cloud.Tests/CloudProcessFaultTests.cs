@@ -111,6 +111,37 @@ public sealed class CloudProcessFaultTests
         }
     }
 
+    /// <summary>
+    /// `fededge cloud --federation F --model-file M`: any ONNX model, not only a zoo one, starts a federation from the
+    /// command line; a missing file is refused before anything starts, naming the path.
+    /// </summary>
+    [Fact]
+    public async Task TheCloudStartsAFederationFromAnOnnxFileGivenOnTheCommandLine_AndRefusesAMissingFile()
+    {
+        using var data = new TempDirectory();
+        var modelFile = Path.Combine(data.Path, "sensor-mlp.onnx");
+        await File.WriteAllBytesAsync(modelFile, Google.Protobuf.MessageExtensions.ToByteArray(FedEdge.Training.Zoo.ModelZoo.Create("mlp", [6], classes: 3, seed: 2)));
+        var (brokerPort, siloPort, gatewayPort) = (TestPorts.Reserve(), TestPorts.Reserve(), TestPorts.Reserve());
+        string[] common = ["cloud", "--data-dir", Path.Combine(data.Path, "cloud"), "--port", $"{brokerPort}", "--bind", "127.0.0.1",
+            "--silo-port", $"{siloPort}", "--gateway-port", $"{gatewayPort}", "--federation", "f1", "--rule", "mean", "--codec", "fp32"];
+
+        using (var missing = StartCloud([.. common, "--model-file", Path.Combine(data.Path, "absent.onnx")]))
+        {
+            await Eventually.HoldsAsync(() => missing.HasExited, "the cloud to refuse the missing model file");
+            Assert.NotEqual(0, missing.ExitCode);
+            Assert.True(missing.OutputContains("--model-file: no file at"), missing.OutputTail);
+        }
+
+        using var cloud = StartCloud([.. common, "--model-file", modelFile]);
+        await using var client = await OrleansClient.ConnectAsync(gatewayPort, cloud);
+        var federation = client.Grains.GetGrain<IFederationGrain>("f1");
+        await Eventually.HoldsAsync(async () => (await federation.GetStatusAsync()).Phase == FederationPhase.Collecting, "the federation to start", TimeSpan.FromSeconds(30));
+        var status = await federation.GetStatusAsync();
+        Assert.Equal(6 * 128 + 128 + 128 * 3 + 3, status.ParameterCount); // the file's MLP (6 → 128 → 3), not the zoo's default CNN
+        Assert.Equal("sensor-mlp", status.Config?.Model);
+        await cloud.StopAsync();
+    }
+
     /// <summary>`fededge cloud …` as a child process; a process crash, not power loss, so SQLite need not sync fully.</summary>
     private static ServerProcess StartCloud(IEnumerable<string> arguments) =>
         FedEdgeCli.Start(arguments, new Dictionary<string, string>

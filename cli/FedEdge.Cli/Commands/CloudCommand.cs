@@ -33,6 +33,12 @@ internal static class CloudCommand
         var config = new Option<string?>("--config") { Description = "Extra JSON settings file (same shape as appsettings.json)." };
         var federation = new Option<string?>("--federation") { Description = "Start this federation if it is new (its settings: the flags below, or Cloud:Federations:<name>:Config in the settings)." };
         var model = new Option<string?>("--model") { Description = "Zoo model of --federation (default cnn, for 1×28×28 inputs)." };
+        var modelFile = new Option<string?>("--model-file") { Description = "Initial model of --federation as an ONNX file (any model the training engine can differentiate), instead of a zoo model." };
+        modelFile.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is { } path && !File.Exists(path))
+                result.AddError($"--model-file: no file at {Path.GetFullPath(path)}");
+        });
         var rule = new Option<string?>("--rule") { Description = "Aggregation rule of --federation: mean, median, trimmed-mean, krum, multi-krum, geomed, centered-clip, sign-vote." };
         var codec = new Option<string?>("--codec") { Description = "Codec hint of --federation: fp32, fp16, topk:0.01, sign." };
         var rounds = new Option<int?>("--rounds") { Description = "Model versions of --federation before it finishes (0 = unbounded)." };
@@ -53,7 +59,7 @@ internal static class CloudCommand
         var command = new Command("cloud", "Run the cloud aggregator: Orleans silo, MQTT broker and ingestion.")
         {
             dataDir, broker, port, bind, storage, clustering, redis, siloPort, gatewayPort, config,
-            federation, model, rule, codec, rounds, mode, serverOpt, serverLr, algorithm, l1, driftClustering, reclusterEvery, warmupVersions,
+            federation, model, modelFile, rule, codec, rounds, mode, serverOpt, serverLr, algorithm, l1, driftClustering, reclusterEvery, warmupVersions,
             KeyCommand(),
             BenchIngestCommand(),
         };
@@ -81,7 +87,16 @@ internal static class CloudCommand
             if (parse.GetValue(federation) is { } name)
             {
                 var prefix = $"{CloudOptions.Section}:Federations:{name}:Config";
-                flags[$"{prefix}:Model"] = parse.GetValue(model) ?? "cnn";
+                if (parse.GetValue(modelFile) is { } onnx)
+                {
+                    flags[$"{CloudOptions.Section}:Federations:{name}:ModelFile"] = Path.GetFullPath(onnx);
+                    // Config:Model then only names the model (in status and logs): the file's name unless --model says otherwise.
+                    flags[$"{prefix}:Model"] = parse.GetValue(model) ?? Path.GetFileNameWithoutExtension(onnx);
+                }
+                else
+                {
+                    flags[$"{prefix}:Model"] = parse.GetValue(model) ?? "cnn";
+                }
                 Flag(rule, $"Federations:{name}:Config:Rule");
                 Flag(codec, $"Federations:{name}:Config:Codec");
                 Flag(rounds, $"Federations:{name}:Config:Rounds");
