@@ -35,7 +35,7 @@ public sealed class BoundedTcpServerAdapter(ConnectionLimiter connections, int m
     private long _refusedConnections;
     private long _oversizedPackets;
 
-    public async Task StartAsync(MqttServerOptions options, IMqttNetLogger logger)
+    public Task StartAsync(MqttServerOptions options, IMqttNetLogger logger)
     {
         _options = options;
         _mqttLogger = logger;
@@ -46,7 +46,7 @@ public sealed class BoundedTcpServerAdapter(ConnectionLimiter connections, int m
             if (!IsNone(endpoint.BoundInterNetworkAddress)) Listen(endpoint, endpoint.BoundInterNetworkAddress);
             if (!IsNone(endpoint.BoundInterNetworkV6Address) && Socket.OSSupportsIPv6) Listen(endpoint, endpoint.BoundInterNetworkV6Address);
         }
-        await Task.CompletedTask;
+        return Task.CompletedTask;
     }
 
     private static bool IsNone(IPAddress address) => Equals(address, IPAddress.None) || Equals(address, IPAddress.IPv6None);
